@@ -1,0 +1,9 @@
+"""lcnas: hardware-aware AutoML for fully dynamic (layer- and channel-skipping) networks."""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .checkpoint import load_model
+from .models import create_model, list_models
+
+__all__ = ["__version__", "create_model", "list_models", "load_model"]

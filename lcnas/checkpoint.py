@@ -1,0 +1,104 @@
+"""Checkpoints: one format for training state and shipped weights, loaded without running pickle code.
+
+A checkpoint is a plain dict of tensors, numbers and strings (``torch.load(weights_only=True)``
+reads it): the model spec to rebuild it, its ``state_dict``, the config and metrics of the run,
+the lcnas version, and for resumable checkpoints the optimizer/scheduler state.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._io import atomic_write
+from ._version import __version__
+from .errors import CheckpointError
+
+__all__ = ["save_checkpoint", "read_checkpoint", "load_model", "model_from_checkpoint", "FORMAT"]
+
+FORMAT = "lcnas-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (and optionally the state to resume training) atomically to ``path``."""
+    spec = getattr(model, "lcnas_spec", None)
+    if spec is None:
+        raise ValueError("model was not built by lcnas.create_model (it has no lcnas_spec); cannot checkpoint it")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "lcnas_version": __version__,
+        "model": dict(spec),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": dict(config or {}),
+        "metrics": dict(metrics or {}),
+    }
+    if train_state is not None:
+        payload["train_state"] = train_state
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def read_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint dict; one clear :class:`CheckpointError` for any bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds pickled Python objects that a safe (weights_only) load refuses; "
+            f"it was not written by lcnas. Details: {str(e).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated ({str(e).splitlines()[0]}); re-create it or use an earlier copy") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        hint = " It looks like a bare state_dict: build the model with lcnas.create_model and call load_state_dict." if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()) else ""
+        raise CheckpointError(f"{str(path)!r} is not an lcnas checkpoint (no format={FORMAT!r} marker).{hint}")
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {str(path)!r} has format version {ckpt['format_version']}, newer than this lcnas ({__version__}) reads; upgrade lcnas")
+    for key in ("model", "state_dict"):
+        if key not in ckpt:
+            raise CheckpointError(f"checkpoint {str(path)!r} has no {key!r} entry; it is incomplete")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], *, source: str = "checkpoint") -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights (strictly)."""
+    from .models import create_model
+
+    spec = ckpt["model"]
+    try:
+        model = create_model(spec["name"], gating=spec.get("gating", "none"), num_classes=spec.get("num_classes"), **spec.get("kwargs", {}))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise CheckpointError(f"{source}: weights do not fit model {spec.get('name')!r} ({str(e).splitlines()[0]})") from None
+    return model
+
+
+def load_model(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load an lcnas checkpoint and return its model in eval mode, ready for inference.
+
+    Example:
+        >>> model = lcnas.load_model("lcnas/pretrained/resnet20_cifar10.pt")  # doctest: +SKIP
+        >>> model(torch.rand(1, 3, 32, 32)).argmax(1)  # doctest: +SKIP
+    """
+    ckpt = read_checkpoint(path, map_location=map_location)
+    return model_from_checkpoint(ckpt, source=str(path)).to(map_location).eval()

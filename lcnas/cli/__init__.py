@@ -1,0 +1,42 @@
+"""The ``lcnas`` console script: one entry point with sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .._version import __version__
+from ..errors import LcnasError
+from ._commands import COMMANDS
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lcnas",
+        description="Hardware-aware AutoML for fully dynamic networks (LC-Net: layer and channel skipping).",
+    )
+    parser.add_argument("--version", action="version", version=f"lcnas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description)
+        cmd.add_arguments(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args._command.run(args)
+    except LcnasError as e:
+        print(f"lcnas {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lcnas {args.command}: interrupted; a training run continues from its last epoch with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""``--format json|table`` output shared by every CLI verb that reports numbers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+__all__ = ["add_format_argument", "emit"]
+
+
+def add_format_argument(parser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+
+
+def emit(obj: Any, fmt: str) -> None:
+    """Print ``obj`` (a dict, or a list of dicts) as JSON or an aligned table on stdout."""
+    if fmt == "json":
+        print(json.dumps(obj, indent=2))
+        return
+    rows = obj if isinstance(obj, list) else [obj]
+    if not rows:
+        return
+    if isinstance(obj, dict):
+        width = max(len(str(k)) for k in obj)
+        for k, v in obj.items():
+            print(f"{str(k).ljust(width)}  {_fmt(v)}")
+        return
+    keys = list(rows[0])
+    cells = [[_fmt(r.get(k)) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+    sys.stdout.flush()
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)

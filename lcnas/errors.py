@@ -1,0 +1,28 @@
+"""Exceptions lcnas raises for bad input: one clear message naming the thing and the fix."""
+
+from __future__ import annotations
+
+__all__ = ["LcnasError", "ConfigError", "DataError", "CheckpointError", "UnknownModelError"]
+
+
+class LcnasError(Exception):
+    """Base class: every user-facing error lcnas raises on purpose."""
+
+
+class ConfigError(LcnasError, ValueError):
+    """A YAML/JSON config or a ``--set`` override is malformed or has a bad field."""
+
+
+class DataError(LcnasError, RuntimeError):
+    """A dataset is missing, incomplete or corrupt."""
+
+
+class CheckpointError(LcnasError, RuntimeError):
+    """A checkpoint file is missing, truncated, corrupt or not an lcnas checkpoint."""
+
+
+class UnknownModelError(LcnasError, KeyError):
+    """A model name is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would print the repr with quotes
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,22 @@
+"""Backbones (one registry) and, later, their gates and dynamic execution."""
+
+from __future__ import annotations
+
+from . import _zoo  # noqa: F401  (registers the backbones)
+from ._normalize import Normalize
+from ._registry import GATINGS, ModelInfo, create_model, list_models, model_info, register_model
+from ._resnet import BasicBlock, Bottleneck, PadShortcut, ResNet
+
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "GATINGS",
+    "ModelInfo",
+    "Normalize",
+    "PadShortcut",
+    "ResNet",
+    "create_model",
+    "list_models",
+    "model_info",
+    "register_model",
+]

@@ -1,0 +1,49 @@
+"""Weights shipped with lcnas: ``<model>_<dataset>.pt`` files listed in ``manifest.json``.
+
+Each manifest entry records the file's sha256, the exact command that trained it, epochs, wall
+time and test accuracy. Files are verified against the manifest before they are loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import read_checkpoint
+from ..errors import CheckpointError
+
+__all__ = ["PRETRAINED_DIR", "pretrained_manifest", "pretrained_path", "load_pretrained_state"]
+
+PRETRAINED_DIR = Path(__file__).resolve().parent
+
+
+def pretrained_manifest() -> dict[str, Any]:
+    path = PRETRAINED_DIR / "manifest.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def pretrained_path(name: str) -> Path:
+    """The verified weight file for model ``name``; a clear error when none is shipped."""
+    manifest = pretrained_manifest()
+    entry = manifest.get(name)
+    if entry is None:
+        available = ", ".join(sorted(manifest)) or "none yet"
+        raise CheckpointError(f"no pretrained weights shipped for {name!r} (available: {available}); train them with `lcnas train`")
+    path = PRETRAINED_DIR / entry["file"]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    if digest != entry["sha256"]:
+        raise CheckpointError(f"pretrained file {str(path)!r} is missing or does not match its manifest sha256; reinstall lcnas")
+    return path
+
+
+def load_pretrained_state(name: str, *, num_classes: int) -> dict[str, torch.Tensor]:
+    ckpt = read_checkpoint(pretrained_path(name))
+    if ckpt["model"].get("num_classes") != num_classes:
+        raise CheckpointError(f"pretrained {name!r} has {ckpt['model'].get('num_classes')} classes, not {num_classes}")
+    return ckpt["state_dict"]

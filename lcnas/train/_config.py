@@ -1,0 +1,146 @@
+"""TrainConfig: a frozen dataclass loaded from YAML with ``--set key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+__all__ = ["TrainConfig", "load_train_config", "parse_overrides"]
+
+_CHOICES = {
+    "schedule": ("cosine", "onecycle"),
+    "amp": ("none", "bf16", "fp16"),
+    "device": ("auto", "cpu", "cuda"),
+    "dataset": ("cifar10", "synthetic"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; stored in every checkpoint it writes.
+
+    ``epochs`` and ``lr`` follow the usual meaning; ``lr`` is the peak rate reached after
+    ``warmup_epochs`` (cosine) or at 30 % of the run (one-cycle).
+    """
+
+    name: str = "run"
+    model: str = "resnet20"
+    gating: str = "none"
+    dataset: str = "cifar10"
+    data_root: str | None = None
+    val_size: int = 5000
+    split_seed: int = 0
+    train_subset: int | None = None
+    epochs: int = 30
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    seed: int = 0
+    channels_last: bool = True
+    amp: str = "none"
+    device: str = "auto"
+    threads: int | None = None
+    out_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {', '.join(choices)}")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
+            raise ConfigError("lr must be > 0, weight_decay >= 0 and label_smoothing in [0, 1)")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), list(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{source}: unknown setting {key!r}{hint}")
+        values = {k: _coerce(k, v, known[k].type, source) for k, v in data.items()}
+        try:
+            return cls(**values)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["epochs=5", "lr=0.05"]`` → ``{"epochs": 5, "lr": 0.05}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set epochs=5")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({e})") from None
+    return out
+
+
+def load_train_config(path: str | os.PathLike[str] | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a training YAML (or the defaults when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"config file {source!r} not found (ready configs are in studies/)") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {source!r} is not valid YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {source!r}: expected a mapping of settings at the top level")
+        data.update(loaded or {})
+    data.update(parse_overrides(overrides))
+    return TrainConfig.from_dict(data, source=source)
+
+
+def _coerce(key: str, value: Any, annotation: Any, source: str) -> Any:
+    ann = str(annotation)
+    if value is None:
+        if "None" in ann:
+            return None
+        raise ConfigError(f"{source}: {key} must not be empty")
+    if ann.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+    elif ann.startswith("int"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif ann.startswith("float"):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif ann.startswith("str"):
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{source}: {key} must be {ann.replace(' | None', '')}, got {value!r}")

@@ -1,0 +1,144 @@
+"""The training loop: SGD + Nesterov, cosine/one-cycle, label smoothing, AMP, atomic per-epoch checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .._io import write_json
+from ..checkpoint import read_checkpoint, save_checkpoint
+from ..data import BatchLoader, load_splits
+from ..errors import ConfigError
+from ..models import create_model
+from ._config import TrainConfig
+from ._evaluate import evaluate
+from ._schedule import lr_multiplier
+
+__all__ = ["train", "resolve_device"]
+
+# Settings that may differ between a run and its resumption without changing the result.
+_RESUME_FREE = {"data_root", "threads", "device", "out_dir", "eval_batch_size"}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but no CUDA GPU is available; use device=cpu or auto")
+    return torch.device(device)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
+    """Train ``cfg.model`` and return the final metrics (test accuracy included).
+
+    Writes ``<out_dir>/<name>/last.pt`` (resumable) and ``metrics.json`` after every epoch, and
+    ``final.pt`` (weights only) at the end. An existing run is never overwritten: pass
+    ``resume=True`` to continue it.
+    """
+    run_dir = cfg.run_dir
+    last = run_dir / "last.pt"
+    if last.exists() and not resume:
+        raise ConfigError(f"run folder {str(run_dir)!r} already holds a checkpoint: continue it with --resume, or pick another name (--set name=...)")
+    if resume and not last.exists():
+        raise ConfigError(f"nothing to resume: {str(last)!r} does not exist")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+
+    splits = load_splits(cfg.dataset, data_root=cfg.data_root, val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset)
+    model = create_model(cfg.model, gating=cfg.gating, num_classes=splits.train.num_classes).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader = BatchLoader(splits.train, batch_size=cfg.batch_size, shuffle=True, augment=True, drop_last=True,
+                         device=device, seed=cfg.seed, channels_last=cfg.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_multiplier(cfg.schedule, total_steps=steps, warmup_steps=int(cfg.warmup_epochs * len(loader))))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume:
+        start_epoch, history = _restore(last, cfg, model, optimizer, scheduler, scaler)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        loader.set_epoch(epoch)
+        row = _train_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, epoch, progress)
+        if splits.val is not None:
+            val = evaluate(model, splits.val, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last)
+            row.update(val_accuracy=val["accuracy"], val_loss=val["loss"])
+        history.append(row)
+        train_state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                       "scaler": scaler.state_dict(), "history": json.dumps(history)}
+        save_checkpoint(last, model, config=cfg.to_dict(), metrics=row, train_state=train_state)
+        write_json(run_dir / "metrics.json", {"config": cfg.to_dict(), "epochs": history})
+        tqdm.write(_summary(row, cfg.epochs))
+
+    test = evaluate(model, splits.test, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last)
+    final = {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "val_accuracy": history[-1].get("val_accuracy") if history else None,
+        "epochs": cfg.epochs,
+        "train_time_s": sum(r["epoch_time_s"] for r in history),
+    }
+    save_checkpoint(run_dir / "final.pt", model, config=cfg.to_dict(), metrics=final)
+    write_json(run_dir / "metrics.json", {"config": cfg.to_dict(), "epochs": history, "final": final})
+    return final
+
+
+def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg: TrainConfig, device, epoch: int, progress: bool | None) -> dict[str, Any]:
+    model.train()
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    seen, correct, loss_sum, start = 0, 0, 0.0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None if progress is None else not progress, dynamic_ncols=True)
+    for x, y in bar:
+        ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+        with ctx:
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}; lower lr (now {scheduler.get_last_lr()[0]:.4g})")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        seen += y.numel()
+        loss_sum += float(loss.detach()) * y.numel()
+        correct += int((logits.argmax(1) == y).sum())
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}", img_s=f"{seen / (time.perf_counter() - start):.0f}")
+    elapsed = time.perf_counter() - start
+    return {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": 100.0 * correct / seen,
+            "lr": scheduler.get_last_lr()[0], "epoch_time_s": elapsed, "images_per_s": seen / elapsed}
+
+
+def _restore(path: Path, cfg: TrainConfig, model, optimizer, scheduler, scaler) -> tuple[int, list[dict[str, Any]]]:
+    ckpt = read_checkpoint(path)
+    saved = ckpt.get("config", {})
+    changed = sorted(k for k, v in cfg.to_dict().items() if k not in _RESUME_FREE and saved.get(k) != v)
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed)
+        raise ConfigError(f"cannot resume {str(path)!r} with a different config ({diffs}); start a new run instead")
+    state = ckpt.get("train_state")
+    if not state:
+        raise ConfigError(f"{str(path)!r} holds no training state to resume from")
+    model.load_state_dict(ckpt["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    return int(state["epoch"]), json.loads(state["history"])
+
+
+def _summary(row: dict[str, Any], epochs: int) -> str:
+    val = f" val_acc {row['val_accuracy']:.2f}" if "val_accuracy" in row else ""
+    return (f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2f}{val} "
+            f"lr {row['lr']:.4g} {row['images_per_s']:.0f} img/s {row['epoch_time_s']:.0f}s")
