@@ -60,6 +60,8 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip; anything else is damaged or foreign
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated (not a torch zip archive); re-create it or use an earlier copy")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -72,12 +72,13 @@ def load_cifar10(
     parts = [_read_batch(folder / name) for name in (_TRAIN_FILES if train else _TEST_FILES)]
     images = np.concatenate([p[0] for p in parts]).reshape(-1, 3, 32, 32)
     labels = np.concatenate([p[1] for p in parts])
-    per_class = 5000 if train else 1000
     counts = np.bincount(labels, minlength=10)
-    if not (counts == per_class).all():
+    # The real set has 5000 (train) / 1000 (test) per class; any copy must at least be balanced.
+    if not (counts == counts[0]).all() or counts[0] == 0:
         raise DataError(
             f"CIFAR-10 {'train' if train else 'test'} set in {str(folder)!r} has class counts {counts.tolist()}, "
-            f"expected {per_class} per class: the files are incomplete or not CIFAR-10; replace them with the official ones."
+            "expected the same count for every class (5000 train / 1000 test): the files are incomplete or "
+            "not CIFAR-10; replace them with the official ones."
         )
     return ImageTensors(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), CIFAR10_CLASSES)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
                        "scaler": scaler.state_dict(), "history": json.dumps(history)}
         save_checkpoint(last, model, config=cfg.to_dict(), metrics=row, train_state=train_state)
         write_json(run_dir / "metrics.json", {"config": cfg.to_dict(), "epochs": history})
-        tqdm.write(_summary(row, cfg.epochs))
+        tqdm.write(_summary(row, cfg.epochs), file=sys.stderr)
 
     test = evaluate(model, splits.test, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last)
     final = {

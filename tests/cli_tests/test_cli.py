@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lcnas.cli import main
+
+
+def _json(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def test_models_json(capsys):
+    assert main(["models", "resnet*", "--format", "json"]) == 0
+    rows = _json(capsys)
+    assert {r["name"] for r in rows} >= {"resnet20", "resnet32", "resnet50"}
+    assert all(set(r) == {"name", "dataset", "input_size", "num_classes", "pretrained"} for r in rows)
+
+
+def test_train_then_evaluate_json(tmp_path, capsys):
+    args = ["train", "--set", "dataset=synthetic", "--set", "model=resnet20", "--set", "epochs=1", "--set", "train_subset=128",
+            "--set", "val_size=100", "--set", f"out_dir={tmp_path}", "--set", "name=cli", "--set", "channels_last=false",
+            "--set", "threads=1", "--no-progress", "--format", "json"]
+    assert main(args) == 0
+    trained = _json(capsys)
+    assert trained["epochs"] == 1 and 0 <= trained["test_accuracy"] <= 100
+    assert main(["evaluate", str(tmp_path / "cli" / "final.pt"), "--format", "json"]) == 0
+    evaluated = _json(capsys)
+    assert evaluated["model"] == "resnet20" and evaluated["images"] == 500
+    assert evaluated["accuracy"] == pytest.approx(trained["test_accuracy"])
+    assert main(["evaluate", str(tmp_path / "cli" / "final.pt"), "--split", "val", "--format", "json"]) == 0
+    assert _json(capsys)["images"] == 100
+
+
+def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("epochs: [\n")
+    assert main(["train", "-c", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "not valid YAML" in err and "Traceback" not in err
+    assert main(["evaluate", str(tmp_path / "missing.pt")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_help_mentions_resume(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--resume" in capsys.readouterr().out
