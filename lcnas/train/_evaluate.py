@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from collections.abc import Iterable
+
 from ..data import BatchLoader, ImageTensors
 
 __all__ = ["evaluate"]
@@ -16,18 +18,27 @@ __all__ = ["evaluate"]
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, data: ImageTensors, *, batch_size: int = 500, device: torch.device | str = "cpu", channels_last: bool = False
+    model: nn.Module,
+    data: ImageTensors | Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
 ) -> dict[str, Any]:
-    """Top-1 accuracy (%), mean cross-entropy and images/s, in fp32 and eval mode."""
+    """Top-1 accuracy (%), mean cross-entropy and images/s, in fp32 and eval mode.
+
+    ``data`` is an in-memory image set or any iterable of ``(images, labels)`` batches.
+    """
     was_training = model.training
     model.eval()
-    loader = BatchLoader(data, batch_size=batch_size, device=device, channels_last=channels_last)
-    correct, loss_sum, start = 0, 0.0, time.perf_counter()
+    loader = BatchLoader(data, batch_size=batch_size, device=device, channels_last=channels_last) if isinstance(data, ImageTensors) else data
+    correct, loss_sum, n, start = 0, 0.0, 0, time.perf_counter()
     for x, y in loader:
+        x, y = x.to(device), y.to(device)
         logits = model(x)
+        n += y.numel()
         loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
     elapsed = time.perf_counter() - start
     model.train(was_training)
-    n = len(data)
     return {"accuracy": 100.0 * correct / n, "loss": loss_sum / n, "images": n, "images_per_s": n / elapsed}

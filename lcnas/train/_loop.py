@@ -15,14 +15,14 @@ from tqdm.auto import tqdm
 
 from .._io import write_json
 from ..checkpoint import read_checkpoint, save_checkpoint
-from ..data import BatchLoader, load_splits
+from ..data import BatchLoader, imagenet_loader, load_splits
 from ..errors import ConfigError
 from ..models import create_model
 from ._config import TrainConfig
 from ._evaluate import evaluate
 from ._schedule import lr_multiplier
 
-__all__ = ["train", "resolve_device"]
+__all__ = ["train", "resolve_device", "resolve_amp"]
 
 # Settings that may differ between a run and its resumption without changing the result.
 _RESUME_FREE = {"data_root", "threads", "device", "out_dir", "eval_batch_size"}
@@ -34,6 +34,24 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device='cuda' but no CUDA GPU is available; use device=cpu or auto")
     return torch.device(device)
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device`` (``None``: fp32)."""
+    if amp == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if _cpu_has_native_bf16() else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
@@ -54,27 +72,27 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
 
-    splits = load_splits(cfg.dataset, data_root=cfg.data_root, val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset)
-    model = create_model(cfg.model, gating=cfg.gating, num_classes=splits.train.num_classes).to(device)
+    loader, val_data, test_data, num_classes = _data(cfg, device)
+    model = create_model(cfg.model, gating=cfg.gating, num_classes=num_classes).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loader = BatchLoader(splits.train, batch_size=cfg.batch_size, shuffle=True, augment=True, drop_last=True,
-                         device=device, seed=cfg.seed, channels_last=cfg.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_multiplier(cfg.schedule, total_steps=steps, warmup_steps=int(cfg.warmup_epochs * len(loader))))
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    amp_dtype = resolve_amp(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume:
         start_epoch, history = _restore(last, cfg, model, optimizer, scheduler, scaler)
 
     for epoch in range(start_epoch, cfg.epochs):
-        loader.set_epoch(epoch)
-        row = _train_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, epoch, progress)
-        if splits.val is not None:
-            val = evaluate(model, splits.val, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last)
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        row = _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg, device, epoch, progress)
+        if val_data is not None:
+            val = evaluate(model, val_data, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last)
             row.update(val_accuracy=val["accuracy"], val_loss=val["loss"])
         history.append(row)
         train_state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -83,7 +101,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
         write_json(run_dir / "metrics.json", {"config": cfg.to_dict(), "epochs": history})
         tqdm.write(_summary(row, cfg.epochs), file=sys.stderr)
 
-    test = evaluate(model, splits.test, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last)
+    test = evaluate(model, test_data, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last)
     final = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
@@ -96,12 +114,32 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
     return final
 
 
-def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg: TrainConfig, device, epoch: int, progress: bool | None) -> dict[str, Any]:
+def _data(cfg: TrainConfig, device: torch.device):
+    """(train loader, validation data or None, test data, number of classes) for ``cfg.dataset``."""
+    if cfg.dataset == "imagenet":
+        if not cfg.data_root:
+            raise ConfigError("dataset=imagenet needs data_root: an ImageFolder tree with train/ and val/ sub-folders")
+        if cfg.train_subset:
+            raise ConfigError("train_subset applies to in-memory datasets (cifar10, synthetic), not imagenet")
+        # ImageNet's labelled val/ split serves as the test set; resumption is exact per epoch only
+        # for the in-memory datasets (DataLoader workers draw their own augmentation randomness).
+        kw = dict(workers=cfg.workers, image_size=cfg.image_size)
+        train_loader = imagenet_loader(cfg.data_root, split="train", batch_size=cfg.batch_size, **kw)
+        test_loader = imagenet_loader(cfg.data_root, split="val", batch_size=cfg.eval_batch_size, **kw)
+        return train_loader, None, test_loader, len(train_loader.dataset.classes)
+    splits = load_splits(cfg.dataset, data_root=cfg.data_root, val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset)
+    loader = BatchLoader(splits.train, batch_size=cfg.batch_size, shuffle=True, augment=True, drop_last=True,
+                         device=device, seed=cfg.seed, channels_last=cfg.channels_last)
+    return loader, splits.val, splits.test, splits.train.num_classes
+
+
+def _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg: TrainConfig, device, epoch: int, progress: bool | None) -> dict[str, Any]:
     model.train()
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     seen, correct, loss_sum, start = 0, 0, 0.0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None if progress is None else not progress, dynamic_ncols=True)
     for x, y in bar:
+        x, y = x.to(device, non_blocking=True).contiguous(memory_format=memory_format), y.to(device, non_blocking=True)
         ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
         with ctx:
             logits = model(x)
@@ -125,7 +163,9 @@ def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg: TrainConfig, 
 def _restore(path: Path, cfg: TrainConfig, model, optimizer, scheduler, scaler) -> tuple[int, list[dict[str, Any]]]:
     ckpt = read_checkpoint(path)
     saved = ckpt.get("config", {})
-    changed = sorted(k for k, v in cfg.to_dict().items() if k not in _RESUME_FREE and saved.get(k) != v)
+    # Settings added to lcnas after the run started count as their defaults.
+    defaults = TrainConfig().to_dict()
+    changed = sorted(k for k, v in cfg.to_dict().items() if k not in _RESUME_FREE and saved.get(k, defaults[k]) != v)
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed)
         raise ConfigError(f"cannot resume {str(path)!r} with a different config ({diffs}); start a new run instead")
