@@ -36,9 +36,9 @@ def save_checkpoint(
     train_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (and optionally the state to resume training) atomically to ``path``."""
-    spec = getattr(model, "lcnas_spec", None)
-    if spec is None:
-        raise ValueError("model was not built by lcnas.create_model (it has no lcnas_spec); cannot checkpoint it")
+    from .models import model_spec
+
+    spec = model_spec(model)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -88,9 +88,10 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, source: str = "checkpoint") -
 
     spec = ckpt["model"]
     try:
-        model = create_model(spec["name"], gating=spec.get("gating", "none"), num_classes=spec.get("num_classes"), **spec.get("kwargs", {}))
+        model = create_model(spec["name"], gating=spec.get("gating", "none"), num_classes=spec.get("num_classes"),
+                             gate_config=spec.get("gate_config"))
         model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as e:
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise CheckpointError(f"{source}: weights do not fit model {spec.get('name')!r} ({str(e).splitlines()[0]})") from None
     return model
 

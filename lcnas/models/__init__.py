@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from . import _zoo  # noqa: F401  (registers the backbones)
+from ._dynamic import DynamicResNet, ForcedDecisions
+from ._gates import GateConfig
 from ._normalize import Normalize
-from ._registry import GATINGS, ModelInfo, create_model, list_models, model_info, register_model
+from ._registry import GATINGS, ModelInfo, create_model, list_models, model_info, model_spec, register_model
+from ._trace import ExecutionTrace
 from ._resnet import BasicBlock, Bottleneck, PadShortcut, ResNet
 
 __all__ = [
     "BasicBlock",
     "Bottleneck",
+    "DynamicResNet",
+    "ExecutionTrace",
+    "ForcedDecisions",
+    "GateConfig",
     "GATINGS",
     "ModelInfo",
     "Normalize",
@@ -18,5 +25,6 @@ __all__ = [
     "create_model",
     "list_models",
     "model_info",
+    "model_spec",
     "register_model",
 ]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
 from ..errors import UnknownModelError
 
-__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "GATINGS"]
+__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "model_spec", "GATINGS"]
 
 GATINGS = ("none", "layer", "channel", "lc")
 
@@ -54,35 +55,68 @@ def model_info(name: str) -> ModelInfo:
     return _INFO[name]
 
 
-def create_model(name: str, *, gating: str = "none", num_classes: int | None = None, pretrained: bool = False, **kwargs) -> nn.Module:
-    """Build a registered backbone.
+def create_model(
+    name: str,
+    *,
+    gating: str = "none",
+    num_classes: int | None = None,
+    pretrained: bool = False,
+    gate_config: Any = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered backbone, static or gated.
 
     Args:
         name: a name from :func:`list_models`, e.g. ``"resnet20"``.
-        gating: ``"none"`` for the static network.
+        gating: ``"none"`` (static), ``"layer"`` (L-Net), ``"channel"`` (C-Net) or ``"lc"`` (both).
         num_classes: classifier outputs; the model's default when ``None``.
-        pretrained: load the weights shipped with lcnas (see ``lcnas/pretrained/manifest.json``).
+        pretrained: load the static backbone weights shipped with lcnas (gates keep their
+            all-on initialisation); see ``lcnas/pretrained/manifest.json``.
+        gate_config: a :class:`lcnas.models.GateConfig` (or its dict) for gated models.
         **kwargs: passed to the builder; ``None`` values are dropped.
 
     Example:
         >>> import lcnas, torch
-        >>> model = lcnas.create_model("resnet20").eval()
+        >>> model = lcnas.create_model("resnet20", gating="lc").eval()
         >>> model(torch.rand(1, 3, 32, 32)).shape
         torch.Size([1, 10])
+        >>> model.last_trace.block_run.shape
+        torch.Size([1, 9])
     """
+    from ._gates import GateConfig
+
     _check_name(name)
     if gating not in GATINGS:
         raise ValueError(f"unknown gating {gating!r}: choose one of {', '.join(GATINGS)}")
-    if gating != "none":
-        raise NotImplementedError(f"gating {gating!r} is not implemented yet; use gating='none'")
+    if gating == "none" and gate_config is not None:
+        raise ValueError("gate_config is only meaningful with gating='layer', 'channel' or 'lc'")
+    if isinstance(gate_config, dict):
+        gate_config = GateConfig.from_dict(gate_config)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if gating != "none":
+        kwargs.update(gating=gating, gate_config=gate_config or GateConfig())
     model = _BUILDERS[name](num_classes=num_classes or _INFO[name].num_classes, **kwargs)
-    model.lcnas_spec = {"name": name, "gating": gating, "num_classes": model.num_classes, "kwargs": kwargs}
+    model.lcnas_spec = {"name": name, "gating": gating, "num_classes": model.num_classes}
     if pretrained:
         from ..pretrained import load_pretrained_state
 
-        model.load_state_dict(load_pretrained_state(name, num_classes=model.num_classes))
+        state = load_pretrained_state(name, num_classes=model.num_classes)
+        if gating == "none":
+            model.load_state_dict(state)
+        else:
+            model.load_backbone(state)
     return model
+
+
+def model_spec(model: nn.Module) -> dict[str, Any]:
+    """What :func:`create_model` needs to rebuild ``model`` (stored in checkpoints)."""
+    spec = getattr(model, "lcnas_spec", None)
+    if spec is None:
+        raise ValueError("model was not built by lcnas.create_model (it has no lcnas_spec)")
+    spec = dict(spec)
+    if getattr(model, "gate_config", None) is not None:
+        spec["gate_config"] = model.gate_config.to_dict()
+    return spec
 
 
 def _check_name(name: str) -> None:

@@ -1,0 +1,149 @@
+"""The architecture enumeration shared by FLOPs and latency: one description, one walk.
+
+:func:`describe` reads a model once into an :class:`ArchSpec` (stem, every block with its shapes
+and gates, head). :func:`walk` goes over that spec with an execution trace and a cost model and
+returns the per-sample cost. FLOPs (:mod:`lcnas.cost`) and predicted latency (lookup tables) are
+two cost models over this one walk, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+__all__ = ["GateSpec", "BlockSpec", "ArchSpec", "CostModel", "describe", "walk"]
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    features: int  # pooled input vector length
+    hidden: int  # 0: single linear layer
+    heads: int  # logits (+ scales)
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    index: int
+    stage: int  # 1-based
+    kind: str  # basic | bottleneck
+    in_channels: int
+    width: int  # inner channels the channel gate chooses from
+    out_channels: int
+    stride: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    shortcut: str  # identity | pad | conv
+    group_size: int
+    layer_gate: GateSpec | None
+    channel_gate: GateSpec | None
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    model: str
+    gating: str
+    input_size: tuple[int, int, int]
+    stem_kind: str  # cifar | imagenet
+    stem_channels: int
+    stem_out_hw: tuple[int, int]  # after the stem conv (before any max-pool)
+    blocks: tuple[BlockSpec, ...]
+    head_features: int
+    num_classes: int
+
+
+class CostModel(Protocol):
+    """Per-unit costs; FLOPs and latency tables implement it. ``kept`` may be fractional (expected)."""
+
+    def stem(self, arch: ArchSpec) -> float: ...
+    def gate(self, block: BlockSpec, gate: GateSpec) -> float: ...
+    def residual(self, block: BlockSpec, kept: torch.Tensor) -> torch.Tensor: ...
+    def shortcut(self, block: BlockSpec) -> float: ...
+    def head(self, arch: ArchSpec) -> float: ...
+
+
+def describe(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> ArchSpec:
+    """Read a (gated or static) lcnas ResNet into an :class:`ArchSpec` for ``input_size`` (C, H, W)."""
+    from ..models import model_info
+    from ..models._resnet import Bottleneck, PadShortcut
+
+    spec = getattr(model, "lcnas_spec", {})
+    name = spec.get("name", type(model).__name__)
+    if input_size is None:
+        input_size = model_info(name).input_size
+    _, h, w = input_size
+    imagenet_stem = model.conv1.kernel_size[0] == 7
+    h, w = _conv_hw(h, w, model.conv1)
+    stem_hw = (h, w)
+    if imagenet_stem:
+        h, w = (h + 1) // 2, (w + 1) // 2  # 3×3/2 max-pool, padding 1
+    blocks = []
+    for i, block in enumerate(model.blocks()):
+        bottleneck = isinstance(block, Bottleneck)
+        stride = block.stride
+        in_hw = (h, w)
+        h, w = (h - 1) // stride + 1, (w - 1) // stride + 1
+        if block.downsample is None:
+            shortcut = "identity"
+        elif isinstance(block.downsample, PadShortcut):
+            shortcut = "pad"
+        else:
+            shortcut = "conv"
+        out_channels = (block.conv3 if bottleneck else block.conv2).out_channels
+        blocks.append(BlockSpec(
+            index=i, stage=_stage_of(model, block), kind="bottleneck" if bottleneck else "basic",
+            in_channels=block.conv1.in_channels, width=block.conv1.out_channels, out_channels=out_channels,
+            stride=stride, in_hw=in_hw, out_hw=(h, w), shortcut=shortcut,
+            group_size=getattr(model, "gate_config", None).group_size if getattr(model, "gate_config", None) else 1,
+            layer_gate=_gate_spec(getattr(block, "layer_gate", None)),
+            channel_gate=_gate_spec(getattr(block, "channel_gate", None)),
+        ))
+    return ArchSpec(model=name, gating=getattr(model, "gating", "none"), input_size=tuple(input_size),
+                    stem_kind="imagenet" if imagenet_stem else "cifar", stem_channels=model.conv1.out_channels,
+                    stem_out_hw=stem_hw, blocks=tuple(blocks), head_features=model.fc.in_features,
+                    num_classes=model.fc.out_features)
+
+
+def walk(
+    arch: ArchSpec, cost: CostModel, block_run: torch.Tensor, kept: torch.Tensor, *, gates_evaluated: bool = True
+) -> torch.Tensor:
+    """Per-sample cost ``N`` of executing ``arch`` with ``block_run`` (N×B, 0/1 or probabilities)
+    and ``kept`` inner channels (N×B, counts or expectations).
+
+    What runs is decided here, once: the stem and head always; a block's layer gate always; its
+    channel gate only when the block runs (with a layer gate) or always (channel-only gating);
+    its residual branch when it runs, at ``kept`` channels; a conv shortcut always.
+    """
+    run = block_run.to(torch.float32)
+    total = torch.full((run.shape[0],), cost.stem(arch) + cost.head(arch), dtype=torch.float32)
+    for b in arch.blocks:
+        r = run[:, b.index]
+        if gates_evaluated and b.layer_gate is not None:
+            total = total + cost.gate(b, b.layer_gate)
+        if gates_evaluated and b.channel_gate is not None:
+            total = total + cost.gate(b, b.channel_gate) * (r if b.layer_gate is not None else 1.0)
+        total = total + r * cost.residual(b, kept[:, b.index].to(torch.float32))
+        total = total + cost.shortcut(b)
+    return total
+
+
+def _gate_spec(gate: nn.Module | None) -> GateSpec | None:
+    if gate is None:
+        return None
+    linears = [m for m in gate.mlp if isinstance(m, nn.Linear)]
+    return GateSpec(features=linears[0].in_features, hidden=linears[0].out_features if len(linears) > 1 else 0,
+                    heads=linears[-1].out_features)
+
+
+def _conv_hw(h: int, w: int, conv: nn.Conv2d) -> tuple[int, int]:
+    k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+
+
+def _stage_of(model: nn.Module, block: nn.Module) -> int:
+    for i, name in enumerate(model.stages, 1):
+        if any(b is block for b in getattr(model, name)):
+            return i
+    raise ValueError("block not found in model stages")

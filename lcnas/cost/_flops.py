@@ -1,0 +1,71 @@
+"""FLOPs as :class:`torch.utils.flop_counter.FlopCounterMode` counts them: 2 × multiply-accumulates
+of convolutions and linear layers (bias, BatchNorm, ReLU, pooling and additions are not counted).
+Papers that quote "FLOPs" for ResNets usually mean multiply-accumulates: divide by 2 to compare."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._arch import ArchSpec, BlockSpec, GateSpec, describe, walk
+
+__all__ = ["FlopsModel", "sample_mflops", "expected_mflops", "static_mflops"]
+
+
+class FlopsModel:
+    """The analytic FLOPs cost model for :func:`lcnas.cost.walk`."""
+
+    def stem(self, arch: ArchSpec) -> float:
+        k = 7 if arch.stem_kind == "imagenet" else 3
+        h, w = arch.stem_out_hw
+        return 2.0 * arch.stem_channels * arch.input_size[0] * k * k * h * w
+
+    def gate(self, block: BlockSpec, gate: GateSpec) -> float:
+        if gate.hidden:
+            return 2.0 * (gate.features * gate.hidden + gate.hidden * gate.heads)
+        return 2.0 * gate.features * gate.heads
+
+    def residual(self, block: BlockSpec, kept: torch.Tensor) -> torch.Tensor:
+        hw_in = block.in_hw[0] * block.in_hw[1]
+        hw_out = block.out_hw[0] * block.out_hw[1]
+        if block.kind == "basic":
+            return 2.0 * 9 * kept * (block.in_channels + block.out_channels) * hw_out
+        # bottleneck: 1×1 in → k at input size, 3×3 k → k with the stride, 1×1 k → out
+        return 2.0 * (kept * block.in_channels * hw_in + 9 * kept * kept * hw_out + kept * block.out_channels * hw_out)
+
+    def shortcut(self, block: BlockSpec) -> float:
+        if block.shortcut != "conv":
+            return 0.0
+        return 2.0 * block.in_channels * block.out_channels * block.out_hw[0] * block.out_hw[1]
+
+    def head(self, arch: ArchSpec) -> float:
+        return 2.0 * arch.head_features * arch.num_classes
+
+
+_FLOPS = FlopsModel()
+
+
+def sample_mflops(model: nn.Module, trace=None, *, arch: ArchSpec | None = None) -> torch.Tensor:
+    """Per-sample MFLOPs of the model's last forward pass (or of ``trace``)."""
+    trace = trace if trace is not None else model.last_trace
+    if trace is None:
+        raise ValueError("the model has no execution trace yet: run a forward pass first")
+    arch = arch or describe(model, trace.input_size)
+    return walk(arch, _FLOPS, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated) / 1e6
+
+
+def expected_mflops(model: nn.Module, trace=None, *, arch: ArchSpec | None = None) -> torch.Tensor:
+    """Differentiable per-sample expected MFLOPs from gate probabilities (training traces)."""
+    trace = trace if trace is not None else model.last_trace
+    if trace is None or trace.run_prob is None:
+        raise ValueError("expected FLOPs need a training-mode trace (gate probabilities)")
+    arch = arch or describe(model, trace.input_size)
+    return walk(arch, _FLOPS, trace.run_prob, trace.kept_expected, gates_evaluated=True) / 1e6
+
+
+def static_mflops(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> float:
+    """MFLOPs of the backbone with every block and channel on and no gates."""
+    arch = describe(model, input_size)
+    ones = torch.ones(1, len(arch.blocks))
+    widths = torch.tensor([[float(b.width) for b in arch.blocks]])
+    return float(walk(arch, _FLOPS, ones, widths, gates_evaluated=False)[0]) / 1e6

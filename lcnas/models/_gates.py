@@ -1,0 +1,126 @@
+"""Layer-Net and Channel-Net gates: compact networks on a block's pooled input.
+
+A gate sees the block input pooled to a vector and predicts, per sample, keep logits and scales:
+the Layer-Net one logit (run the residual branch?) and one scale (how much of it to add); the
+Channel-Net one logit and one scale per group of ``group_size`` inner channels. Training uses
+straight-through Gumbel-sigmoid: the forward pass takes the hard 0/1 decision, the backward pass
+the gradient of the relaxed sigmoid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["GateConfig", "Gate", "straight_through_gate", "keep_from_logits"]
+
+_POOLS = ("avg", "max", "avgmax")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Shape of the L-Net/C-Net gates: what a search tunes.
+
+    Args:
+        hidden: hidden width of each gate MLP; 0 makes it a single linear layer.
+        pooling: how the block input becomes the gate's input vector: avg, max or avgmax (both, concatenated).
+        group_size: channels per Channel-Net decision (the block's width must be a multiple).
+        stages: 1-based stages whose blocks are gated; ``None`` gates every stage.
+        scaling: learn per-sample scales for kept blocks and channels (else scale 1).
+        temperature: Gumbel-sigmoid temperature during training.
+        init_logit: initial keep logit: large means "start with everything on" (the static network).
+        layer_threshold, channel_threshold: inference keep threshold on the gate probability: the
+            runtime compute knob (higher skips more), changeable without retraining.
+    """
+
+    hidden: int = 16
+    pooling: str = "avg"
+    group_size: int = 4
+    stages: tuple[int, ...] | None = None
+    scaling: bool = True
+    temperature: float = 1.0
+    init_logit: float = 3.0
+    layer_threshold: float = 0.5
+    channel_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.hidden < 0 or self.group_size < 1 or self.temperature <= 0:
+            raise ValueError(f"GateConfig: hidden >= 0, group_size >= 1, temperature > 0 required, got {self}")
+        if self.pooling not in _POOLS:
+            raise ValueError(f"GateConfig: pooling must be one of {', '.join(_POOLS)}, got {self.pooling!r}")
+        for name in ("layer_threshold", "channel_threshold"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"GateConfig: {name} must be in (0, 1), got {getattr(self, name)}")
+        if self.stages is not None:
+            object.__setattr__(self, "stages", tuple(int(s) for s in self.stages))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["stages"] = None if self.stages is None else list(self.stages)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> GateConfig:
+        data = dict(data or {})
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"GateConfig: unknown field(s) {', '.join(sorted(unknown))}")
+        if data.get("stages") is not None:
+            data["stages"] = tuple(data["stages"])
+        return cls(**data)
+
+
+class Gate(nn.Module):
+    """pooled input → MLP → ``outputs`` keep logits (+ ``outputs`` scales when scaling)."""
+
+    def __init__(self, in_channels: int, outputs: int, cfg: GateConfig) -> None:
+        super().__init__()
+        self.pooling = cfg.pooling
+        self.outputs = outputs
+        self.scaling = cfg.scaling
+        features = in_channels * (2 if cfg.pooling == "avgmax" else 1)
+        heads = outputs * (2 if cfg.scaling else 1)
+        if cfg.hidden:
+            self.mlp = nn.Sequential(nn.Linear(features, cfg.hidden), nn.ReLU(inplace=True), nn.Linear(cfg.hidden, heads))
+        else:
+            self.mlp = nn.Sequential(nn.Linear(features, heads))
+        last = self.mlp[-1]
+        nn.init.normal_(last.weight, std=0.01)
+        with torch.no_grad():
+            last.bias.zero_()
+            last.bias[:outputs].fill_(cfg.init_logit)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "avg":
+            return x.mean((2, 3))
+        if self.pooling == "max":
+            return x.amax((2, 3))
+        return torch.cat([x.mean((2, 3)), x.amax((2, 3))], 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(keep logits ``N×outputs``, scales ``N×outputs`` in (0, 2) or ``None``)."""
+        out = self.mlp(self.pool(x))
+        if not self.scaling:
+            return out, None
+        # 2·sigmoid starts at 1 (raw 0) and stays positive, so relu(s·h) = s·relu(h).
+        return out[:, : self.outputs], 2.0 * torch.sigmoid(out[:, self.outputs :])
+
+
+def straight_through_gate(logits: torch.Tensor, temperature: float, *, noise: bool = True) -> torch.Tensor:
+    """Hard 0/1 decisions in the forward pass with the relaxed sigmoid's gradient (Gumbel-sigmoid ST)."""
+    if noise:
+        u = torch.rand_like(logits).clamp_(1e-6, 1 - 1e-6)
+        logits = logits + torch.log(u) - torch.log1p(-u)
+    soft = torch.sigmoid(logits / temperature)
+    hard = (soft > 0.5).to(soft.dtype)
+    return hard + soft - soft.detach()
+
+
+def keep_from_logits(logits: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Inference decisions: keep where sigmoid(logit) > threshold."""
+    return torch.sigmoid(logits) > threshold

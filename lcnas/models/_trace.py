@@ -1,0 +1,38 @@
+"""The per-sample execution trace a gated model records on every forward pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["ExecutionTrace"]
+
+
+@dataclass(frozen=True)
+class ExecutionTrace:
+    """Which blocks ran and how many inner channels each kept, per sample.
+
+    Attributes:
+        block_run: ``N×B`` bool, block ``b`` ran its residual branch for sample ``n``.
+        channels_kept: ``N×B`` int64, inner channels computed (0 where the block was skipped).
+        gates_evaluated: False when decisions were forced and the gates bypassed.
+        input_size: (C, H, W) of the input, for the cost walk.
+        run_prob: ``N×B`` gate probabilities (training only; differentiable; 1 where ungated).
+        kept_expected: ``N×B`` expected kept channels (training only; differentiable).
+    """
+
+    block_run: torch.Tensor
+    channels_kept: torch.Tensor
+    gates_evaluated: bool
+    input_size: tuple[int, int, int]
+    run_prob: torch.Tensor | None = None
+    kept_expected: torch.Tensor | None = None
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.block_run.shape[0])
+
+    def block_rate(self) -> torch.Tensor:
+        """Fraction of samples that ran each block (``B``)."""
+        return self.block_run.float().mean(0)
