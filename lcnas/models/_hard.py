@@ -1,0 +1,311 @@
+"""Hard execution: skipped blocks and channels are not computed at all.
+
+Everything is prepared once per eval session and cached on the executor: BatchNorm folded into
+the convs, weights in channels-last (2× faster than NCHW for these small convs on oneDNN CPUs),
+gate MLPs as plain ``addmm`` operands, and, per block, the folded weights restricted to each kept
+channel-group set (an LRU of pre-packed contiguous tensors, so a repeated set costs no copy).
+
+Batch size 1 takes a plain-control-flow path with Python decisions. Batches group samples by path:
+the samples that run a block are gathered, run and scattered back; among them, samples with
+different channel sets either run one conv per distinct set or one conv over the union of their
+sets with the rest masked, whichever :func:`grouping_is_cheaper` predicts is faster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._fold import fold_conv_bn
+from ._resnet import Bottleneck, PadShortcut
+
+__all__ = ["HardExecutor", "grouping_is_cheaper", "GROUP_OVERHEAD_MFLOPS"]
+
+# Each extra channel-set group in a batch costs a fixed overhead (gather, scatter, two more conv
+# calls), expressed as the conv MFLOPs that take the same time on a CPU core; measured by
+# benchmarks/grouping_rule.py (see its JSON result).
+GROUP_OVERHEAD_MFLOPS = 0.5
+_PACK_CACHE_SIZE = 128
+_CL = torch.channels_last
+
+
+def grouping_is_cheaper(per_channel_mflops: float, group_size: int, keep: torch.Tensor, sets: torch.Tensor,
+                        inverse: torch.Tensor) -> bool:
+    """Per-set convs vs one conv over the union of the batch's channel groups.
+
+    grouped = sum over sets (samples × kept channels) × MFLOPs/channel + overhead × (sets - 1)
+    union   = samples × union channels × MFLOPs/channel
+    """
+    counts = torch.bincount(inverse, minlength=sets.shape[0]).to(torch.float32)
+    grouped = float((counts * sets.sum(1).to(torch.float32)).sum()) * group_size * per_channel_mflops
+    grouped += GROUP_OVERHEAD_MFLOPS * (sets.shape[0] - 1)
+    union = float(keep.any(0).sum()) * group_size * keep.shape[0] * per_channel_mflops
+    return grouped < union
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def _pack_gate(gate: nn.Module | None) -> tuple | None:
+    if gate is None:
+        return None
+    linears = [m for m in gate.mlp if isinstance(m, nn.Linear)]
+    return tuple((lin.weight.detach().t().contiguous(), lin.bias.detach().clone()) for lin in linears)
+
+
+def _run_gate(packed: tuple, v: torch.Tensor) -> torch.Tensor:
+    (w, b), *rest = packed
+    out = torch.addmm(b, v, w)
+    for w2, b2 in rest:
+        out = torch.addmm(b2, out.relu_(), w2)
+    return out
+
+
+def _pool(v_kind: str, x: torch.Tensor) -> torch.Tensor:
+    if v_kind == "avg":
+        return x.mean((2, 3))
+    if v_kind == "max":
+        return x.amax((2, 3))
+    return torch.cat([x.mean((2, 3)), x.amax((2, 3))], 1)
+
+
+class HardExecutor:
+    """Runs a :class:`~lcnas.models.DynamicResNet` in eval mode without computing skipped work."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.packs: dict[int, dict[str, Any]] = {}
+
+    def clear(self) -> None:
+        self.packs.clear()
+
+    # ---------------------------------------------------------------- packing
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        pack = self.packs.get(-1)
+        if pack is None:
+            w, b = fold_conv_bn(m.conv1, m.bn1)
+            pack = self.packs[-1] = {"w": w.contiguous(memory_format=_CL), "b": b}
+        x = m.normalize(x).contiguous(memory_format=_CL)
+        return m.maxpool(F.conv2d(x, pack["w"], pack["b"], m.conv1.stride, m.conv1.padding).relu_())
+
+    def _pack(self, i: int, block: nn.Module) -> dict[str, Any]:
+        pack = self.packs.get(i)
+        if pack is not None:
+            return pack
+        cfg = self.model.gate_config
+        convs = [(block.conv1, block.bn1), (block.conv2, block.bn2)]
+        if isinstance(block, Bottleneck):
+            convs.append((block.conv3, block.bn3))
+        folded = [fold_conv_bn(c, b) for c, b in convs]
+        pack = {
+            "full": tuple(t for w, b in folded for t in (w.contiguous(memory_format=_CL), b)),
+            "folded": folded,
+            "subsets": OrderedDict(),
+            "bottleneck": isinstance(block, Bottleneck),
+            "layer_gate": _pack_gate(block.layer_gate),
+            "channel_gate": _pack_gate(block.channel_gate),
+            "run_logit": _logit(cfg.layer_threshold),
+            "keep_logit": _logit(cfg.channel_threshold),
+        }
+        if block.downsample is not None and not isinstance(block.downsample, PadShortcut):
+            wd, bd = fold_conv_bn(block.downsample[0], block.downsample[1])
+            pack["shortcut"] = (wd.contiguous(memory_format=_CL), bd, block.downsample[0].stride)
+        self.packs[i] = pack
+        return pack
+
+    def _weights(self, pack: dict[str, Any], keep_row: tuple[bool, ...] | None) -> tuple:
+        """Folded weights for one kept group set: pre-packed, contiguous, cached."""
+        if keep_row is None or all(keep_row):
+            return pack["full"]
+        cache = pack["subsets"]
+        hit = cache.get(keep_row)
+        if hit is not None:
+            cache.move_to_end(keep_row)
+            return hit
+        g = self.model.gate_config.group_size
+        idx = torch.tensor([k * g + j for k, on in enumerate(keep_row) if on for j in range(g)])
+        (w1, b1), (w2, b2), *last = pack["folded"]
+        if pack["bottleneck"]:
+            (w3, b3), = last
+            packed = (w1[idx], b1[idx], w2[idx][:, idx], b2[idx], w3[:, idx], b3)
+        else:
+            packed = (w1[idx], b1[idx], w2[:, idx], b2)
+        hit = tuple(t.contiguous(memory_format=_CL) if t.dim() == 4 else t.contiguous() for t in packed)
+        cache[keep_row] = hit
+        if len(cache) > _PACK_CACHE_SIZE:
+            cache.popitem(last=False)
+        return hit
+
+    # ---------------------------------------------------------------- execution
+    def block(self, i: int, block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Any, Any]:
+        """(output, run, kept): Python bool/int at batch 1, ``N`` tensors otherwise."""
+        pack = self._pack(i, block)
+        if x.shape[0] == 1:
+            return self._block_one(i, block, pack, x)
+        return self._block_batch(i, block, pack, x)
+
+    def _shortcut(self, pack: dict[str, Any], block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        sc = pack.get("shortcut")
+        if sc is not None:  # 1×1 conv shortcut: runs for every sample (the block changes shape)
+            return F.conv2d(x, sc[0], sc[1], sc[2])
+        return block.shortcut(x)
+
+    def _skipped(self, pack: dict[str, Any], block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        # A skipped block outputs relu(shortcut); identity/pad shortcuts of a post-ReLU input are >= 0.
+        out = self._shortcut(pack, block, x)
+        return out.relu_() if "shortcut" in pack else out
+
+    def _block_one(self, i: int, block: nn.Module, pack: dict[str, Any], x: torch.Tensor):
+        # Batch 1: decisions and scales as Python numbers (one .tolist() per gate), so each gate
+        # costs a pooling and one or two addmm calls, and the block only what it runs.
+        m, cfg = self.model, self.model.gate_config
+        forced = m._forced
+        gates_on = forced is None or forced.evaluate_gates
+        v = None
+        run, run_scale = True, None
+        if forced is not None and forced.block_run is not None:
+            fr = forced.block_run
+            run = bool(fr[i] if fr.dim() == 1 else fr[0, i])
+        if pack["layer_gate"] is not None and gates_on:
+            v = _pool(cfg.pooling, x)
+            out = _run_gate(pack["layer_gate"], v)[0].tolist()
+            if forced is None or forced.block_run is None:
+                run = out[0] > pack["run_logit"]
+            if cfg.scaling:
+                run_scale = 2.0 / (1.0 + math.exp(-out[1]))
+        if not run:
+            return self._skipped(pack, block, x), False, 0
+
+        keep_row, scale = None, None
+        if pack["channel_gate"] is not None:
+            groups = block.channel_gate.outputs
+            if forced is not None and forced.channel_keep is not None and forced.channel_keep[i] is not None:
+                fk = forced.channel_keep[i]
+                keep_row = tuple(bool(k) for k in (fk if fk.dim() == 1 else fk[0]).tolist())
+            out = None
+            if gates_on:
+                v = _pool(cfg.pooling, x) if v is None else v
+                out = _run_gate(pack["channel_gate"], v)[0].tolist()
+                if keep_row is None:
+                    keep_row = tuple(logit > pack["keep_logit"] for logit in out[:groups])
+                    if not any(keep_row):  # a block with 0 channels would be a skip: keep the likeliest group
+                        top = max(range(groups), key=out.__getitem__)
+                        keep_row = tuple(k == top for k in range(groups))
+            if keep_row is not None and not any(keep_row):
+                keep_row = (True,) + keep_row[1:]
+            if out is not None and cfg.scaling:
+                g = cfg.group_size
+                per_group = torch.tensor([2.0 / (1.0 + math.exp(-out[groups + k])) for k, on in enumerate(keep_row) if on])
+                scale = per_group.repeat_interleave(g)[None]
+        kept = block.conv1.out_channels if keep_row is None else sum(keep_row) * cfg.group_size
+        res = _residual(pack["bottleneck"], block.stride, x, self._weights(pack, keep_row), scale)
+        shortcut = self._shortcut(pack, block, x)
+        if run_scale is None:
+            return res.add_(shortcut).relu_(), True, kept
+        return torch.add(shortcut, res, alpha=run_scale).relu_(), True, kept
+
+    def _block_batch(self, i: int, block: nn.Module, pack: dict[str, Any], x: torch.Tensor):
+        m, cfg = self.model, self.model.gate_config
+        n = x.shape[0]
+        gates_on = m._gates_on()
+        run = m._forced_run(i, n, x.device)
+        v = run_scale = None
+        if pack["layer_gate"] is not None and gates_on:
+            v = _pool(cfg.pooling, x)
+            out = _run_gate(pack["layer_gate"], v)
+            if run is None:
+                run = out[:, 0] > pack["run_logit"]
+            if cfg.scaling:
+                run_scale = 2.0 * torch.sigmoid(out[:, 1])
+        run_idx = None if run is None or bool(run.all()) else run.nonzero().squeeze(1)
+        n_run = n if run_idx is None else int(run_idx.numel())
+        kept = torch.zeros(n, dtype=torch.long, device=x.device)
+        if n_run == 0:
+            return self._skipped(pack, block, x), torch.zeros(n, dtype=torch.bool, device=x.device), kept
+        xr = x if run_idx is None else x[run_idx]
+
+        keep, c_scale = None, None
+        if pack["channel_gate"] is not None:
+            groups = block.channel_gate.outputs
+            keep = m._forced_keep(i, n, groups, x.device)
+            if keep is not None and run_idx is not None:
+                keep = keep[run_idx]
+            if gates_on:
+                vr = _pool(cfg.pooling, xr) if v is None else (v if run_idx is None else v[run_idx])
+                out = _run_gate(pack["channel_gate"], vr)
+                logits = out[:, :groups]
+                if keep is None:
+                    keep = m._at_least_one(logits > pack["keep_logit"], logits)
+                if cfg.scaling:
+                    c_scale = 2.0 * torch.sigmoid(out[:, groups:])
+            keep = m._at_least_one(keep, None)
+        kept_r = keep.sum(1) * cfg.group_size if keep is not None else torch.full((n_run,), block.conv1.out_channels, device=x.device)
+        res = self._residual_sets(pack, block, xr, keep, c_scale)
+        if run_scale is not None:
+            res = res * (run_scale if run_idx is None else run_scale[run_idx])[:, None, None, None]
+        shortcut = self._shortcut(pack, block, x)
+        if run_idx is None:
+            return (res + shortcut).relu_(), torch.ones(n, dtype=torch.bool, device=x.device), kept_r.long()
+        ran = (res + shortcut[run_idx]).relu_()
+        out = shortcut.relu_() if "shortcut" in pack else shortcut.clone()
+        out[run_idx] = ran
+        kept[run_idx] = kept_r.long()
+        return out, run, kept
+
+    def _residual_sets(self, pack, block, x: torch.Tensor, keep: torch.Tensor | None, c_scale: torch.Tensor | None) -> torch.Tensor:
+        g = self.model.gate_config.group_size
+        bottleneck, stride = pack["bottleneck"], block.stride
+        if keep is None:
+            return _residual(bottleneck, stride, x, pack["full"], None)
+        sets, inverse = torch.unique(keep, dim=0, return_inverse=True)
+        if sets.shape[0] > 1 and grouping_is_cheaper(_mflops_per_channel(block, x), g, keep, sets, inverse):
+            out = None
+            for s in range(sets.shape[0]):
+                idx = (inverse == s).nonzero().squeeze(1)
+                row = sets[s]
+                scale = None if c_scale is None else c_scale[idx][:, row].repeat_interleave(g, 1)
+                res = _residual(bottleneck, stride, x[idx], self._weights(pack, tuple(row.tolist())), scale)
+                if out is None:
+                    out = res.new_empty((x.shape[0],) + res.shape[1:]).contiguous(memory_format=_CL)
+                out[idx] = res
+            return out
+        union = keep.any(0)
+        mult = None
+        if sets.shape[0] > 1 or c_scale is not None:
+            mult = keep[:, union].to(x.dtype)
+            if c_scale is not None:
+                mult = mult * c_scale[:, union]
+            mult = mult.repeat_interleave(g, 1)
+        return _residual(bottleneck, stride, x, self._weights(pack, tuple(union.tolist())), mult)
+
+
+def _mflops_per_channel(block: nn.Module, x: torch.Tensor) -> float:
+    # Residual MFLOPs per kept inner channel (exact for basic blocks; linearised for bottlenecks).
+    hw_out = -(-x.shape[2] // block.stride) * -(-x.shape[3] // block.stride)
+    out_channels = (block.conv3 if isinstance(block, Bottleneck) else block.conv2).out_channels
+    return 2.0 * 9 * (block.conv1.in_channels + out_channels) * hw_out / 1e6
+
+
+def _residual(bottleneck: bool, stride: int, x: torch.Tensor, weights: tuple, scale: torch.Tensor | None) -> torch.Tensor:
+    s = None if scale is None else scale[:, :, None, None]
+    if bottleneck:
+        w1, b1, w2, b2, w3, b3 = weights
+        h = F.conv2d(x, w1, b1).relu_()
+        if s is not None:
+            h = h * s
+        h = F.conv2d(h, w2, b2, stride, 1).relu_()
+        if s is not None:
+            h = h * s
+        return F.conv2d(h, w3, b3)
+    w1, b1, w2, b2 = weights
+    h = F.conv2d(x, w1, b1, stride, 1).relu_()
+    if s is not None:
+        h = h * s
+    return F.conv2d(h, w2, b2, 1, 1)
