@@ -52,6 +52,14 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def _scale(z: float) -> float:
+    """2·sigmoid(z) without overflow: the gates' scale parametrisation."""
+    if z >= 0:
+        return 2.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return 2.0 * e / (1.0 + e)
+
+
 def _pack_gate(gate: nn.Module | None) -> tuple | None:
     if gate is None:
         return None
@@ -179,7 +187,7 @@ class HardExecutor:
             if forced is None or forced.block_run is None:
                 run = out[0] > pack["run_logit"]
             if cfg.scaling:
-                run_scale = 2.0 / (1.0 + math.exp(-out[1]))
+                run_scale = _scale(out[1])
         if not run:
             return self._skipped(pack, block, x), False, 0
 
@@ -202,7 +210,7 @@ class HardExecutor:
                 keep_row = (True,) + keep_row[1:]
             if out is not None and cfg.scaling:
                 g = cfg.group_size
-                per_group = torch.tensor([2.0 / (1.0 + math.exp(-out[groups + k])) for k, on in enumerate(keep_row) if on])
+                per_group = torch.tensor([_scale(out[groups + k]) for k, on in enumerate(keep_row) if on])
                 scale = per_group.repeat_interleave(g)[None]
         kept = block.conv1.out_channels if keep_row is None else sum(keep_row) * cfg.group_size
         res = _residual(pack["bottleneck"], block.stride, x, self._weights(pack, keep_row), scale)

@@ -1,0 +1,185 @@
+"""LC-Net gates: hard execution equals the masked reference, all-open equals static, FLOPs from
+the trace equal FlopCounterMode on the executed path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import lcnas
+from lcnas.cost import sample_mflops, static_mflops
+from lcnas.models import ForcedDecisions, GateConfig
+
+CASES = [("resnet20", 32), ("resnet56", 32), ("resnet18", 64), ("resnet50", 64)]
+
+
+def _random_gated(name: str, gating: str, **cfg) -> torch.nn.Module:
+    """A gated model with random gates (so decisions vary) and non-trivial BN statistics."""
+    torch.manual_seed(0)
+    model = lcnas.create_model(name, gating=gating, gate_config=GateConfig(init_logit=0.0, **cfg))
+    for p in model.gate_parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    size = 32 if name in ("resnet20", "resnet56") else 64
+    with torch.no_grad():
+        model.train()(torch.rand(8, 3, size, size))
+    return model.eval()
+
+
+def _hard_and_masked(model, x):
+    with torch.no_grad():
+        model.execution = "hard"
+        hard = model(x)
+        trace_hard = model.last_trace
+        model.execution = "mask"
+        masked = model(x)
+        trace_masked = model.last_trace
+        model.execution = "hard"
+    return hard, trace_hard, masked, trace_masked
+
+
+@pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
+@pytest.mark.parametrize("name,size", CASES)
+@pytest.mark.parametrize("batch", [1, 5])
+def test_hard_execution_equals_masked_reference(name, size, gating, batch):
+    model = _random_gated(name, gating)
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
+    hard, th, masked, tm = _hard_and_masked(model, x)
+    assert torch.equal(th.block_run, tm.block_run) and torch.equal(th.channels_kept, tm.channels_kept)
+    # the decisions really are mixed, so both skip paths are exercised
+    if gating != "channel":
+        assert 0 < th.block_run.float().mean() < 1
+    assert (hard - masked).abs().max() <= 1e-4 * max(1.0, masked.abs().max().item())
+
+
+def test_mixed_batch_with_per_sample_channel_sets_both_rules():
+    import lcnas.models._hard as hard_mod
+
+    model = _random_gated("resnet20", "lc", group_size=4)
+    x = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    for overhead in (0.0, 1e9):  # 0: grouping always wins; huge: union always wins
+        old, hard_mod.GROUP_OVERHEAD_MFLOPS = hard_mod.GROUP_OVERHEAD_MFLOPS, overhead
+        try:
+            hard, _, masked, _ = _hard_and_masked(model, x)
+        finally:
+            hard_mod.GROUP_OVERHEAD_MFLOPS = old
+        assert (hard - masked).abs().max() <= 1e-4
+
+
+def test_batch_results_equal_per_sample_results():
+    model = _random_gated("resnet20", "lc")
+    x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        batched = model(x)
+        run_b = model.last_trace.block_run
+        single = torch.cat([model(x[i : i + 1]) for i in range(6)])
+    assert (batched - single).abs().max() <= 1e-4
+    assert run_b.shape == (6, 9)
+
+
+@pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
+@pytest.mark.parametrize("name,size", CASES)
+def test_all_gates_open_equals_static_backbone(name, size, gating):
+    torch.manual_seed(0)
+    static = lcnas.create_model(name)
+    with torch.no_grad():
+        static.train()(torch.rand(8, 3, size, size))
+    static.eval()
+    gated = lcnas.create_model(name, gating=gating)
+    gated.load_backbone(static.state_dict())
+    gated.eval()
+    x = torch.rand(3, 3, size, size)
+    with torch.no_grad():
+        ref = static(x)
+        for batch in (x[:1], x):
+            with gated.forced(ForcedDecisions()):  # every block, every channel, gates bypassed
+                out = gated(batch)
+            assert (out - ref[: batch.shape[0]]).abs().max() <= 1e-4 * max(1.0, ref.abs().max().item())
+            assert gated.last_trace.block_run.all()
+
+
+@pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
+@pytest.mark.parametrize("name,size", CASES)
+def test_trace_flops_equal_flop_counter_at_batch_1(name, size, gating):
+    model = _random_gated(name, gating)
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(3):
+        x = torch.rand(1, 3, size, size, generator=gen)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+        measured = counter.get_total_flops() / 1e6
+        assert sample_mflops(model).item() == pytest.approx(measured, rel=0.01)
+
+
+def test_forced_random_decisions_flops_and_skip():
+    model = _random_gated("resnet56", "lc")
+    gen = torch.Generator().manual_seed(5)
+    blocks = model.blocks()
+    run = torch.rand(len(blocks), generator=gen) < 0.5
+    keep = tuple(torch.rand(b.channel_gate.outputs, generator=gen) < 0.5 for b in blocks)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad(), model.forced(ForcedDecisions(block_run=run, channel_keep=keep)), FlopCounterMode(display=False) as counter:
+        model(x)
+    trace = model.last_trace
+    assert torch.equal(trace.block_run[0], run)
+    assert not trace.gates_evaluated
+    assert sample_mflops(model).item() == pytest.approx(counter.get_total_flops() / 1e6, rel=0.01)
+    assert sample_mflops(model).item() < 0.6 * static_mflops(model)
+
+
+def test_static_flops_match_the_literature():
+    # He et al. count multiply-accumulates: ResNet-20 ~41 M, ResNet-56 ~125 M; FlopCounterMode counts 2 per MAC.
+    assert static_mflops(lcnas.create_model("resnet20")) / 2 == pytest.approx(40.8, rel=0.02)
+    assert static_mflops(lcnas.create_model("resnet56")) / 2 == pytest.approx(125.5, rel=0.02)
+
+
+def test_threshold_knob_trades_compute():
+    model = _random_gated("resnet32", "lc")
+    x = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    flops = []
+    for threshold in (0.2, 0.5, 0.8):
+        model.set_thresholds(layer=threshold, channel=threshold)
+        with torch.no_grad():
+            model(x)
+        flops.append(sample_mflops(model).mean().item())
+    assert flops[0] > flops[1] > flops[2]
+
+
+def test_training_mode_uses_hard_decisions_and_gates_get_gradients():
+    model = _random_gated("resnet20", "lc").train()
+    x = torch.rand(4, 3, 32, 32)
+    out = model(x)
+    trace = model.last_trace
+    assert trace.run_prob is not None and trace.run_prob.requires_grad
+    out.square().mean().backward()
+    grads = [p.grad for p in model.gate_parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    # straight-through: the forward decisions are hard 0/1
+    assert set(trace.block_run.unique().tolist()) <= {False, True}
+
+
+def test_checkpoint_round_trip_keeps_gates_and_config(tmp_path):
+    from lcnas.checkpoint import save_checkpoint
+
+    model = _random_gated("resnet20", "lc", hidden=8, group_size=2, stages=(2, 3))
+    model.set_thresholds(layer=0.6)
+    save_checkpoint(tmp_path / "lc.pt", model)
+    loaded = lcnas.load_model(tmp_path / "lc.pt")
+    assert loaded.gate_config == model.gate_config
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-5)
+    assert loaded.blocks()[0].layer_gate is None  # stage 1 not gated
+    assert torch.equal(loaded.last_trace.block_run, model.last_trace.block_run)
+
+
+def test_gate_config_validation():
+    with pytest.raises(ValueError, match="pooling"):
+        GateConfig(pooling="median")
+    with pytest.raises(ValueError, match="group_size 3 does not divide"):
+        lcnas.create_model("resnet20", gating="channel", gate_config=GateConfig(group_size=3))
+    with pytest.raises(ValueError, match="stages"):
+        lcnas.create_model("resnet20", gating="lc", gate_config=GateConfig(stages=(4,)))
+    with pytest.raises(ValueError, match="unknown field"):
+        GateConfig.from_dict({"hiden": 3})
+    assert GateConfig.from_dict(GateConfig(stages=(1, 2)).to_dict()) == GateConfig(stages=(1, 2))
