@@ -117,7 +117,7 @@ def walk(
     its residual branch when it runs, at ``kept`` channels; a conv shortcut always.
     """
     run = block_run.to(torch.float32)
-    total = torch.full((run.shape[0],), cost.stem(arch) + cost.head(arch), dtype=torch.float32)
+    total = torch.full((run.shape[0],), cost.stem(arch) + cost.head(arch), dtype=torch.float32, device=run.device)
     for b in arch.blocks:
         r = run[:, b.index]
         if gates_evaluated and b.layer_gate is not None:

@@ -32,11 +32,21 @@ class TrainConfig:
     (AVX512-BF16/AMX CPUs, bf16 GPUs; 2× faster for ResNet-20 on this project's CPU), else fp32.
     ``image_size`` and ``workers`` apply to ImageNet folders only; ``val_size`` and
     ``train_subset`` to the in-memory datasets.
+
+    Gated (LC-Net) training: ``gating`` layer | channel | lc, ``gate`` the
+    :class:`~lcnas.models.GateConfig` fields, ``loss`` the :class:`~lcnas.train.LossWeights`
+    fields, ``init_from`` "pretrained" (the shipped static backbone) or a checkpoint path,
+    ``teacher`` the same for distillation, ``gate_lr`` the gates' peak rate (default ``lr``).
     """
 
     name: str = "run"
     model: str = "resnet20"
     gating: str = "none"
+    gate: dict[str, Any] | None = None
+    loss: dict[str, Any] | None = None
+    init_from: str | None = None
+    teacher: str | None = None
+    gate_lr: float | None = None
     dataset: str = "cifar10"
     data_root: str | None = None
     val_size: int = 5000
@@ -70,6 +80,18 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
             raise ConfigError("lr must be > 0, weight_decay >= 0 and label_smoothing in [0, 1)")
+        if self.gating not in ("none", "layer", "channel", "lc"):
+            raise ConfigError(f"gating={self.gating!r} is not one of none, layer, channel, lc")
+        if self.gating == "none" and (self.gate or self.loss):
+            raise ConfigError("gate/loss settings need gating: layer, channel or lc")
+        from ..models import GateConfig
+        from ._losses import LossWeights
+
+        for key, cls in (("gate", GateConfig), ("loss", LossWeights)):
+            try:
+                cls.from_dict(getattr(self, key))
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"{key}: {e}") from None
 
     @property
     def run_dir(self) -> Path:
@@ -126,12 +148,24 @@ def load_train_config(path: str | os.PathLike[str] | None, overrides: list[str] 
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {source!r}: expected a mapping of settings at the top level")
         data.update(loaded or {})
-    data.update(parse_overrides(overrides))
+    for key, value in parse_overrides(overrides).items():
+        head, dot, rest = key.partition(".")
+        if dot:  # gate.hidden=8 → gate: {hidden: 8}
+            nested = data.get(head)
+            if nested is not None and not isinstance(nested, dict):
+                raise ConfigError(f"--set {key}: {head!r} is not a mapping")
+            data[head] = {**(nested or {}), rest: value}
+        else:
+            data[key] = value
     return TrainConfig.from_dict(data, source=source)
 
 
 def _coerce(key: str, value: Any, annotation: Any, source: str) -> Any:
     ann = str(annotation)
+    if ann.startswith("dict"):
+        if value is None or isinstance(value, dict):
+            return None if value is None else dict(value)
+        raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
     if value is None:
         if "None" in ann:
             return None

@@ -25,20 +25,35 @@ def evaluate(
     device: torch.device | str = "cpu",
     channels_last: bool = False,
 ) -> dict[str, Any]:
-    """Top-1 accuracy (%), mean cross-entropy and images/s, in fp32 and eval mode.
+    """Top-1 accuracy (%), mean cross-entropy and images/s, in fp32 and eval mode; for gated models
+    also mean and p95 MFLOPs per sample and the fraction of blocks run (hard execution traces).
 
     ``data`` is an in-memory image set or any iterable of ``(images, labels)`` batches.
     """
     was_training = model.training
     model.eval()
     loader = BatchLoader(data, batch_size=batch_size, device=device, channels_last=channels_last) if isinstance(data, ImageTensors) else data
+    gated = getattr(model, "gating", "none") != "none"
+    arch = None
+    mflops, runs = [], []
     correct, loss_sum, n, start = 0, 0.0, 0, time.perf_counter()
     for x, y in loader:
         x, y = x.to(device), y.to(device)
         logits = model(x)
         n += y.numel()
+        if gated:
+            from ..cost import describe, sample_mflops
+
+            arch = arch or describe(model, tuple(x.shape[1:]))
+            mflops.append(sample_mflops(model, arch=arch))
+            runs.append(model.last_trace.block_run)
         loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
     elapsed = time.perf_counter() - start
     model.train(was_training)
-    return {"accuracy": 100.0 * correct / n, "loss": loss_sum / n, "images": n, "images_per_s": n / elapsed}
+    result = {"accuracy": 100.0 * correct / n, "loss": loss_sum / n, "images": n, "images_per_s": n / elapsed}
+    if gated:
+        per_sample = torch.cat(mflops)
+        result.update(mflops_mean=float(per_sample.mean()), mflops_p95=float(per_sample.quantile(0.95)),
+                      block_rate=float(torch.cat(runs).float().mean()))
+    return result

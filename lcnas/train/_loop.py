@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..errors import ConfigError
 from ..models import create_model
 from ._config import TrainConfig
 from ._evaluate import evaluate
+from ._losses import LossWeights, lcnet_loss
 from ._schedule import lr_multiplier
 
 __all__ = ["train", "resolve_device", "resolve_amp"]
@@ -73,10 +75,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
     torch.manual_seed(cfg.seed)
 
     loader, val_data, test_data, num_classes = _data(cfg, device)
-    model = create_model(cfg.model, gating=cfg.gating, num_classes=num_classes).to(device)
+    model = _build_model(cfg, num_classes).to(device)
+    teacher = _load_teacher(cfg, device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.SGD(_param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    objective = _Objective(cfg, model, loader, teacher)
     steps = cfg.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_multiplier(cfg.schedule, total_steps=steps, warmup_steps=int(cfg.warmup_epochs * len(loader))))
@@ -90,10 +94,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
     for epoch in range(start_epoch, cfg.epochs):
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
-        row = _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg, device, epoch, progress)
+        row = _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg, device, epoch, progress, objective)
         if val_data is not None:
             val = evaluate(model, val_data, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last)
-            row.update(val_accuracy=val["accuracy"], val_loss=val["loss"])
+            row.update({f"val_{k}": v for k, v in val.items() if k not in ("images", "images_per_s")})
         history.append(row)
         train_state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                        "scaler": scaler.state_dict(), "history": json.dumps(history)}
@@ -103,8 +107,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
 
     test = evaluate(model, test_data, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last)
     final = {
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
+        **{f"test_{k}": v for k, v in test.items() if k not in ("images", "images_per_s")},
         "val_accuracy": history[-1].get("val_accuracy") if history else None,
         "epochs": cfg.epochs,
         "train_time_s": sum(r["epoch_time_s"] for r in history),
@@ -133,7 +136,90 @@ def _data(cfg: TrainConfig, device: torch.device):
     return loader, splits.val, splits.test, splits.train.num_classes
 
 
-def _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg: TrainConfig, device, epoch: int, progress: bool | None) -> dict[str, Any]:
+def _build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+    from ..models import GateConfig
+
+    gate_config = GateConfig.from_dict(cfg.gate) if cfg.gating != "none" else None
+    model = create_model(cfg.model, gating=cfg.gating, num_classes=num_classes, gate_config=gate_config)
+    if cfg.init_from:
+        state = _backbone_state(cfg.init_from, cfg.model, num_classes)
+        if cfg.gating == "none":
+            model.load_state_dict(state)
+        else:
+            model.load_backbone({k: v for k, v in state.items() if "_gate." not in k})
+    return model
+
+
+def _backbone_state(source: str, model_name: str, num_classes: int) -> dict[str, torch.Tensor]:
+    """Weights of a static backbone: "pretrained" (shipped) or an lcnas checkpoint of the same model."""
+    if source == "pretrained":
+        from ..pretrained import load_pretrained_state
+
+        return load_pretrained_state(model_name, num_classes=num_classes)
+    ckpt = read_checkpoint(source)
+    if ckpt["model"]["name"] != model_name:
+        raise ConfigError(f"init_from/teacher {source!r} holds a {ckpt['model']['name']!r}, but the run trains {model_name!r}")
+    return ckpt["state_dict"]
+
+
+def _load_teacher(cfg: TrainConfig, device: torch.device) -> torch.nn.Module | None:
+    weights = LossWeights.from_dict(cfg.loss)
+    if not weights.distill:
+        return None
+    if not cfg.teacher:
+        raise ConfigError("loss.distill > 0 needs a teacher: set teacher to 'pretrained' or a checkpoint path")
+    if cfg.teacher == "pretrained":
+        teacher = create_model(cfg.model, pretrained=True)
+    else:
+        from ..checkpoint import model_from_checkpoint
+
+        teacher = model_from_checkpoint(read_checkpoint(cfg.teacher), source=cfg.teacher)
+    teacher = teacher.to(device).eval()
+    if cfg.channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def _param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    if cfg.gating == "none":
+        return [{"params": list(model.parameters())}]
+    gate_ids = {id(p) for p in model.gate_parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in gate_ids]},
+            {"params": [p for p in model.parameters() if id(p) in gate_ids], "lr": cfg.gate_lr or cfg.lr}]
+
+
+class _Objective:
+    """Cross-entropy for static models; the LC-Net loss (compute terms, distillation) for gated ones."""
+
+    def __init__(self, cfg: TrainConfig, model: torch.nn.Module, loader, teacher: torch.nn.Module | None) -> None:
+        self.cfg, self.teacher = cfg, teacher
+        self.weights = LossWeights.from_dict(cfg.loss)
+        self.gated = cfg.gating != "none"
+        if self.gated:
+            from ..cost import describe, static_mflops
+
+            size = (3, cfg.image_size, cfg.image_size) if cfg.dataset == "imagenet" else tuple(loader.data.images.shape[1:])
+            self.arch = describe(model, size)
+            self.static_mflops = static_mflops(model, size)
+
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(x)
+        if not self.gated:
+            return F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing), logits
+        teacher_logits = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(x)
+        weights = self.weights if self.weights.label_smoothing else replace(self.weights, label_smoothing=self.cfg.label_smoothing)
+        loss, _ = lcnet_loss(logits, y, trace=model.last_trace, arch=self.arch, static_mflops=self.static_mflops,
+                             weights=weights, teacher_logits=teacher_logits)
+        return loss, logits
+
+
+def _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg: TrainConfig, device, epoch: int, progress: bool | None,
+                 objective: _Objective) -> dict[str, Any]:
     model.train()
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     seen, correct, loss_sum, start = 0, 0, 0.0, time.perf_counter()
@@ -142,8 +228,7 @@ def _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg: Tr
         x, y = x.to(device, non_blocking=True).contiguous(memory_format=memory_format), y.to(device, non_blocking=True)
         ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
         with ctx:
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            loss, logits = objective(model, x, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}; lower lr (now {scheduler.get_last_lr()[0]:.4g})")
         optimizer.zero_grad(set_to_none=True)
@@ -181,5 +266,7 @@ def _restore(path: Path, cfg: TrainConfig, model, optimizer, scheduler, scaler) 
 
 def _summary(row: dict[str, Any], epochs: int) -> str:
     val = f" val_acc {row['val_accuracy']:.2f}" if "val_accuracy" in row else ""
+    if "val_mflops_mean" in row:
+        val += f" val_mflops {row['val_mflops_mean']:.1f}"
     return (f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2f}{val} "
             f"lr {row['lr']:.4g} {row['images_per_s']:.0f} img/s {row['epoch_time_s']:.0f}s")

@@ -1,0 +1,90 @@
+"""LC-Net training loss: cross-entropy + weighted compute terms + optional distillation."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..cost import ArchSpec, FlopsModel, walk
+
+__all__ = ["LossWeights", "lcnet_loss"]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the compute terms (search parameters).
+
+    Args:
+        layer: × mean probability that a gated block runs.
+        channel: × mean expected fraction of inner channels kept (channel-gated blocks).
+        flops: × (expected FLOPs / static FLOPs − ``flops_target``)², the FLOPs-target term.
+        flops_target: target fraction of the static network's FLOPs.
+        distill: weight of the KL term to the static teacher (0 = no teacher).
+        distill_temperature: softmax temperature of the distillation term.
+        label_smoothing: of the cross-entropy term.
+    """
+
+    layer: float = 0.0
+    channel: float = 0.0
+    flops: float = 0.0
+    flops_target: float = 0.5
+    distill: float = 0.0
+    distill_temperature: float = 4.0
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise ValueError(f"LossWeights.{f.name} must be >= 0, got {getattr(self, f.name)}")
+        if not 0 < self.flops_target <= 1:
+            raise ValueError(f"LossWeights.flops_target must be in (0, 1], got {self.flops_target}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> LossWeights:
+        data = dict(data or {})
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"LossWeights: unknown field(s) {', '.join(sorted(unknown))}")
+        return cls(**{k: float(v) for k, v in data.items()})
+
+
+def lcnet_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    trace,
+    arch: ArchSpec,
+    static_mflops: float,
+    weights: LossWeights,
+    teacher_logits: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its parts (floats, for logging) from a training-mode forward pass."""
+    ce = F.cross_entropy(logits.float(), target, label_smoothing=weights.label_smoothing)
+    total = ce
+    parts = {"ce": float(ce.detach())}
+    layer_blocks = [b.index for b in arch.blocks if b.layer_gate is not None]
+    chan_blocks = [b.index for b in arch.blocks if b.channel_gate is not None]
+    if weights.layer and layer_blocks:
+        usage = trace.run_prob[:, layer_blocks].mean()
+        total = total + weights.layer * usage
+        parts["layer_usage"] = float(usage.detach())
+    if weights.channel and chan_blocks:
+        widths = torch.tensor([float(arch.blocks[i].width) for i in chan_blocks], device=logits.device)
+        usage = (trace.kept_expected[:, chan_blocks] / widths).mean()
+        total = total + weights.channel * usage
+        parts["channel_usage"] = float(usage.detach())
+    if weights.flops:
+        expected = walk(arch, FlopsModel(), trace.run_prob, trace.kept_expected).to(logits.device) / 1e6
+        ratio = expected.mean() / static_mflops
+        total = total + weights.flops * (ratio - weights.flops_target) ** 2
+        parts["flops_ratio"] = float(ratio.detach())
+    if weights.distill and teacher_logits is not None:
+        t = weights.distill_temperature
+        kd = F.kl_div(F.log_softmax(logits.float() / t, 1), F.softmax(teacher_logits.float() / t, 1), reduction="batchmean") * t * t
+        total = total + weights.distill * kd
+        parts["distill"] = float(kd.detach())
+    return total, parts

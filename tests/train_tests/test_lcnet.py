@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import lcnas
+from lcnas.cost import describe, static_mflops
+from lcnas.errors import ConfigError
+from lcnas.models import GateConfig
+from lcnas.train import LossWeights, TrainConfig, lcnet_loss, load_train_config, train
+
+
+def _cfg(tmp_path, **kw) -> TrainConfig:
+    base = dict(name="t", model="resnet20", dataset="synthetic", val_size=100, train_subset=256, epochs=1, batch_size=64,
+                eval_batch_size=250, lr=0.05, amp="none", channels_last=False, device="cpu", threads=1, out_dir=str(tmp_path))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_flops_term_pushes_gates_toward_less_compute():
+    torch.manual_seed(0)
+    model = lcnas.create_model("resnet20", gating="lc", gate_config=GateConfig(init_logit=2.0)).train()
+    arch = describe(model, (3, 32, 32))
+    logits = model(torch.rand(8, 3, 32, 32))
+    kw = dict(trace=model.last_trace, arch=arch, static_mflops=static_mflops(model))
+    y = torch.zeros(8, dtype=torch.long)
+    with_flops, parts = lcnet_loss(logits, y, weights=LossWeights(flops=1.0, flops_target=0.3), **kw)
+    without, _ = lcnet_loss(logits, y, weights=LossWeights(), **kw)
+    assert parts["flops_ratio"] > 0.3
+    (with_flops - without).backward()  # the FLOPs term alone
+    # d loss / d keep-logit bias > 0: gradient descent lowers the keep logits, i.e. skips more
+    layer_bias = model.blocks()[4].layer_gate.mlp[-1].bias.grad[0]
+    chan_bias = model.blocks()[4].channel_gate.mlp[-1].bias.grad[:4]
+    assert layer_bias > 0 and (chan_bias > 0).all()
+
+
+def test_usage_terms_are_reported_and_weighted():
+    torch.manual_seed(0)
+    model = lcnas.create_model("resnet20", gating="lc").train()
+    arch = describe(model, (3, 32, 32))
+    logits = model(torch.rand(4, 3, 32, 32))
+    y = torch.zeros(4, dtype=torch.long)
+    kw = dict(trace=model.last_trace, arch=arch, static_mflops=static_mflops(model))
+    base, _ = lcnet_loss(logits, y, weights=LossWeights(), **kw)
+    more, parts = lcnet_loss(logits, y, weights=LossWeights(layer=1.0, channel=2.0), **kw)
+    assert 0.9 < parts["layer_usage"] <= 1 and 0.9 < parts["channel_usage"] <= 1
+    assert more.item() == pytest.approx(base.item() + parts["layer_usage"] + 2 * parts["channel_usage"], rel=1e-5)
+
+
+def test_loss_weights_validation():
+    with pytest.raises(ValueError, match="must be >= 0"):
+        LossWeights(layer=-1)
+    with pytest.raises(ValueError, match="unknown field"):
+        LossWeights.from_dict({"flop": 1})
+
+
+def test_lcnet_training_from_a_static_checkpoint(tmp_path):
+    train(_cfg(tmp_path, name="static"), progress=False)
+    cfg = _cfg(tmp_path, name="lc", gating="lc", init_from=str(tmp_path / "static" / "final.pt"), teacher=str(tmp_path / "static" / "final.pt"),
+               gate={"hidden": 0, "group_size": 4}, loss={"flops": 2.0, "flops_target": 0.5, "distill": 0.5}, gate_lr=0.1)
+    final = train(cfg, progress=False)
+    assert 0 < final["test_mflops_mean"] <= final["test_mflops_p95"] * (1 + 1e-5)
+    assert 0 < final["test_block_rate"] <= 1
+    model = lcnas.load_model(tmp_path / "lc" / "final.pt")
+    assert model.gating == "lc" and model.gate_config.hidden == 0
+    with torch.no_grad():
+        model(torch.rand(1, 3, 32, 32))
+    assert model.last_trace.block_run.shape == (1, 9)
+    epochs = json.loads((tmp_path / "lc" / "metrics.json").read_text())["epochs"]
+    assert "val_mflops_mean" in epochs[0]
+
+
+def test_init_from_another_model_is_refused(tmp_path):
+    train(_cfg(tmp_path, name="static"), progress=False)
+    with pytest.raises(ConfigError, match="holds a 'resnet20'.*trains 'resnet32'"):
+        train(_cfg(tmp_path, name="lc", model="resnet32", gating="lc", init_from=str(tmp_path / "static" / "final.pt")), progress=False)
+
+
+def test_distillation_needs_a_teacher(tmp_path):
+    with pytest.raises(ConfigError, match="needs a teacher"):
+        train(_cfg(tmp_path, gating="lc", loss={"distill": 1.0}), progress=False)
+
+
+def test_gate_settings_are_validated_and_nested_overrides_work(tmp_path):
+    with pytest.raises(ConfigError, match="gate/loss settings need gating"):
+        TrainConfig(gate={"hidden": 4})
+    with pytest.raises(ConfigError, match="gate: GateConfig: pooling"):
+        TrainConfig(gating="lc", gate={"pooling": "median"})
+    cfg = load_train_config(None, ["gating=lc", "gate.hidden=8", "gate.group_size=2", "loss.flops=1.5"])
+    assert cfg.gate == {"hidden": 8, "group_size": 2} and cfg.loss == {"flops": 1.5}
