@@ -27,9 +27,9 @@ from ._resnet import Bottleneck, PadShortcut
 __all__ = ["HardExecutor", "grouping_is_cheaper", "GROUP_OVERHEAD_MFLOPS"]
 
 # Each extra channel-set group in a batch costs a fixed overhead (gather, scatter, two more conv
-# calls), expressed as the conv MFLOPs that take the same time on a CPU core; measured by
-# benchmarks/grouping_rule.py (see its JSON result).
-GROUP_OVERHEAD_MFLOPS = 0.5
+# calls) that does no useful work. benchmarks/grouping_rule.py fits time = overhead + rate × MFLOPs
+# per CIFAR stage and finds 28-47 MFLOPs of conv work on a 2-core AVX-512 CPU (see its JSON).
+GROUP_OVERHEAD_MFLOPS = 30.0
 _PACK_CACHE_SIZE = 128
 _CL = torch.channels_last
 
@@ -89,9 +89,11 @@ class HardExecutor:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.packs: dict[int, dict[str, Any]] = {}
+        self._forced_cache: tuple | None = None
 
     def clear(self) -> None:
         self.packs.clear()
+        self._forced_cache = None
 
     # ---------------------------------------------------------------- packing
     def stem(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,15 +178,14 @@ class HardExecutor:
         m, cfg = self.model, self.model.gate_config
         forced = m._forced
         gates_on = forced is None or forced.evaluate_gates
+        forced_run, forced_keep = self._forced_row(i)
         v = None
-        run, run_scale = True, None
-        if forced is not None and forced.block_run is not None:
-            fr = forced.block_run
-            run = bool(fr[i] if fr.dim() == 1 else fr[0, i])
+        run = True if forced_run is None else forced_run
+        run_scale = None
         if pack["layer_gate"] is not None and gates_on:
             v = _pool(cfg.pooling, x)
             out = _run_gate(pack["layer_gate"], v)[0].tolist()
-            if forced is None or forced.block_run is None:
+            if forced_run is None:
                 run = out[0] > pack["run_logit"]
             if cfg.scaling:
                 run_scale = _scale(out[1])
@@ -194,9 +195,7 @@ class HardExecutor:
         keep_row, scale = None, None
         if pack["channel_gate"] is not None:
             groups = block.channel_gate.outputs
-            if forced is not None and forced.channel_keep is not None and forced.channel_keep[i] is not None:
-                fk = forced.channel_keep[i]
-                keep_row = tuple(bool(k) for k in (fk if fk.dim() == 1 else fk[0]).tolist())
+            keep_row = forced_keep
             out = None
             if gates_on:
                 v = _pool(cfg.pooling, x) if v is None else v
@@ -210,14 +209,28 @@ class HardExecutor:
                 keep_row = (True,) + keep_row[1:]
             if out is not None and cfg.scaling:
                 g = cfg.group_size
-                per_group = torch.tensor([_scale(out[groups + k]) for k, on in enumerate(keep_row) if on])
-                scale = per_group.repeat_interleave(g)[None]
+                scale = torch.tensor([[s for k, on in enumerate(keep_row) if on for s in [_scale(out[groups + k])] * g]])
         kept = block.conv1.out_channels if keep_row is None else sum(keep_row) * cfg.group_size
         res = _residual(pack["bottleneck"], block.stride, x, self._weights(pack, keep_row), scale)
         shortcut = self._shortcut(pack, block, x)
         if run_scale is None:
             return res.add_(shortcut).relu_(), True, kept
         return torch.add(shortcut, res, alpha=run_scale).relu_(), True, kept
+
+    def _forced_row(self, i: int) -> tuple[bool | None, tuple[bool, ...] | None]:
+        """Forced (run, kept groups) of block ``i`` for a batch-1 call, as Python values (cached per forcing)."""
+        forced = self.model._forced
+        if forced is None:
+            return None, None
+        if self._forced_cache is None or self._forced_cache[0] is not forced:
+            fr = forced.block_run
+            runs = None if fr is None else [bool(r) for r in (fr if fr.dim() == 1 else fr[0]).tolist()]
+            keeps = None
+            if forced.channel_keep is not None:
+                keeps = [None if k is None else tuple(bool(v) for v in (k if k.dim() == 1 else k[0]).tolist()) for k in forced.channel_keep]
+            self._forced_cache = (forced, runs, keeps)
+        _, runs, keeps = self._forced_cache
+        return (None if runs is None else runs[i]), (None if keeps is None else keeps[i])
 
     def _block_batch(self, i: int, block: nn.Module, pack: dict[str, Any], x: torch.Tensor):
         m, cfg = self.model, self.model.gate_config
@@ -258,11 +271,14 @@ class HardExecutor:
         res = self._residual_sets(pack, block, xr, keep, c_scale)
         if run_scale is not None:
             res = res * (run_scale if run_idx is None else run_scale[run_idx])[:, None, None, None]
-        shortcut = self._shortcut(pack, block, x)
         if run_idx is None:
-            return (res + shortcut).relu_(), torch.ones(n, dtype=torch.bool, device=x.device), kept_r.long()
-        ran = (res + shortcut[run_idx]).relu_()
-        out = shortcut.relu_() if "shortcut" in pack else shortcut.clone()
+            return res.add_(self._shortcut(pack, block, x)).relu_(), torch.ones(n, dtype=torch.bool, device=x.device), kept_r.long()
+        # Scatter the running samples into the skipped ones' output. Under no_grad the block input
+        # is ours to overwrite (identity shortcut), which saves a full copy per block.
+        ran = res.add_(self._shortcut(pack, block, xr)).relu_()
+        out = self._skipped(pack, block, x)
+        if torch.is_grad_enabled() and out is x:
+            out = out.clone()
         out[run_idx] = ran
         kept[run_idx] = kept_r.long()
         return out, run, kept
@@ -307,13 +323,13 @@ def _residual(bottleneck: bool, stride: int, x: torch.Tensor, weights: tuple, sc
         w1, b1, w2, b2, w3, b3 = weights
         h = F.conv2d(x, w1, b1).relu_()
         if s is not None:
-            h = h * s
+            h.mul_(s)
         h = F.conv2d(h, w2, b2, stride, 1).relu_()
         if s is not None:
-            h = h * s
+            h.mul_(s)
         return F.conv2d(h, w3, b3)
     w1, b1, w2, b2 = weights
     h = F.conv2d(x, w1, b1, stride, 1).relu_()
     if s is not None:
-        h = h * s
+        h.mul_(s)
     return F.conv2d(h, w2, b2, 1, 1)

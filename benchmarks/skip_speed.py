@@ -1,0 +1,187 @@
+"""Real speedup of skipping: lcnas hard execution vs the static backbone vs mask-only execution.
+
+    python benchmarks/skip_speed.py --out benchmarks/results/skip_speed_cpu.json
+
+For ResNet-20/32/56 and forced decisions at several levels (25/50/75 % of blocks skipped, 25/50/75 %
+of each block's channel groups skipped, and both), measures the median latency at batch 1 and the
+throughput at batch 64 of:
+  static      the same network with every block and channel on, through the same engine
+              (BN folded, channels-last): the honest baseline for the ratios
+  hard        lcnas hard execution of the decisions (skipped work not computed)
+  mask        the same decisions executed densely and multiplied by zero (SkipNet/ConvNet-AIG style)
+plus the plain PyTorch static model (NCHW and channels-last) for reference. Decisions differ per
+sample: at batch 1 calls cycle over 16 samples' decisions; at batch 64 block decisions are drawn per
+sample and channel sets from a pool of --patterns sets per block (a trained C-Net produces a few
+recurring sets; a pool of 1 is one set for the whole batch). Gates are bypassed (decisions forced),
+so the figures measure the execution engine; the gate overhead is reported separately.
+
+Efficiency = speedup ÷ FLOPs reduction, both against `static`; FLOPs from the execution trace.
+Configurations are interleaved round by round; figures are medians over rounds and ratios are
+medians of per-round ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from _common import median, median_time_s, ratio_median
+
+from lcnas import create_model
+from lcnas._env import environment_metadata
+from lcnas._io import write_json
+from lcnas.cost import sample_mflops, static_mflops
+from lcnas.models import ForcedDecisions, GateConfig
+
+GOALS = {"layer": (0.90, 0.85), "channel": (0.80, 0.70), "both": (0.75, 0.75)}
+LEVELS = {"layer": [(0.25, 0.0), (0.5, 0.0), (0.75, 0.0)], "channel": [(0.0, 0.25), (0.0, 0.5), (0.0, 0.75)],
+          "both": [(0.25, 0.25), (0.5, 0.5)]}
+
+
+def decisions(model, n: int, block_skip: float, channel_skip: float, patterns: int, gen: torch.Generator) -> ForcedDecisions:
+    blocks = model.blocks()
+    nb = len(blocks)
+    run = torch.ones(n, nb, dtype=torch.bool)
+    k = round(block_skip * nb)
+    for i in range(n):  # exactly k blocks skipped per sample, at random positions
+        run[i, torch.randperm(nb, generator=gen)[:k]] = False
+    keep = None
+    if channel_skip:
+        keep = []
+        for b in blocks:
+            groups = b.channel_gate.outputs
+            drop = round(channel_skip * groups)
+            pool = torch.ones(patterns, groups, dtype=torch.bool)
+            for p in range(patterns):
+                pool[p, torch.randperm(groups, generator=gen)[:drop]] = False
+            keep.append(pool[torch.randint(0, patterns, (n,), generator=gen)])
+        keep = tuple(keep)
+    return ForcedDecisions(block_run=run, channel_keep=keep)
+
+
+def row(forced: ForcedDecisions, i: int) -> ForcedDecisions:
+    keep = None if forced.channel_keep is None else tuple(k[i : i + 1] for k in forced.channel_keep)
+    return ForcedDecisions(block_run=forced.block_run[i : i + 1], channel_keep=keep)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="resnet20,resnet32,resnet56")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--calls-bs1", type=int, default=40)
+    ap.add_argument("--calls-bs64", type=int, default=3)
+    ap.add_argument("--patterns", type=int, default=4, help="distinct channel sets per block in a batch")
+    ap.add_argument("--group-size", type=int, default=4)
+    ap.add_argument("--out", default="benchmarks/results/skip_speed_cpu.json")
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    gen = torch.Generator().manual_seed(0)
+    results = {}
+    for name in args.models.split(","):
+        torch.manual_seed(0)
+        plain = create_model(name).eval()
+        plain_cl = create_model(name).eval().to(memory_format=torch.channels_last)
+        plain_cl.load_state_dict(plain.state_dict())
+        gated = create_model(name, gating="lc", gate_config=GateConfig(group_size=args.group_size, init_logit=10.0)).eval()
+        gated.load_backbone(plain.state_dict())
+        static_fl = static_mflops(gated)
+        x1 = torch.rand(16, 3, 32, 32, generator=gen)
+        x64 = torch.rand(64, 3, 32, 32, generator=gen)
+        x64_cl = x64.contiguous(memory_format=torch.channels_last)
+
+        # name -> (bs1 callable, bs64 callable, decisions or None)
+        configs = {
+            "plain_nchw": (lambda: plain(x1[:1]), lambda: plain(x64), None),
+            "plain_channels_last": (lambda: plain_cl(x1[:1].contiguous(memory_format=torch.channels_last)), lambda: plain_cl(x64_cl), None),
+        }
+
+        def engine(forced64: ForcedDecisions, mode: str):
+            singles = [row(forced64, i) for i in range(16)]
+            state = {"i": 0}
+
+            def bs1():
+                gated.execution = mode
+                f = singles[state["i"] % 16]
+                state["i"] += 1
+                with gated.forced(f):
+                    gated(x1[(state["i"] - 1) % 16 : (state["i"] - 1) % 16 + 1])
+
+            def bs64():
+                gated.execution = mode
+                with gated.forced(forced64):
+                    gated(x64)
+            return bs1, bs64
+
+        all_on = ForcedDecisions()
+        configs["static"] = (*engine(ForcedDecisions(block_run=torch.ones(64, len(gated.blocks()), dtype=torch.bool)), "hard"), None)
+
+        def gates_on_bs1():
+            gated.execution = "hard"
+            gated(x1[:1])
+
+        def gates_on_bs64():
+            gated.execution = "hard"
+            gated(x64)
+        configs["static_with_gates"] = (gates_on_bs1, gates_on_bs64, None)
+        flops = {}
+        for kind, levels in LEVELS.items():
+            for block_skip, channel_skip in levels:
+                forced = decisions(gated, 64, block_skip, channel_skip, args.patterns, gen)
+                label = f"{kind}_{int(100 * max(block_skip, channel_skip))}"
+                gated.execution = "hard"
+                with gated.forced(forced):
+                    gated(x64)
+                flops[label] = float(sample_mflops(gated).mean())
+                for mode in ("hard", "mask"):
+                    configs[f"{label}_{mode}"] = (*engine(forced, mode), forced)
+        del all_on
+
+        lat = {k: [] for k in configs}
+        thr = {k: [] for k in configs}
+        for _, (f1, f64, _) in configs.items():  # warm-up: kernel selection, packing caches
+            for _ in range(3):
+                f1(), f64()
+        for r in range(args.rounds):
+            for k, (f1, f64, _) in configs.items():
+                lat[k].append(median_time_s(f1, args.calls_bs1) * 1e3)
+                thr[k].append(64 / median_time_s(f64, args.calls_bs64))
+            print(f"{name} round {r + 1}/{args.rounds}: static {lat['static'][-1]:.2f} ms, layer_50_hard {lat['layer_50_hard'][-1]:.2f} ms",
+                  file=sys.stderr)
+
+        levels_out = {}
+        for label, fl in flops.items():
+            kind = label.split("_")[0]
+            reduction = static_fl / fl
+            speed1 = ratio_median(lat["static"], lat[f"{label}_hard"])
+            speed64 = ratio_median(thr[f"{label}_hard"], thr["static"])
+            levels_out[label] = {
+                "mflops_per_sample": fl, "flops_reduction": reduction,
+                "bs1_latency_ms": {m: median(lat[f"{label}_{m}"]) for m in ("hard", "mask")},
+                "bs64_images_per_s": {m: median(thr[f"{label}_{m}"]) for m in ("hard", "mask")},
+                "bs1_speedup_vs_static": speed1, "bs64_speedup_vs_static": speed64,
+                "bs1_efficiency": speed1 / reduction, "bs64_efficiency": speed64 / reduction,
+                "bs1_speedup_vs_mask": ratio_median(lat[f"{label}_mask"], lat[f"{label}_hard"]),
+                "bs64_speedup_vs_mask": ratio_median(thr[f"{label}_hard"], thr[f"{label}_mask"]),
+                "goal_bs1": GOALS[kind][0], "goal_bs64": GOALS[kind][1],
+                "goal_met": speed1 / reduction >= GOALS[kind][0] and speed64 / reduction >= GOALS[kind][1],
+            }
+        results[name] = {
+            "static_mflops": static_fl,
+            "bs1_latency_ms": {k: median(lat[k]) for k in ("plain_nchw", "plain_channels_last", "static", "static_with_gates")},
+            "bs64_images_per_s": {k: median(thr[k]) for k in ("plain_nchw", "plain_channels_last", "static", "static_with_gates")},
+            "gate_overhead_bs1": ratio_median(lat["static_with_gates"], lat["static"]) - 1,
+            "gate_overhead_bs64": ratio_median(thr["static"], thr["static_with_gates"]) - 1,
+            "levels": levels_out,
+        }
+        for label, v in levels_out.items():
+            print(f"{name} {label:12s} FLOPs ÷{v['flops_reduction']:.2f}  bs1 ×{v['bs1_speedup_vs_static']:.2f} (eff {v['bs1_efficiency']:.2f}, "
+                  f"vs mask ×{v['bs1_speedup_vs_mask']:.1f})  bs64 ×{v['bs64_speedup_vs_static']:.2f} (eff {v['bs64_efficiency']:.2f}, "
+                  f"vs mask ×{v['bs64_speedup_vs_mask']:.1f})  {'ok' if v['goal_met'] else 'below goal'}")
+    write_json(args.out, {"benchmark": "skip_speed", "settings": vars(args), "results": results, "environment": environment_metadata()})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
