@@ -1,0 +1,61 @@
+"""The runtime compute knob of a trained LC-Net: accuracy, MFLOPs and latency vs gate threshold.
+
+    python benchmarks/knob_curve.py CKPT --data-root ../shared/data/cifar10 --out benchmarks/results/knob_<name>.json
+
+One trained model, no retraining: for each keep threshold (applied to layer and channel gates),
+evaluates test accuracy and mean/p95 MFLOPs per sample from the hard-execution traces, and the
+median batch-1 latency over real test images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from _common import median
+
+from lcnas import load_model
+from lcnas._env import environment_metadata
+from lcnas._io import write_json
+from lcnas.data import load_cifar10
+from lcnas.train import evaluate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--thresholds", default="0.2,0.3,0.4,0.5,0.6,0.7,0.8")
+    ap.add_argument("--latency-images", type=int, default=300)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    model = load_model(args.checkpoint)
+    if getattr(model, "gating", "none") == "none":
+        raise SystemExit(f"{args.checkpoint} is a static model: the knob needs a gated (layer/channel/lc) checkpoint")
+    test = load_cifar10(args.data_root, train=False, download=False)
+    images = test.images[: args.latency_images].float().div(255)
+    rows = []
+    for threshold in (float(t) for t in args.thresholds.split(",")):
+        model.set_thresholds(layer=threshold, channel=threshold)
+        stats = evaluate(model, test, batch_size=500)
+        for i in range(20):  # warm-up: packing caches
+            model(images[i : i + 1])
+        times = []
+        for i in range(images.shape[0]):
+            start = time.perf_counter()
+            model(images[i : i + 1])
+            times.append((time.perf_counter() - start) * 1e3)
+        rows.append({"threshold": threshold, "test_accuracy": stats["accuracy"], "mflops_mean": stats["mflops_mean"],
+                     "mflops_p95": stats["mflops_p95"], "block_rate": stats["block_rate"],
+                     "bs1_latency_ms_median": median(times), "bs1_latency_ms_p95": statistics.quantiles(times, n=20)[-1]})
+        print(f"threshold {threshold:.2f}: acc {stats['accuracy']:.2f} %  {stats['mflops_mean']:.1f} MFLOPs (p95 {stats['mflops_p95']:.1f})  "
+              f"{rows[-1]['bs1_latency_ms_median']:.3f} ms")
+    write_json(args.out, {"benchmark": "knob_curve", "checkpoint": args.checkpoint, "rows": rows, "environment": environment_metadata()})
+
+
+if __name__ == "__main__":
+    main()
