@@ -97,4 +97,97 @@ class Models:
         return 0
 
 
-COMMANDS = (Train(), Evaluate(), Models())
+
+
+class Profile:
+    name = "profile"
+    help = "measure a latency lookup table for a model on this device"
+    description = (
+        "Measure every unit a dynamic model can execute (stem, head, each block at every kept-channel count, "
+        "skipped blocks, the gates, batch gather/scatter) and write a latency table (JSON). An existing table "
+        "of the same device is extended, never silently overwritten."
+    )
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", required=True, help="a registered model, e.g. resnet32")
+        p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+        p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+        p.add_argument("--batch", default="1", help="comma-separated batch sizes, e.g. 1,64")
+        p.add_argument("--group-size", type=int, default=4, help="channel group size; kept counts are its multiples")
+        p.add_argument("--hidden", default="0,16", help="gate hidden widths to measure, e.g. 0,16")
+        p.add_argument("--pooling", default="avg", help="gate poolings to measure: avg,max,avgmax")
+        p.add_argument("--warmup", type=int, default=10)
+        p.add_argument("--repeats", type=int, default=30)
+        p.add_argument("--out", type=Path, required=True, help="table file (latency_models/<device>.json)")
+        p.add_argument("--replace", action="store_true", help="replace entries the file already holds for the same keys")
+        add_format_argument(p)
+
+    def run(self, args: argparse.Namespace) -> int:
+        import sys
+
+        from ..latency import LatencyTable, LatencyTableError, profile_model
+        from ..models import model_info
+
+        model_info(args.model)  # unknown model: one clear error before measuring anything
+        existing = LatencyTable.load(args.out) if args.out.exists() else None
+        table = profile_model(args.model, batches=tuple(int(b) for b in args.batch.split(",")), group_size=args.group_size,
+                              hiddens=tuple(int(h) for h in args.hidden.split(",")), poolings=tuple(args.pooling.split(",")),
+                              device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
+                              argv=["lcnas", *sys.argv[1:]])
+        if existing is not None:
+            clash = {e.key for e in existing.entries} & {e.key for e in table.entries}
+            if clash and not args.replace:
+                raise LatencyTableError(f"{args.out} already holds {len(clash)} of these entries (e.g. {sorted(clash)[0]}); "
+                                        "pass --replace to re-measure them")
+            table = existing.merged(table)
+        table.save(args.out)
+        emit({"out": str(args.out), "model": args.model, "entries": len(table.entries), "device": table.device["name"],
+              "threads": table.device["threads"]}, args.format)
+        return 0
+
+
+class Latency:
+    name = "latency"
+    help = "predicted vs measured latency of a trained model on real images"
+    description = "Run a gated checkpoint on real CIFAR-10 test images at batch 1; compare measured latency with the table's prediction."
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("checkpoint", type=Path)
+        p.add_argument("--lut", required=True, help="latency table (path or shipped name)")
+        p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
+        p.add_argument("--images", type=int, default=200, help="test images to run")
+        p.add_argument("--repeats", type=int, default=10, help="timed runs per image (median)")
+        add_format_argument(p)
+
+    def run(self, args: argparse.Namespace) -> int:
+        import statistics
+
+        import torch
+
+        from .. import load_model
+        from ..data import load_cifar10
+        from ..errors import ConfigError
+        from ..latency import LatencyTable, measure, sample_latency_ms
+
+        model = load_model(args.checkpoint)
+        if getattr(model, "gating", "none") == "none":
+            raise ConfigError(f"{args.checkpoint} is a static model; latency prediction needs a gated (layer/channel/lc) checkpoint")
+        table = LatencyTable.load(args.lut)
+        images = load_cifar10(args.data_root, train=False).images[: args.images].float().div(255)
+        predicted, measured = [], []
+        with torch.no_grad():
+            for i in range(images.shape[0]):
+                x = images[i : i + 1]
+                measured.append(measure(lambda: model(x), warmup=2, repeats=args.repeats).latency_ms_median)
+                predicted.append(float(sample_latency_ms(model, table)[0]))
+        errors = [p / m - 1 for p, m in zip(predicted, measured)]
+        q = lambda v: statistics.quantiles(v, n=20)[-1] if len(v) > 1 else v[0]  # noqa: E731
+        emit({"checkpoint": str(args.checkpoint), "images": len(measured),
+              "predicted_ms_mean": statistics.fmean(predicted), "predicted_ms_p95": q(predicted),
+              "measured_ms_mean": statistics.fmean(measured), "measured_ms_p95": q(measured),
+              "mape": statistics.fmean(abs(e) for e in errors), "within_10pct": sum(abs(e) <= 0.1 for e in errors) / len(errors)},
+             args.format)
+        return 0
+
+
+COMMANDS = (Train(), Evaluate(), Models(), Profile(), Latency())

@@ -24,7 +24,7 @@ from torch import nn
 from ._fold import fold_conv_bn
 from ._resnet import Bottleneck, PadShortcut
 
-__all__ = ["HardExecutor", "grouping_is_cheaper", "GROUP_OVERHEAD_MFLOPS"]
+__all__ = ["HardExecutor", "grouping_is_cheaper", "gate_one", "pool", "GROUP_OVERHEAD_MFLOPS"]
 
 # Each extra channel-set group in a batch costs a fixed overhead (gather, scatter, two more conv
 # calls) that does no useful work. benchmarks/grouping_rule.py fits time = overhead + rate × MFLOPs
@@ -67,6 +67,11 @@ def _pack_gate(gate: nn.Module | None) -> tuple | None:
     return tuple((lin.weight.detach().t().contiguous(), lin.bias.detach().clone()) for lin in linears)
 
 
+def gate_one(packed: tuple, v: torch.Tensor) -> list[float]:
+    """A gate's outputs for one sample as Python floats: the batch-1 decision path."""
+    return _run_gate(packed, v)[0].tolist()
+
+
 def _run_gate(packed: tuple, v: torch.Tensor) -> torch.Tensor:
     (w, b), *rest = packed
     out = torch.addmm(b, v, w)
@@ -75,7 +80,7 @@ def _run_gate(packed: tuple, v: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _pool(v_kind: str, x: torch.Tensor) -> torch.Tensor:
+def pool(v_kind: str, x: torch.Tensor) -> torch.Tensor:
     if v_kind == "avg":
         return x.mean((2, 3))
     if v_kind == "max":
@@ -183,8 +188,8 @@ class HardExecutor:
         run = True if forced_run is None else forced_run
         run_scale = None
         if pack["layer_gate"] is not None and gates_on:
-            v = _pool(cfg.pooling, x)
-            out = _run_gate(pack["layer_gate"], v)[0].tolist()
+            v = pool(cfg.pooling, x)
+            out = gate_one(pack["layer_gate"], v)
             if forced_run is None:
                 run = out[0] > pack["run_logit"]
             if cfg.scaling:
@@ -198,8 +203,8 @@ class HardExecutor:
             keep_row = forced_keep
             out = None
             if gates_on:
-                v = _pool(cfg.pooling, x) if v is None else v
-                out = _run_gate(pack["channel_gate"], v)[0].tolist()
+                v = pool(cfg.pooling, x) if v is None else v
+                out = gate_one(pack["channel_gate"], v)
                 if keep_row is None:
                     keep_row = tuple(logit > pack["keep_logit"] for logit in out[:groups])
                     if not any(keep_row):  # a block with 0 channels would be a skip: keep the likeliest group
@@ -239,7 +244,7 @@ class HardExecutor:
         run = m._forced_run(i, n, x.device)
         v = run_scale = None
         if pack["layer_gate"] is not None and gates_on:
-            v = _pool(cfg.pooling, x)
+            v = pool(cfg.pooling, x)
             out = _run_gate(pack["layer_gate"], v)
             if run is None:
                 run = out[:, 0] > pack["run_logit"]
@@ -259,7 +264,7 @@ class HardExecutor:
             if keep is not None and run_idx is not None:
                 keep = keep[run_idx]
             if gates_on:
-                vr = _pool(cfg.pooling, xr) if v is None else (v if run_idx is None else v[run_idx])
+                vr = pool(cfg.pooling, xr) if v is None else (v if run_idx is None else v[run_idx])
                 out = _run_gate(pack["channel_gate"], vr)
                 logits = out[:, :groups]
                 if keep is None:

@@ -46,3 +46,17 @@ def test_help_mentions_resume(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "--resume" in capsys.readouterr().out
+
+
+def test_profile_writes_a_table_and_never_silently_overwrites(tmp_path, capsys):
+    out = tmp_path / "cpu.json"
+    args = ["profile", "--model", "resnet20", "--batch", "1", "--hidden", "0", "--warmup", "1", "--repeats", "2", "--out", str(out), "--format", "json"]
+    assert main(args) == 0
+    first = _json(capsys)
+    assert first["entries"] > 50 and out.exists()
+    before = out.read_bytes()
+    assert main(args) == 2  # same entries again: refused without --replace
+    assert "--replace" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(["profile", "--model", "resnet9", "--out", str(out)]) == 2
+    assert "unknown model 'resnet9'" in capsys.readouterr().err

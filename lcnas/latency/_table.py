@@ -1,0 +1,196 @@
+"""Latency lookup tables: a schema-versioned JSON file per device, validated on load.
+
+A table holds device metadata (kind, CPU model or GPU name, threads, torch version, dtype, batch
+sizes, warm-up and repeat counts, date, lcnas version, the command that made it) and entries, each
+under readable keys (model, unit, block shape, kept channels, batch size) with the median, p95 and
+standard deviation in milliseconds and the number of timed runs.
+
+Units: ``frame`` (fixed per-forward cost: the block loop and the trace), ``stem``, ``head``,
+``block_run`` (a block's residual branch at ``kept_channels`` + shortcut + add/ReLU),
+``block_skip`` (a skipped block: its shortcut), ``layer_gate`` / ``channel_gate`` (pooling + MLP +
+decision), ``block_scatter`` (gathering the running samples of a batch and scattering them back).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._io import write_json
+from ..errors import LcnasError
+
+__all__ = ["LatencyEntry", "LatencyTable", "LatencyTableError", "SCHEMA", "SCHEMA_VERSION", "UNITS"]
+
+SCHEMA = "lcnas-latency-table"
+SCHEMA_VERSION = 1
+UNITS = ("frame", "stem", "head", "block_run", "block_skip", "layer_gate", "channel_gate", "block_scatter")
+_STATS = ("latency_ms_median", "latency_ms_p95", "latency_ms_std", "count")
+
+
+class LatencyTableError(LcnasError, ValueError):
+    """A latency table is malformed, for another model/batch, or lacks an entry."""
+
+
+@dataclass(frozen=True)
+class LatencyEntry:
+    model: str
+    unit: str
+    shape: str  # readable signature of the block or gate ("" for frame/stem/head)
+    kept_channels: int
+    batch: int
+    latency_ms_median: float
+    latency_ms_p95: float
+    latency_ms_std: float
+    count: int
+
+    @property
+    def key(self) -> tuple[str, str, str, int, int]:
+        return (self.model, self.unit, self.shape, self.kept_channels, self.batch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "unit": self.unit, "shape": self.shape, "kept_channels": self.kept_channels,
+                "batch": self.batch, "latency_ms_median": self.latency_ms_median, "latency_ms_p95": self.latency_ms_p95,
+                "latency_ms_std": self.latency_ms_std, "count": self.count}
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    device: dict[str, Any]
+    measurement: dict[str, Any]
+    entries: tuple[LatencyEntry, ...]
+    source: str = "<memory>"
+    _index: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._index.update({e.key: e for e in self.entries})
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({e.model for e in self.entries})
+
+    def batches(self, model: str) -> list[int]:
+        return sorted({e.batch for e in self.entries if e.model == model})
+
+    def kept_options(self, model: str, shape: str, batch: int) -> list[int]:
+        return sorted(e.kept_channels for e in self.entries if e.model == model and e.unit == "block_run"
+                      and e.shape == shape and e.batch == batch)
+
+    def latency_ms(self, model: str, unit: str, shape: str = "", kept_channels: int = 0, batch: int = 1) -> float:
+        entry = self._index.get((model, unit, shape, kept_channels, batch))
+        if entry is None:
+            raise LatencyTableError(
+                f"latency table {self.source!r} has no entry for model={model!r} unit={unit!r} shape={shape!r} "
+                f"kept_channels={kept_channels} batch={batch}; profile it: lcnas profile --model {model} --batch {batch} --out ...")
+        return entry.latency_ms_median
+
+    def check_for(self, model: str, batch: int) -> None:
+        """Error if the table lacks ``model`` or ``batch``; warning if measured on another machine."""
+        if model not in self.models:
+            raise LatencyTableError(f"latency table {self.source!r} covers {', '.join(self.models) or 'no models'}, not {model!r}; "
+                                    f"profile it: lcnas profile --model {model} --out ...")
+        if batch not in self.batches(model):
+            raise LatencyTableError(f"latency table {self.source!r} has batch sizes {self.batches(model)} for {model!r}, not {batch}")
+        from .._env import cpu_model
+
+        import torch
+
+        here = torch.cuda.get_device_name(0) if self.device.get("kind") == "cuda" and torch.cuda.is_available() else cpu_model()
+        if self.device.get("name") != here:
+            warnings.warn(f"latency table {self.source!r} was measured on {self.device.get('name')!r}, this machine is {here!r}: "
+                          "predictions describe that device, not this one", stacklevel=2)
+
+    # ------------------------------------------------------------------ file format
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "device": self.device,
+                "measurement": self.measurement, "entries": [e.to_dict() for e in self.entries]}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        return write_json(path, self.to_dict())
+
+    def merged(self, other: LatencyTable) -> LatencyTable:
+        """This table plus ``other``'s entries (``other`` wins on equal keys); devices must match."""
+        if other.device.get("name") != self.device.get("name") or other.device.get("threads") != self.device.get("threads"):
+            raise LatencyTableError(f"cannot merge tables of different devices: {self.device.get('name')}/{self.device.get('threads')} "
+                                    f"vs {other.device.get('name')}/{other.device.get('threads')}")
+        index = {e.key: e for e in self.entries}
+        index.update({e.key: e for e in other.entries})
+        return LatencyTable(device=other.device, measurement=other.measurement, entries=tuple(index.values()), source=self.source)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<memory>") -> LatencyTable:
+        def bad(msg: str) -> LatencyTableError:
+            return LatencyTableError(f"latency table {source!r}: {msg}")
+
+        if not isinstance(data, dict):
+            raise bad("expected a JSON object at the top level")
+        if data.get("schema") != SCHEMA:
+            raise bad(f"not an lcnas latency table (schema={data.get('schema')!r}, expected {SCHEMA!r})")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise bad(f"schema_version {data.get('schema_version')!r} is not supported (this lcnas reads {SCHEMA_VERSION})")
+        for key in ("device", "measurement", "entries"):
+            if key not in data:
+                raise bad(f"missing field {key!r}")
+        for key in ("kind", "name", "threads", "torch", "dtype"):
+            if key not in data["device"]:
+                raise bad(f"missing field 'device.{key}'")
+        entries = []
+        for i, raw in enumerate(data["entries"]):
+            if not isinstance(raw, dict):
+                raise bad(f"entries[{i}] is not an object")
+            wrong_units = [k for k in raw if k.startswith("latency_") and k not in _STATS]
+            if wrong_units:
+                raise bad(f"entries[{i}] has {wrong_units[0]!r}: latencies must be in milliseconds (latency_ms_median, latency_ms_p95, latency_ms_std)")
+            missing = [k for k in ("model", "unit", "shape", "kept_channels", "batch", *_STATS) if k not in raw]
+            if missing:
+                raise bad(f"entries[{i}] is missing field {missing[0]!r}")
+            if raw["unit"] not in UNITS:
+                raise bad(f"entries[{i}].unit {raw['unit']!r} is not one of {', '.join(UNITS)}")
+            try:
+                entry = LatencyEntry(model=str(raw["model"]), unit=raw["unit"], shape=str(raw["shape"]), kept_channels=int(raw["kept_channels"]),
+                                     batch=int(raw["batch"]), latency_ms_median=float(raw["latency_ms_median"]),
+                                     latency_ms_p95=float(raw["latency_ms_p95"]), latency_ms_std=float(raw["latency_ms_std"]), count=int(raw["count"]))
+            except (TypeError, ValueError) as e:
+                raise bad(f"entries[{i}] has a field of the wrong type ({e})") from None
+            if entry.latency_ms_median < 0 or entry.count < 1:
+                raise bad(f"entries[{i}] has a negative latency or a count below 1")
+            entries.append(entry)
+        return cls(device=dict(data["device"]), measurement=dict(data["measurement"]), entries=tuple(entries), source=source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
+        """Read and validate a table: a file path, or a name shipped in ``latency_models/``."""
+        path = _resolve(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LatencyTableError(f"latency table {str(path)!r} not found (shipped tables: {', '.join(shipped_tables()) or 'none'})") from None
+        except json.JSONDecodeError as e:
+            raise LatencyTableError(f"latency table {str(path)!r} is not valid JSON: {e}") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def shipped_tables() -> list[str]:
+    from importlib import resources
+
+    try:
+        folder = resources.files("lcnas.latency_models")
+    except ModuleNotFoundError:
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def _resolve(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if p.exists() or p.parent != Path("."):
+        return p
+    from importlib import resources
+
+    try:
+        shipped = Path(str(resources.files("lcnas.latency_models") / p.name))
+    except ModuleNotFoundError:
+        return p
+    return shipped if shipped.exists() else p

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import lcnas
+from lcnas.cost import describe
+from lcnas.latency import LatencyTable, LatencyTableError, expected_latency_ms, profile_model, sample_latency_ms
+from lcnas.latency._keys import block_key, gate_key
+from lcnas.models import ForcedDecisions, GateConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_table() -> LatencyTable:
+    # The generator end to end on ResNet-20, few repeats: a real table in seconds.
+    return profile_model("resnet20", batches=(1, 8), repeats=2, warmup=1, hiddens=(16,), progress=False)
+
+
+def test_generator_covers_every_unit(tiny_table):
+    units = {e.unit for e in tiny_table.entries}
+    assert units == {"frame", "stem", "head", "block_run", "block_skip", "layer_gate", "channel_gate", "block_scatter"}
+    arch = describe(lcnas.create_model("resnet20", gating="lc"))
+    for b in arch.blocks:  # every kept-channel count, every batch
+        assert tiny_table.kept_options("resnet20", block_key(b), 1) == list(range(4, b.width + 1, 4))
+    assert tiny_table.batches("resnet20") == [1, 8]
+    assert tiny_table.device["kind"] == "cpu" and tiny_table.device["threads"] >= 1
+    assert all(e.latency_ms_median >= 0 for e in tiny_table.entries)
+
+
+def test_round_trip_through_json(tiny_table, tmp_path):
+    path = tiny_table.save(tmp_path / "t.json")
+    loaded = LatencyTable.load(path)
+    assert loaded.entries == tiny_table.entries and loaded.device == tiny_table.device
+    assert json.loads(path.read_text())["schema_version"] == 1
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda d: d.pop("device"), "missing field 'device'"),
+    (lambda d: d["entries"][0].pop("batch"), r"entries\[0\] is missing field 'batch'"),
+    (lambda d: d["entries"][0].update(latency_us_median=d["entries"][0].pop("latency_ms_median")), "milliseconds"),
+    (lambda d: d.update(schema="nn-meter"), "not an lcnas latency table"),
+    (lambda d: d.update(schema_version=99), "schema_version 99"),
+    (lambda d: d["entries"][0].update(unit="conv"), "unit 'conv'"),
+])
+def test_bad_tables_give_clear_errors(tiny_table, tmp_path, mutate, match):
+    data = tiny_table.to_dict()
+    mutate(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(LatencyTableError, match=match) as err:
+        LatencyTable.load(path)
+    assert "bad.json" in str(err.value)
+
+
+def test_malformed_json_and_missing_file(tmp_path):
+    (tmp_path / "m.json").write_text("{not json")
+    with pytest.raises(LatencyTableError, match="not valid JSON"):
+        LatencyTable.load(tmp_path / "m.json")
+    with pytest.raises(LatencyTableError, match="not found"):
+        LatencyTable.load(tmp_path / "none.json")
+
+
+def test_table_for_another_model_or_batch(tiny_table):
+    model = lcnas.create_model("resnet32", gating="lc").eval()
+    with torch.no_grad():
+        model(torch.rand(1, 3, 32, 32))
+    with pytest.raises(LatencyTableError, match="covers resnet20, not 'resnet32'"):
+        sample_latency_ms(model, tiny_table)
+    with pytest.raises(LatencyTableError, match="batch sizes"):
+        tiny_table.check_for("resnet20", 64)
+
+
+def test_table_from_another_device_warns(tiny_table):
+    other = LatencyTable(device={**tiny_table.device, "name": "Some Other CPU"}, measurement=tiny_table.measurement, entries=tiny_table.entries)
+    with pytest.warns(UserWarning, match="Some Other CPU"):
+        other.check_for("resnet20", 1)
+
+
+def _fake_table(model) -> LatencyTable:
+    """Every unit 1 ms except block_run = 1 + kept/16 ms, gates 0.5 ms, frame 0.25 ms."""
+    arch = describe(model)
+    rows = [("frame", "", 0, 0.25), ("stem", "", 0, 2.0), ("head", "", 0, 1.0)]
+    for b in arch.blocks:
+        rows.append(("block_skip", block_key(b), 0, 1.0))
+        rows += [("block_run", block_key(b), k, 1.0 + k / 16) for k in range(4, b.width + 1, 4)]
+        rows.append(("layer_gate", gate_key(b, b.layer_gate, "avg", pools=True), 0, 0.5))
+        rows.append(("channel_gate", gate_key(b, b.channel_gate, "avg", pools=False), 0, 0.5))
+    entries = [{"model": "resnet20", "unit": u, "shape": s, "kept_channels": k, "batch": 1, "latency_ms_median": v,
+                "latency_ms_p95": v, "latency_ms_std": 0.0, "count": 1} for u, s, k, v in rows]
+    from lcnas._env import cpu_model
+
+    return LatencyTable.from_dict({"schema": "lcnas-latency-table", "schema_version": 1,
+                                   "device": {"kind": "cpu", "name": cpu_model(), "threads": 1, "torch": "x", "dtype": "float32"},
+                                   "measurement": {}, "entries": entries})
+
+
+def test_predictor_equals_the_hand_sum_on_a_fake_table():
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    table = _fake_table(model)
+    run = torch.tensor([True, False, True, True, False, True, False, True, True])
+    keep = tuple(torch.tensor([True, False] * (b.channel_gate.outputs // 2)) for b in model.blocks())
+    with torch.no_grad(), model.forced(ForcedDecisions(block_run=run, channel_keep=keep, evaluate_gates=True)):
+        model(torch.rand(1, 3, 32, 32))
+    widths = [b.conv1.out_channels for b in model.blocks()]
+    expected = 0.25 + 2.0 + 1.0
+    for r, w in zip(run.tolist(), widths):
+        expected += 0.5  # layer gate
+        expected += (0.5 + 1.0 + (w // 2) / 16) if r else 1.0  # channel gate + run at half width, or skip
+    assert float(sample_latency_ms(model, table)[0]) == pytest.approx(expected)
+
+
+def test_differentiable_expected_latency_has_the_right_gradient_sign():
+    torch.manual_seed(0)
+    model = lcnas.create_model("resnet20", gating="lc", gate_config=GateConfig(init_logit=0.0)).train()
+    table = _fake_table(model)
+    model(torch.rand(4, 3, 32, 32))
+    expected_latency_ms(model, table).mean().backward()
+    # raising a keep logit raises expected latency: positive gradient on the keep-logit biases
+    block = model.blocks()[3]
+    assert block.layer_gate.mlp[-1].bias.grad[0] > 0
+    assert (block.channel_gate.mlp[-1].bias.grad[: block.channel_gate.outputs] > 0).all()
