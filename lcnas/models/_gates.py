@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._fields import checked_fields
+
 __all__ = ["GateConfig", "Gate", "straight_through_gate", "keep_from_logits"]
 
 _POOLS = ("avg", "max", "avgmax")
@@ -66,10 +68,7 @@ class GateConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> GateConfig:
-        data = dict(data or {})
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"GateConfig: unknown field(s) {', '.join(sorted(unknown))}")
+        data = checked_fields(cls, data)
         if data.get("stages") is not None:
             data["stages"] = tuple(data["stages"])
         return cls(**data)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .._fields import checked_fields
 from ..cost import ArchSpec, FlopsModel, walk
 
 __all__ = ["LossWeights", "lcnet_loss"]
@@ -45,10 +46,7 @@ class LossWeights:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LossWeights:
-        data = dict(data or {})
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"LossWeights: unknown field(s) {', '.join(sorted(unknown))}")
+        data = checked_fields(cls, data)
         return cls(**{k: float(v) for k, v in data.items()})
 
 
