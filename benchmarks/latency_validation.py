@@ -1,0 +1,103 @@
+"""Predicted vs measured end-to-end latency of dynamic executions (held out from the table).
+
+    python benchmarks/latency_validation.py --lut latency_models/cpu-amd-epyc-2t.json --out benchmarks/results/latency_validation_cpu.json
+
+Draws --samples random forced decisions per model (block run probability and channel keep
+probability themselves random per sample, so executions range from nearly empty to full),
+measures each end to end at batch 1 (median of --repeats) and predicts it from the table through
+the execution trace; at batch 64 does the same for --batches random batches. Optionally adds
+trained LC-Net checkpoints on real CIFAR-10 test images (--checkpoints, --data-root). Reports the
+fraction within ±10 % (goal ≥ 95 %) and the mean absolute percentage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+
+from _common import median
+
+from lcnas import create_model, load_model
+from lcnas._env import environment_metadata
+from lcnas._io import write_json
+from lcnas.latency import LatencyTable, batch_latency_ms, measure, sample_latency_ms
+from lcnas.models import ForcedDecisions, GateConfig
+
+
+def random_decisions(model, n: int, gen: torch.Generator) -> ForcedDecisions:
+    nb = len(model.blocks())
+    p_run = torch.rand(n, 1, generator=gen)
+    run = torch.rand(n, nb, generator=gen) < p_run
+    p_keep = torch.rand(n, 1, generator=gen) * 0.9 + 0.1
+    keep = tuple(torch.rand(n, b.channel_gate.outputs, generator=gen) < p_keep for b in model.blocks())
+    return ForcedDecisions(block_run=run, channel_keep=keep)
+
+
+def summarize(pred: list[float], meas: list[float]) -> dict:
+    errors = [p / m - 1 for p, m in zip(pred, meas)]
+    return {"n": len(errors), "within_10pct": sum(abs(e) <= 0.1 for e in errors) / len(errors),
+            "mape": statistics.fmean(abs(e) for e in errors), "median_error": median(errors),
+            "goal_within_10pct": 0.95}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--lut", required=True)
+    ap.add_argument("--models", default="resnet20,resnet32,resnet56")
+    ap.add_argument("--samples", type=int, default=70, help="batch-1 executions per model")
+    ap.add_argument("--batches", type=int, default=10, help="batch-64 executions per model")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--group-size", type=int, default=4)
+    ap.add_argument("--checkpoints", default="", help="comma-separated trained gated checkpoints")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    table = LatencyTable.load(args.lut)
+    gen = torch.Generator().manual_seed(123)  # decisions independent of anything the profiler saw
+    rows, result = [], {}
+    for name in args.models.split(","):
+        model = create_model(name, gating="lc", gate_config=GateConfig(group_size=args.group_size)).eval()
+        x1 = torch.rand(1, 3, 32, 32, generator=gen)
+        forced = random_decisions(model, args.samples, gen)
+        pred, meas = [], []
+        for i in range(args.samples):
+            f = ForcedDecisions(block_run=forced.block_run[i : i + 1], channel_keep=tuple(k[i : i + 1] for k in forced.channel_keep))
+            with model.forced(f):
+                meas.append(measure(lambda: model(x1), warmup=3, repeats=args.repeats).latency_ms_median)
+                pred.append(float(sample_latency_ms(model, table)[0]))
+                rows.append({"model": name, "batch": 1, "predicted_ms": pred[-1], "measured_ms": meas[-1],
+                             "blocks_run": int(f.block_run.sum())})
+        result[f"{name}_bs1"] = summarize(pred, meas)
+        if 64 in table.batches(name):
+            x64 = torch.rand(64, 3, 32, 32, generator=gen)
+            pred64, meas64 = [], []
+            for _ in range(args.batches):
+                f = random_decisions(model, 64, gen)
+                with model.forced(f):
+                    meas64.append(measure(lambda: model(x64), warmup=1, repeats=max(3, args.repeats // 3)).latency_ms_median)
+                    pred64.append(batch_latency_ms(model, table, batch=64))
+            result[f"{name}_bs64"] = summarize(pred64, meas64)
+        print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in result[f"{name}_bs1"].items()})
+    for ckpt in filter(None, args.checkpoints.split(",")):
+        from lcnas.data import load_cifar10
+
+        model = load_model(ckpt)
+        images = load_cifar10(args.data_root, train=False, download=False).images[: args.samples].float().div(255)
+        pred, meas = [], []
+        for i in range(images.shape[0]):
+            x = images[i : i + 1]
+            meas.append(measure(lambda: model(x), warmup=2, repeats=args.repeats).latency_ms_median)
+            pred.append(float(sample_latency_ms(model, table)[0]))
+        result[f"{ckpt}_bs1"] = summarize(pred, meas)
+    bs1 = [r for r in rows if r["batch"] == 1]
+    result["all_bs1"] = summarize([r["predicted_ms"] for r in bs1], [r["measured_ms"] for r in bs1])
+    print("all batch-1:", result["all_bs1"])
+    write_json(args.out, {"benchmark": "latency_validation", "lut": args.lut, "settings": vars(args), "results": result,
+                          "executions": rows, "environment": environment_metadata()})
+
+
+if __name__ == "__main__":
+    main()
