@@ -31,6 +31,7 @@ from ._trace import ExecutionTrace
 
 __all__ = ["DynamicResNet", "ForcedDecisions"]
 
+
 @dataclass(frozen=True)
 class ForcedDecisions:
     """Decisions imposed on a gated model (benchmarks, tests).
@@ -58,6 +59,8 @@ class DynamicResNet(ResNet):
 
     The backbone's parameter names are unchanged (a static ``state_dict`` loads with
     :meth:`load_backbone`); gates live at ``layerX.Y.layer_gate`` / ``layerX.Y.channel_gate``.
+    Hard execution caches BN-folded weights: ``train()``/``eval()``, ``load_state_dict`` and
+    ``.to()`` refresh them; after editing weights in place in eval mode, call ``eval()`` again.
     """
 
     def __init__(self, *, gating: str, gate_config: GateConfig, **resnet_kwargs: Any) -> None:
