@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from lcnas._optional import import_optional
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is 3.11+")
+def test_every_package_folder_is_in_the_wheel():
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "lcnas").rglob("__init__.py")}
+    assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"
+    assert {"lcnas.search_spaces", "lcnas.latency_models"} <= listed
+
+
+def test_optional_import_names_the_extra():
+    with pytest.raises(ImportError, match=r"pip install 'lcnas\[optuna\]'"):
+        import_optional("surely_not_installed_module_xyz", extra="optuna")
