@@ -280,10 +280,15 @@ class HardExecutor:
             return res.add_(self._shortcut(pack, block, x)).relu_(), torch.ones(n, dtype=torch.bool, device=x.device), kept_r.long()
         # Scatter the running samples into the skipped ones' output. Under no_grad the block input
         # is ours to overwrite (identity shortcut), which saves a full copy per block.
-        ran = res.add_(self._shortcut(pack, block, xr)).relu_()
-        out = self._skipped(pack, block, x)
-        if torch.is_grad_enabled() and out is x:
-            out = out.clone()
+        if "shortcut" in pack:  # conv shortcut: computed once for the whole batch
+            sc = self._shortcut(pack, block, x)
+            ran = res.add_(sc[run_idx]).relu_()
+            out = sc.relu_()
+        else:
+            ran = res.add_(block.shortcut(xr)).relu_()
+            out = block.shortcut(x)
+            if torch.is_grad_enabled() and out is x:
+                out = out.clone()
         out[run_idx] = ran
         kept[run_idx] = kept_r.long()
         return out, run, kept
