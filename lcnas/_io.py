@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO
 
-__all__ = ["atomic_write", "write_json"]
+__all__ = ["atomic_write", "write_bytes", "write_json"]
 
 
 def atomic_write(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], None]) -> Path:
@@ -33,10 +33,14 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], Non
     return path
 
 
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path``, atomically."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
-    data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
-    return atomic_write(path, lambda f: f.write(data))
+    return write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 def _umask() -> int:

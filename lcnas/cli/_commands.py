@@ -190,4 +190,6 @@ class Latency:
         return 0
 
 
-COMMANDS = (Train(), Evaluate(), Models(), Profile(), Latency())
+from ._search import Search  # noqa: E402
+
+COMMANDS = (Train(), Evaluate(), Models(), Profile(), Latency(), Search())

@@ -36,7 +36,8 @@ class TrainConfig:
     Gated (LC-Net) training: ``gating`` layer | channel | lc, ``gate`` the
     :class:`~lcnas.models.GateConfig` fields, ``loss`` the :class:`~lcnas.train.LossWeights`
     fields, ``init_from`` "pretrained" (the shipped static backbone) or a checkpoint path,
-    ``teacher`` the same for distillation, ``gate_lr`` the gates' peak rate (default ``lr``).
+    ``teacher`` the same for distillation, ``gate_lr`` the gates' peak rate (default ``lr``),
+    ``lut`` a latency table (path or shipped device name) for the ``loss.latency`` term.
     """
 
     name: str = "run"
@@ -47,6 +48,7 @@ class TrainConfig:
     init_from: str | None = None
     teacher: str | None = None
     gate_lr: float | None = None
+    lut: str | None = None
     dataset: str = "cifar10"
     data_root: str | None = None
     val_size: int = 5000

@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -56,12 +57,15 @@ def _cpu_has_native_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
-    """Train ``cfg.model`` and return the final metrics (test accuracy included).
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None, test: bool = True) -> dict[str, Any]:
+    """Train ``cfg.model`` and return the final metrics (test accuracy included when ``test``).
 
     Writes ``<out_dir>/<name>/last.pt`` (resumable) and ``metrics.json`` after every epoch, and
     ``final.pt`` (weights only) at the end. An existing run is never overwritten: pass
-    ``resume=True`` to continue it.
+    ``resume=True`` to continue it. ``on_epoch(row)`` sees each epoch's metrics after its
+    checkpoint is written (searches report and prune there; an exception it raises stops the run).
+    ``test=False`` leaves the test set untouched (searches tune on the validation split only).
     """
     run_dir = cfg.run_dir
     last = run_dir / "last.pt"
@@ -88,6 +92,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    lut = _latency_table(cfg)
     if resume:
         start_epoch, history = _restore(last, cfg, model, optimizer, scheduler, scaler)
 
@@ -96,7 +101,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
             loader.set_epoch(epoch)
         row = _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg, device, epoch, progress, objective)
         if val_data is not None:
-            val = evaluate(model, val_data, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last)
+            val = evaluate(model, val_data, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last,
+                           latency_table=lut)
             row.update({f"val_{k}": v for k, v in val.items() if k not in ("images", "images_per_s")})
         history.append(row)
         train_state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -104,11 +110,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
         save_checkpoint(last, model, config=cfg.to_dict(), metrics=row, train_state=train_state)
         write_json(run_dir / "metrics.json", {"config": cfg.to_dict(), "epochs": history})
         tqdm.write(_summary(row, cfg.epochs), file=sys.stderr)
+        if on_epoch is not None:
+            on_epoch(row)
 
-    test = evaluate(model, test_data, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last)
+    tested = evaluate(model, test_data, batch_size=cfg.eval_batch_size, device=device, channels_last=cfg.channels_last) if test else {}
     final = {
-        **{f"test_{k}": v for k, v in test.items() if k not in ("images", "images_per_s")},
+        **{f"test_{k}": v for k, v in tested.items() if k not in ("images", "images_per_s")},
         "val_accuracy": history[-1].get("val_accuracy") if history else None,
+        **{k: v for k, v in (history[-1] if history else {}).items() if k.startswith("val_") and k != "val_accuracy"},
         "epochs": cfg.epochs,
         "train_time_s": sum(r["epoch_time_s"] for r in history),
     }
@@ -203,6 +212,7 @@ class _Objective:
             size = (3, cfg.image_size, cfg.image_size) if cfg.dataset == "imagenet" else tuple(loader.data.images.shape[1:])
             self.arch = describe(model, size)
             self.static_mflops = static_mflops(model, size)
+            self.latency_cost, self.static_latency_ms = _latency_cost(cfg, model, self.arch) if self.weights.latency else (None, None)
 
     def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(x)
@@ -214,8 +224,31 @@ class _Objective:
                 teacher_logits = self.teacher(x)
         weights = self.weights if self.weights.label_smoothing else replace(self.weights, label_smoothing=self.cfg.label_smoothing)
         loss, _ = lcnet_loss(logits, y, trace=model.last_trace, arch=self.arch, static_mflops=self.static_mflops,
-                             weights=weights, teacher_logits=teacher_logits)
+                             weights=weights, teacher_logits=teacher_logits,
+                             latency_cost=self.latency_cost, static_latency_ms=self.static_latency_ms)
         return loss, logits
+
+
+def _latency_table(cfg: TrainConfig):
+    """The run's device table (validation latency metrics of gated models), or None."""
+    if not cfg.lut or cfg.gating == "none":
+        return None
+    from ..latency import LatencyTable
+
+    return LatencyTable.load(cfg.lut)
+
+
+def _latency_cost(cfg: TrainConfig, model: torch.nn.Module, arch):
+    """(cost model, static predicted batch-1 latency in ms) for the latency loss term."""
+    if not cfg.lut:
+        raise ConfigError("loss.latency > 0 needs a latency table: set lut to a file made by `lcnas profile` or a shipped device name")
+    from ..cost import walk
+    from ..latency import LatencyModel, LatencyTable
+
+    cost = LatencyModel(LatencyTable.load(cfg.lut), model=cfg.model, pooling=model.gate_config.pooling, batch=1)
+    ones = torch.ones(1, len(arch.blocks))
+    widths = torch.tensor([[float(b.width) for b in arch.blocks]])
+    return cost, float(walk(arch, cost, ones, widths, gates_evaluated=False)[0])
 
 
 def _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg: TrainConfig, device, epoch: int, progress: bool | None,

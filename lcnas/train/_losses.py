@@ -24,6 +24,9 @@ class LossWeights:
         channel: × mean expected fraction of inner channels kept (channel-gated blocks).
         flops: × (expected FLOPs / static FLOPs − ``flops_target``)², the FLOPs-target term.
         flops_target: target fraction of the static network's FLOPs.
+        latency: × (expected latency / static latency − ``latency_target``)², the latency-target
+            term; expected batch-1 latency comes from a device table (``TrainConfig.lut``).
+        latency_target: target fraction of the static network's predicted latency.
         distill: weight of the KL term to the static teacher (0 = no teacher).
         distill_temperature: softmax temperature of the distillation term.
         label_smoothing: of the cross-entropy term.
@@ -33,6 +36,8 @@ class LossWeights:
     channel: float = 0.0
     flops: float = 0.0
     flops_target: float = 0.5
+    latency: float = 0.0
+    latency_target: float = 0.5
     distill: float = 0.0
     distill_temperature: float = 4.0
     label_smoothing: float = 0.0
@@ -41,8 +46,9 @@ class LossWeights:
         for f in dataclasses.fields(self):
             if getattr(self, f.name) < 0:
                 raise ValueError(f"LossWeights.{f.name} must be >= 0, got {getattr(self, f.name)}")
-        if not 0 < self.flops_target <= 1:
-            raise ValueError(f"LossWeights.flops_target must be in (0, 1], got {self.flops_target}")
+        for name in ("flops_target", "latency_target"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"LossWeights.{name} must be in (0, 1], got {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LossWeights:
@@ -59,8 +65,14 @@ def lcnet_loss(
     static_mflops: float,
     weights: LossWeights,
     teacher_logits: torch.Tensor | None = None,
+    latency_cost=None,
+    static_latency_ms: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its parts (floats, for logging) from a training-mode forward pass."""
+    """Total loss and its parts (floats, for logging) from a training-mode forward pass.
+
+    The latency term needs ``latency_cost`` (a :class:`~lcnas.latency.LatencyModel`) and the
+    static network's predicted latency ``static_latency_ms``.
+    """
     ce = F.cross_entropy(logits.float(), target, label_smoothing=weights.label_smoothing)
     total = ce
     parts = {"ce": float(ce.detach())}
@@ -80,6 +92,13 @@ def lcnet_loss(
         ratio = expected.mean() / static_mflops
         total = total + weights.flops * (ratio - weights.flops_target) ** 2
         parts["flops_ratio"] = float(ratio.detach())
+    if weights.latency:
+        if latency_cost is None or not static_latency_ms:
+            raise ValueError("loss.latency > 0 needs a latency table: set lut to a table made by `lcnas profile`")
+        expected = walk(arch, latency_cost, trace.run_prob, trace.kept_expected).to(logits.device)
+        ratio = expected.mean() / static_latency_ms
+        total = total + weights.latency * (ratio - weights.latency_target) ** 2
+        parts["latency_ratio"] = float(ratio.detach())
     if weights.distill and teacher_logits is not None:
         t = weights.distill_temperature
         kd = F.kl_div(F.log_softmax(logits.float() / t, 1), F.softmax(teacher_logits.float() / t, 1), reduction="batchmean") * t * t

@@ -1,0 +1,141 @@
+"""Hand-set LC-Nets on the real CIFAR-10: train them, then report them beside the static backbones.
+
+    python benchmarks/lcnet_cifar10.py train  --data-root ../shared/data/cifar10 [--epochs 4] [--only lc_t45,...]
+    python benchmarks/lcnet_cifar10.py report --data-root ../shared/data/cifar10 --lut LUT --out benchmarks/results/lcnet_cifar10_cpu.json
+
+``train`` fine-tunes each setting below from the shipped static ResNet-32 (studies/lc_resnet32_cifar10.yaml
++ the setting's overrides), distilled from it; a finished run is skipped, an interrupted one resumed.
+``report`` gives, per model: test accuracy, mean and p95 MFLOPs per sample, measured batch-1
+latency on test images (median; models interleaved in rounds so machine drift hits all alike)
+and, with --lut, the table's predicted latency. Take it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from _common import median
+
+from lcnas import create_model, load_model
+from lcnas._env import environment_metadata
+from lcnas._io import write_json
+from lcnas.data import load_cifar10
+from lcnas.train import evaluate, load_train_config, train
+
+STUDY = "studies/lc_resnet32_cifar10.yaml"
+# name → overrides of the study: three compute-loss settings of LC gating, layer-only, channel-only.
+SETTINGS = {
+    "lc32_t35": ["loss.flops_target=0.35"],
+    "lc32_t45": ["loss.flops_target=0.45"],
+    "lc32_t60": ["loss.flops_target=0.60"],
+    "layer32_t50": ["gating=layer", "loss.flops_target=0.50"],
+    "channel32_t60": ["gating=channel", "loss.flops_target=0.60"],
+}
+
+
+def command(name: str, epochs: int) -> str:
+    sets = " ".join(f"--set {o}" for o in [f"name={name}", f"epochs={epochs}", *SETTINGS[name]])
+    return f"lcnas train -c {STUDY} {sets} --data-root ../shared/data/cifar10"
+
+
+def do_train(args) -> None:
+    for name in _selected(args):
+        cfg = load_train_config(STUDY, [f"name={name}", f"epochs={args.epochs}", f"data_root={args.data_root}", *SETTINGS[name]])
+        if (cfg.run_dir / "final.pt").exists():
+            print(f"{name}: done already ({cfg.run_dir / 'final.pt'})", file=sys.stderr)
+            continue
+        print(f"{name}: {command(name, args.epochs)}", file=sys.stderr)
+        final = train(cfg, resume=(cfg.run_dir / "last.pt").exists(), progress=False)
+        print(f"{name}: test {final['test_accuracy']:.2f} %, {final.get('test_mflops_mean', 0):.1f} MFLOPs", file=sys.stderr)
+
+
+def do_report(args) -> None:
+    torch.set_grad_enabled(False)
+    test = load_cifar10(args.data_root, train=False, download=False)
+    table = None
+    if args.lut:
+        from lcnas.latency import LatencyTable
+
+        table = LatencyTable.load(args.lut)
+    models = {"resnet20 (static)": create_model("resnet20", pretrained=True).eval(),
+              "resnet32 (static)": create_model("resnet32", pretrained=True).eval()}
+    sources = {}
+    for name in _selected(args):
+        path = Path(args.runs) / name / "final.pt"
+        if path.exists():
+            models[name] = load_model(path)
+            sources[name] = path
+    rows = {}
+    for name, model in models.items():
+        stats = evaluate(model, test, batch_size=500, latency_table=table if getattr(model, "gating", "none") != "none" else None)
+        rows[name] = {"model": name, "test_accuracy": stats["accuracy"],
+                      "mflops_mean": stats.get("mflops_mean", _static_mflops(model)),
+                      "mflops_p95": stats.get("mflops_p95", _static_mflops(model)),
+                      "predicted_latency_ms_mean": stats.get("latency_ms_mean"), "predicted_latency_ms_p95": stats.get("latency_ms_p95")}
+        if name in sources:
+            rows[name]["checkpoint"] = str(sources[name])
+            rows[name]["command"] = command(name, _epochs(sources[name]))
+        print(f"{name}: {rows[name]['test_accuracy']:.2f} %  {rows[name]['mflops_mean']:.1f} MFLOPs", file=sys.stderr)
+    # Batch-1 latency: every model on the same images, interleaved in rounds.
+    images = test.images[: args.images].float().div(255)
+    times: dict[str, list[float]] = {n: [] for n in models}
+    for m in models.values():
+        for i in range(20):
+            m(images[i : i + 1])
+    for r in range(args.rounds):
+        for name, m in models.items():
+            for i in range(r, images.shape[0], args.rounds):
+                start = time.perf_counter()
+                m(images[i : i + 1])
+                times[name].append((time.perf_counter() - start) * 1e3)
+    for name in models:
+        rows[name]["bs1_latency_ms_median"] = median(times[name])
+        rows[name]["bs1_latency_ms_p95"] = statistics.quantiles(times[name], n=20)[-1]
+        print(f"{name}: {rows[name]['bs1_latency_ms_median']:.3f} ms", file=sys.stderr)
+    write_json(args.out, {"benchmark": "lcnet_cifar10", "images_for_latency": int(images.shape[0]), "lut": args.lut,
+                          "rows": list(rows.values()), "environment": environment_metadata()})
+
+
+def _static_mflops(model) -> float:
+    from lcnas.cost import static_mflops
+
+    return static_mflops(model, (3, 32, 32))
+
+
+def _epochs(path: Path) -> int:
+    from lcnas.checkpoint import read_checkpoint
+
+    return int(read_checkpoint(path)["config"]["epochs"])
+
+
+def _selected(args) -> list[str]:
+    names = [n for n in (args.only.split(",") if args.only else SETTINGS) if n]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"unknown setting(s) {', '.join(unknown)}; choose from {', '.join(SETTINGS)}")
+    return names
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("action", choices=("train", "report"))
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--only", default="", help="comma-separated subset of: " + ", ".join(SETTINGS))
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--lut", default=None)
+    ap.add_argument("--images", type=int, default=500, help="test images timed at batch 1")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", default="benchmarks/results/lcnet_cifar10_cpu.json")
+    args = ap.parse_args()
+    do_train(args) if args.action == "train" else do_report(args)
+
+
+if __name__ == "__main__":
+    main()

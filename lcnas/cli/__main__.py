@@ -1,0 +1,7 @@
+"""``python -m lcnas.cli`` runs the console script."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,100 @@
+"""``lcnas search``: one CLI for the Optuna, Ray Tune and NNI backends."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._format import add_format_argument, emit
+
+__all__ = ["Search"]
+
+
+class Search:
+    name = "search"
+    help = "search LC-Net gate shapes and loss weights (Optuna, Ray Tune or NNI)"
+    description = (
+        "Search a space of LC-Net gate architectures and loss weights (search_spaces/*.yaml) for the best "
+        "validation accuracy at the lowest cost: table-predicted latency (--lut) or FLOPs. Each trial fine-tunes "
+        "gates on the shipped pretrained backbone for a short proxy budget (set it with --set epochs=2 "
+        "--set train_subset=10000 ...) and is scored on the validation split, never the test set. Writes "
+        "results.json, trials.csv, pareto.json and pareto.png to --out. Optuna (default) keeps the study in "
+        "<out>/study.db (or --storage URL): rerun the same command to continue an interrupted study."
+    )
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--space", default="lcnet_cifar10", help="search space: a shipped name or a YAML path (default: lcnet_cifar10)")
+        p.add_argument("--backend", choices=("optuna", "ray", "nni"), default="optuna", help="search engine (default: optuna)")
+        p.add_argument("--trials", type=int, default=20, help="number of finished trials (default: 20)")
+        p.add_argument("--out", type=Path, default=None, help="search folder (default: runs/search/<space name>)")
+        p.add_argument("--lut", help="latency table (file from `lcnas profile`, or a shipped device name)")
+        p.add_argument("--cost", choices=("latency_ms_mean", "latency_ms_p95", "mflops_mean", "mflops_p95"),
+                       help="cost objective (default: latency_ms_mean with --lut, else mflops_mean)")
+        p.add_argument("--max-latency-ms", type=float, help="hard budget on predicted latency (needs --lut)")
+        p.add_argument("--max-mflops", type=float, help="hard budget on MFLOPs per sample")
+        p.add_argument("--budget-stat", choices=("mean", "p95"), default="mean", help="budgets apply to the mean or the p95 (default: mean)")
+        p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                       help="base training setting for every trial (repeatable), e.g. --set epochs=2 --set model=resnet32")
+        p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
+        p.add_argument("--seed", type=int, default=None, help="sampler seed")
+        g = p.add_argument_group("optuna")
+        g.add_argument("--storage", help="RDB URL shared by workers, e.g. postgresql://user@host/db (default: sqlite in --out)")
+        g.add_argument("--study-name", default="lcnas", help="study name (default: lcnas)")
+        g.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe", help="sampler (default: tpe, multi-objective)")
+        g.add_argument("--single-objective", action="store_true", help="maximise accuracy only (budgets stay constraints); enables pruning")
+        g = p.add_argument_group("ray")
+        g.add_argument("--ray-address", help="an existing Ray cluster (e.g. auto or ray://host:10001); default: a local instance")
+        g.add_argument("--cpus-per-trial", type=float, default=1.0)
+        g.add_argument("--gpus-per-trial", type=float, default=0.0)
+        g.add_argument("--concurrency", type=int, default=None, help="trials at once (ray, nni)")
+        g.add_argument("--resume", action="store_true", help="ray: continue an interrupted run in --out")
+        g = p.add_argument_group("nni")
+        g.add_argument("--port", type=int, default=8080, help="NNI web UI port (default: 8080; NNI listens on all interfaces)")
+        g.add_argument("--tuner", choices=("tpe", "random", "anneal", "evolution"), default="tpe", help="NNI tuner (default: tpe)")
+        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        add_format_argument(p)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ..search import load_space, make_settings, search
+        from ..train import parse_overrides
+
+        overrides = parse_overrides(args.overrides)
+        if args.data_root:
+            overrides["data_root"] = args.data_root
+        out = args.out or Path("runs") / "search" / load_space(args.space).name
+        settings = make_settings(args.space, out_dir=out, overrides=_nest(overrides), lut=args.lut, cost_metric=args.cost,
+                                 max_latency_ms=args.max_latency_ms, max_mflops=args.max_mflops, budget_stat=args.budget_stat)
+        options: dict = {"seed": args.seed}
+        if args.backend == "optuna":
+            options.update(storage=args.storage, study_name=args.study_name, sampler=args.sampler, single_objective=args.single_objective)
+        elif args.backend == "ray":
+            options.update(address=args.ray_address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                           concurrency=args.concurrency, resume=args.resume)
+        else:
+            options.update(port=args.port, tuner=args.tuner, concurrency=args.concurrency or 1)
+        results = search(settings, backend=args.backend, n_trials=args.trials, progress=not args.no_progress, **options)
+        front = results.front
+        summary = {"backend": results.backend, "out": str(settings.out_dir), "study": results.study,
+                   "trials": len(results.trials), "complete": sum(t.state == "complete" for t in results.trials),
+                   "failed": sum(t.state == "failed" for t in results.trials), "cost_metric": settings.cost_metric,
+                   "pareto_front": [{"number": t.number, "accuracy": t.accuracy, settings.cost_metric: t.metric(settings.cost_metric)}
+                                    for t in front]}
+        if args.format == "json":
+            emit(summary, "json")
+        else:
+            emit({k: v for k, v in summary.items() if k != "pareto_front"}, "table")
+            print()
+            emit(summary["pareto_front"] or [{"pareto_front": "empty (no completed feasible trial)"}], "table")
+        return 0
+
+
+def _nest(overrides: dict) -> dict:
+    """``{"gate.hidden": 8}`` → ``{"gate": {"hidden": 8}}`` (the training config's shape)."""
+    out: dict = {}
+    for key, value in overrides.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            out.setdefault(head, {})[rest] = value
+        else:
+            out[key] = value
+    return out

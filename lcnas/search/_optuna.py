@@ -1,0 +1,190 @@
+"""Optuna backend (the default): a multi-objective study (accuracy ↑, cost ↓) in SQLite or any RDB.
+
+Fault tolerance comes from the storage: each finished trial is committed as it ends, so a study
+killed with SIGKILL resumes with every completed trial intact. Trials left RUNNING by a killed
+process stop sending heartbeats and are marked FAIL after the grace period. Several processes or
+machines share one study through one storage URL (e.g. PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .._optional import import_optional
+from ..errors import ConfigError
+from ._objective import SearchSettings, TrialResult, run_trial, worker_id
+from ._results import SearchResults
+
+__all__ = ["run_optuna", "optuna_results", "default_storage", "SAMPLERS"]
+
+SAMPLERS = ("tpe", "nsga2", "random")
+HEARTBEAT_S = 20  # a trial silent for GRACE_S is from a dead process: marked FAIL on the next start
+GRACE_S = 60
+
+
+def default_storage(out_dir: str | Path) -> str:
+    """The embedded default: a SQLite file in the search folder."""
+    return f"sqlite:///{Path(out_dir).resolve() / 'study.db'}"
+
+
+def run_optuna(
+    settings: SearchSettings,
+    *,
+    n_trials: int,
+    storage: str | None = None,
+    study_name: str = "lcnas",
+    sampler: str = "tpe",
+    single_objective: bool = False,
+    seed: int | None = None,
+    progress: bool = True,
+) -> SearchResults:
+    """Run (or continue) a study until it holds ``n_trials`` finished trials; return all its trials.
+
+    ``single_objective`` maximises validation accuracy alone (budgets stay constraints), which
+    enables median pruning on the per-epoch accuracy.
+    """
+    optuna = import_optional("optuna", extra="optuna")
+    from ._translate import suggest_optuna
+
+    if n_trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {n_trials}")
+    url = storage or default_storage(settings.out_dir)
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    study = _open_study(optuna, settings, url, study_name, sampler, single_objective, seed)
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    remaining = n_trials - len(study.get_trials(deepcopy=False, states=finished))
+    print(f"lcnas search: optuna study {study_name!r} in {url} ({n_trials - max(remaining, 0)}/{n_trials} trials done); "
+          f"watch it with: optuna-dashboard {url}", file=sys.stderr)
+
+    def objective(trial):
+        params = suggest_optuna(trial, settings.space)
+        trial.set_user_attr("params", _jsonable(params))
+        trial.set_user_attr("worker", worker_id())
+
+        def report(epoch: int, metrics: dict[str, float]) -> None:
+            accuracy = metrics["accuracy"]
+            if single_objective and accuracy is not None and math.isfinite(accuracy):
+                trial.report(accuracy, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch} at {accuracy:.2f} % validation accuracy")
+
+        try:
+            result = run_trial(settings, params, number=trial.number, report=report)
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:  # recorded on the trial, then Optuna marks it FAIL and the study goes on
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            raise
+        trial.set_user_attr("result", result.to_dict())
+        if settings.budgets:
+            violations = settings.violations(result.to_dict())
+            trial.set_user_attr("constraints", violations)
+            if hasattr(trial, "set_constraint"):  # Optuna >= 5: samplers read constraints from the trial
+                for key, value in zip(settings.budgets, violations):
+                    trial.set_constraint(key, value)
+        if single_objective:
+            return result.accuracy
+        return result.accuracy, result.metric(settings.cost_metric)
+
+    if remaining > 0:
+        callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=finished), _log_trial]
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=callbacks, show_progress_bar=progress)
+    return optuna_results(study, settings, label=f"{url}#{study_name}")
+
+
+def _open_study(optuna, settings: SearchSettings, url: str, name: str, sampler: str, single: bool, seed: int | None):
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
+    with warnings.catch_warnings():  # heartbeats and grouped TPE are "experimental" in Optuna, and what we need
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for attempt in range(5):
+            try:
+                return _create(optuna, settings, url, name, sampler, single, seed)
+            except ConfigError:
+                raise
+            except Exception as e:  # workers starting together race to create the schema or the study
+                if attempt == 4 or "IntegrityError" not in type(e).__name__ + str(type(e).__mro__):
+                    raise
+                time.sleep(0.2 + random.random())
+
+
+def _create(optuna, settings: SearchSettings, url: str, name: str, sampler: str, single: bool, seed: int | None):
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    directions = ["maximize"] if single else ["maximize", "minimize"]
+    # Optuna >= 5 takes constraints from Trial.set_constraint; older versions need constraints_func.
+    legacy = not hasattr(optuna.trial.Trial, "set_constraint")
+    constraints = _constraints if settings.budgets and legacy else None
+    if sampler == "nsga2":
+        smp = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints, population_size=8)
+    elif sampler == "random":
+        smp = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        smp = optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, multivariate=True, group=True, n_startup_trials=5)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if single else optuna.pruners.NopPruner()
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=smp, pruner=pruner, load_if_exists=True)
+    except ValueError as e:  # e.g. an existing study with other directions
+        raise ConfigError(f"optuna study {name!r} in {url} cannot be opened for this search: {e}; pick another --study-name") from None
+    saved = study.user_attrs.get("lcnas_settings")
+    mine = _comparable(settings)
+    if saved is None:
+        study.set_user_attr("lcnas_settings", mine)
+    elif saved != mine:
+        raise ConfigError(f"optuna study {name!r} in {url} was started with other search settings (space, base config, cost or budgets); "
+                          "continue it with the same arguments, or pick another --study-name")
+    return study
+
+
+def _comparable(settings: SearchSettings) -> dict[str, Any]:
+    # The output folder may differ between workers sharing a study; everything else must match.
+    d = _jsonable(settings.to_dict())
+    d.pop("out_dir", None)
+    return d
+
+
+def _constraints(frozen_trial) -> list[float]:
+    return frozen_trial.user_attrs.get("constraints", [0.0])
+
+
+def _log_trial(study, trial) -> None:
+    result = trial.user_attrs.get("result")
+    if result:
+        lat = f", {result['latency_ms_mean']:.3f} ms" if result.get("latency_ms_mean") is not None else ""
+        msg = f"{result['accuracy']:.2f} % val, {result['mflops_mean']:.1f} MFLOPs{lat}"
+    else:
+        msg = trial.user_attrs.get("error", "")
+    print(f"trial {trial.number}: {trial.state.name.lower()} {msg}", file=sys.stderr)
+
+
+def optuna_results(study, settings: SearchSettings, *, label: str = "") -> SearchResults:
+    """Every trial of an Optuna study in the common results format."""
+    states = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
+    trials = []
+    for t in study.trials:
+        state = states.get(t.state.name)
+        if state is None:  # running or waiting: not a result yet
+            continue
+        data = t.user_attrs.get("result") if state == "complete" else None
+        if data is None:
+            data = {"number": t.number, "params": t.user_attrs.get("params", {}), "worker": t.user_attrs.get("worker"),
+                    "error": t.user_attrs.get("error")}
+        if state == "complete" and "result" not in t.user_attrs:
+            state = "failed"  # completed with a NaN objective or without metrics
+        trials.append(TrialResult.from_dict({**data, "number": t.number, "state": state}))
+    return SearchResults(backend="optuna", settings=settings, trials=tuple(trials), study=label)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj

@@ -1,0 +1,132 @@
+"""Ray Tune backend: ``Tuner`` + Optuna's sampler (define-by-run, so conditional parameters work)
++ ASHA early stopping on the per-epoch validation accuracy; local or on an existing cluster."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .._optional import import_optional
+from ..errors import ConfigError
+from ._objective import SearchSettings, TrialResult, run_trial, worker_id
+from ._results import SearchResults
+
+__all__ = ["run_ray"]
+
+_NUMBER = "lcnas_trial_number"
+
+
+def run_ray(
+    settings: SearchSettings,
+    *,
+    n_trials: int,
+    address: str | None = None,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    concurrency: int | None = None,
+    seed: int | None = None,
+    resume: bool = False,
+    name: str = "lcnas",
+    progress: bool = True,
+) -> SearchResults:
+    """Run ``n_trials`` trials with Ray Tune; ``resume`` continues an interrupted run of the same
+    ``name`` in ``<out_dir>/ray`` (finished trials are kept, unfinished ones run again)."""
+    ray = import_optional("ray", extra="ray")
+    import_optional("optuna", extra="ray")
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    if n_trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {n_trials}")
+    storage = Path(settings.out_dir).resolve() / "ray"
+    path = storage / name
+    if (path.exists() and any(path.iterdir())) and not resume:
+        raise ConfigError(f"a Ray Tune run already exists in {str(path)!r}: continue it with --resume, or use another --out")
+    if not ray.is_initialized():
+        # Workers inherit this environment; the driver's folder stays their working directory so
+        # relative data paths resolve the same way everywhere.
+        env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}, "working_dir": None}
+        kw: dict[str, Any] = {"address": address} if address else {"include_dashboard": False}
+        ray.init(log_to_driver=progress, runtime_env={k: v for k, v in env.items() if v}, **kw)
+    trainable = tune.with_resources(functools.partial(_trainable, settings=settings.to_dict(), cwd=os.getcwd()),
+                                    {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    if resume:
+        if not tune.Tuner.can_restore(str(path)):
+            raise ConfigError(f"nothing to resume: no Ray Tune run in {str(path)!r}")
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True, restart_errored=False)
+    else:
+        metric, mode = ["accuracy", settings.cost_metric], ["max", "min"]
+        searcher = OptunaSearch(space=functools.partial(_define_by_run, space=settings.space), metric=metric, mode=mode, seed=seed)
+        epochs = int(_base_epochs(settings))
+        scheduler = ASHAScheduler(metric="accuracy", mode="max", time_attr="training_iteration", max_t=max(epochs, 1),
+                                  grace_period=1, reduction_factor=2)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=n_trials,
+                                        max_concurrent_trials=concurrency),
+            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=1 if progress else 0),
+        )
+    print(f"lcnas search: Ray Tune run {str(path)!r} on {address or 'a local Ray instance'}", file=sys.stderr)
+    grid = tuner.fit()
+    trials = [_result(r, settings, i) for i, r in enumerate(grid)]
+    return SearchResults(backend="ray", settings=settings, trials=tuple(sorted(trials, key=lambda t: t.number)), study=str(path))
+
+
+def _define_by_run(trial, *, space) -> dict[str, int]:
+    from ._translate import suggest_optuna
+
+    suggest_optuna(trial, space)  # OptunaSearch records the suggested (encoded) values as the config
+    return {_NUMBER: trial.number}  # constants join the config: the trial's number in the common format
+
+
+def _trainable(config: dict[str, Any], *, settings: dict[str, Any], cwd: str) -> None:
+    from ray import tune
+
+    from ._translate import decode_optuna
+
+    os.chdir(cwd)
+    s = SearchSettings.from_dict(settings)
+    params = decode_optuna({k: v for k, v in config.items() if k != _NUMBER}, s.space)
+    number = int(config[_NUMBER])
+    node = _node_id()
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        tune.report({**{k: v for k, v in metrics.items() if v is not None}, "epoch": epoch, "trial_number": number,
+                     "worker": f"{worker_id()}@{node}"})
+
+    run_trial(s, params, number=number, report=report)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()[:12]
+
+
+def _base_epochs(settings: SearchSettings) -> int:
+    from ._objective import example_params, trial_config
+
+    return trial_config(settings, example_params(settings.space), number=0).epochs
+
+
+def _result(r, settings: SearchSettings, index: int) -> TrialResult:
+    from ._translate import decode_optuna
+
+    metrics = r.metrics or {}
+    config = dict(r.config or {})
+    number = int(config.pop(_NUMBER, metrics.get("trial_number", index)))
+    params = decode_optuna(config, settings.space)
+    if r.error is not None or metrics.get("accuracy") is None or not math.isfinite(metrics["accuracy"]):
+        return TrialResult(number=number, state="failed", params=params, worker=metrics.get("worker"),
+                           error=str(r.error).splitlines()[0][:500] if r.error is not None else "no finite accuracy reported")
+    values = {k: metrics.get(k) for k in ("accuracy", "mflops_mean", "mflops_p95", "latency_ms_mean", "latency_ms_p95")}
+    finished = int(metrics.get("epoch", 0)) >= _base_epochs(settings)
+    available = {k: v for k, v in values.items() if v is not None}
+    feasible = all(v <= 0 for v in settings.violations(available)) if all(k in available for k in settings.budgets) else False
+    return TrialResult(number=number, state="complete" if finished else "pruned", params=params, **values, feasible=feasible,
+                       worker=metrics.get("worker"), run_dir=r.path)

@@ -1,0 +1,66 @@
+"""``search()``: build the settings, run one backend, write the common results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ._objective import SearchSettings
+from ._results import SearchResults
+from ._space import load_space
+
+__all__ = ["search", "make_settings", "BACKENDS"]
+
+BACKENDS = ("optuna", "ray", "nni")
+
+
+def make_settings(
+    space: str,
+    *,
+    out_dir: str | Path,
+    overrides: dict[str, Any] | None = None,
+    lut: str | None = None,
+    cost_metric: str | None = None,
+    max_latency_ms: float | None = None,
+    max_mflops: float | None = None,
+    budget_stat: str = "mean",
+) -> SearchSettings:
+    """Settings from a space (shipped name or YAML path) and base-config overrides (``{"epochs": 2}``).
+
+    The cost objective defaults to the mean table-predicted latency with a table, else mean MFLOPs.
+    Relative paths (data root, table, checkpoints) become absolute: Ray and NNI run trials elsewhere.
+    """
+    base = dict(overrides or {})
+    for key in ("data_root", "init_from", "teacher"):
+        value = base.get(key)
+        if isinstance(value, str) and value != "pretrained" and Path(value).exists():
+            base[key] = str(Path(value).resolve())
+    if lut and Path(lut).exists():
+        lut = str(Path(lut).resolve())
+    return SearchSettings(space=load_space(space), base=base, out_dir=str(Path(out_dir).resolve()),
+                          cost_metric=cost_metric or ("latency_ms_mean" if lut else "mflops_mean"), lut=lut,
+                          max_latency_ms=max_latency_ms, max_mflops=max_mflops, budget_stat=budget_stat)
+
+
+def search(settings: SearchSettings, *, backend: str = "optuna", n_trials: int = 20, progress: bool = True,
+           write: bool = True, **backend_options: Any) -> SearchResults:
+    """Run a search and (by default) write ``results.json``, ``trials.csv``, ``pareto.json`` and
+    ``pareto.png`` into ``settings.out_dir``. ``backend_options`` go to the backend:
+
+    - optuna: ``storage``, ``study_name``, ``sampler`` (tpe | nsga2 | random), ``single_objective``, ``seed``
+    - ray: ``address``, ``cpus_per_trial``, ``gpus_per_trial``, ``concurrency``, ``seed``, ``resume``, ``name``
+    - nni: ``port``, ``tuner``, ``concurrency``, ``seed``
+    """
+    if backend == "optuna":
+        from ._optuna import run_optuna as run
+    elif backend == "ray":
+        from ._ray import run_ray as run
+    elif backend == "nni":
+        from ._nni import run_nni as run
+    else:
+        raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    results = run(settings, n_trials=n_trials, progress=progress, **backend_options)
+    if write:
+        results.write(settings.out_dir)
+    return results
