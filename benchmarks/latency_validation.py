@@ -22,17 +22,8 @@ from _common import median
 from lcnas import create_model, load_model
 from lcnas._env import environment_metadata
 from lcnas._io import write_json
-from lcnas.latency import LatencyTable, batch_latency_ms, measure, sample_latency_ms
+from lcnas.latency import LatencyTable, batch_latency_ms, measure, random_decisions, sample_latency_ms
 from lcnas.models import ForcedDecisions, GateConfig
-
-
-def random_decisions(model, n: int, gen: torch.Generator) -> ForcedDecisions:
-    nb = len(model.blocks())
-    p_run = torch.rand(n, 1, generator=gen)
-    run = torch.rand(n, nb, generator=gen) < p_run
-    p_keep = torch.rand(n, 1, generator=gen) * 0.9 + 0.1
-    keep = tuple(torch.rand(n, b.channel_gate.outputs, generator=gen) < p_keep for b in model.blocks())
-    return ForcedDecisions(block_run=run, channel_keep=keep)
 
 
 def summarize(pred: list[float], meas: list[float]) -> dict:

@@ -22,7 +22,12 @@ class LatencyModel:
     def __init__(self, table: LatencyTable, *, model: str, pooling: str, batch: int = 1) -> None:
         table.check_for(model, batch)
         self.table, self.model, self.pooling, self.batch = table, model, pooling, batch
+        self.scale, self.offset_ms = table.calibration_for(model, batch)
         self._curves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def calibrated(self, raw_ms):
+        """The table's end-to-end correction applied to a sum of entries (a float or a tensor)."""
+        return raw_ms * self.scale + self.offset_ms
 
     def _ms(self, unit: str, shape: str = "", kept: int = 0) -> float:
         return self.table.latency_ms(self.model, unit, shape, kept, self.batch)
@@ -36,7 +41,24 @@ class LatencyModel:
     def gate(self, block: BlockSpec, gate: GateSpec) -> float:
         is_layer = gate is block.layer_gate
         pools = is_layer or block.layer_gate is None  # the layer gate pools for both
-        return self._ms("layer_gate" if is_layer else "channel_gate", gate_key(block, gate, self.pooling, pools=pools))
+        unit = "layer_gate" if is_layer else "channel_gate"
+        key = gate_key(block, gate, self.pooling, pools=pools)
+        if (self.model, unit, key, 0, self.batch) not in self.table._index:
+            key = self._nearest_heads(unit, key)
+        return self._ms(unit, key)
+
+    def _nearest_heads(self, unit: str, key: str) -> str:
+        """The measured gate that differs only in its number of outputs, closest to ``key``'s.
+
+        A gate's time is pooling + a tiny MLP; its output count (channel groups × 2 with scaling)
+        barely matters, so the tables measure one group size and scaling setting."""
+        head, _, rest = key.partition(" o")
+        heads, _, tail = rest.partition(" ")
+        same = [k[2] for k in self.table._index if k[0] == self.model and k[1] == unit and k[4] == self.batch
+                and k[2].partition(" o")[0] == head and k[2].partition(" o")[2].partition(" ")[2] == tail]
+        if not same:
+            return key  # no relative either: the lookup names what is missing
+        return min(same, key=lambda k: abs(int(k.partition(" o")[2].partition(" ")[0]) - int(heads)))
 
     def shortcut(self, block: BlockSpec) -> float:
         return self._ms("block_skip", block_key(block))
@@ -71,7 +93,8 @@ def sample_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, arch
     """Predicted batch-1 latency (ms) of each sample of the last (or given) trace."""
     trace = trace if trace is not None else model.last_trace
     arch = arch or describe(model, trace.input_size)
-    return walk(arch, _latency_model(model, table, 1), trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated)
+    cost = _latency_model(model, table, 1)
+    return cost.calibrated(walk(arch, cost, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated))
 
 
 def expected_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, arch: ArchSpec | None = None) -> torch.Tensor:
@@ -81,7 +104,8 @@ def expected_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, ar
     if trace.run_prob is None:
         raise ValueError("expected latency needs a training-mode trace (gate probabilities)")
     arch = arch or describe(model, trace.input_size)
-    return walk(arch, _latency_model(model, table, 1), trace.run_prob, trace.kept_expected)
+    cost = _latency_model(model, table, 1)
+    return cost.calibrated(walk(arch, cost, trace.run_prob, trace.kept_expected))
 
 
 def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch: int, arch: ArchSpec | None = None) -> float:
@@ -107,4 +131,4 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
             total += f * float(cost.residual(b, kept.reshape(1))[0])
             if f < 1:
                 total += cost._ms("block_scatter", block_key(b))
-    return total
+    return cost.calibrated(total)

@@ -24,7 +24,9 @@ from ._keys import block_key, gate_key
 from ._table import LatencyEntry, LatencyTable
 from ._timing import Timing, measure
 
-__all__ = ["profile_model", "device_metadata"]
+__all__ = ["profile_model", "device_metadata", "random_decisions", "calibrate"]
+
+CALIBRATION_SEED = 20261124  # the generator's own executions; validation draws others
 
 _CL = torch.channels_last
 
@@ -52,8 +54,10 @@ def profile_model(
     repeats: int = 30,
     progress: bool | None = None,
     argv: list[str] | None = None,
+    calibration_executions: int = 24,
 ) -> LatencyTable:
-    """Measure a latency table for ``model_name`` (all gate shapes in ``hiddens`` × ``poolings``)."""
+    """Measure a latency table for ``model_name`` (all gate shapes in ``hiddens`` × ``poolings``),
+    then fit its end-to-end calibration on ``calibration_executions`` random executions per batch size."""
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -151,7 +155,50 @@ def profile_model(
                    "timer": "cuda events" if dev.type == "cuda" else "time.perf_counter",
                    "rules": "medians of repeats after warm-up; fixed threads; inputs channels-last float32; "
                             "frame and block_scatter are differences of measured medians (clamped at 0)"}
-    return LatencyTable(device=device_metadata(dev, torch.get_num_threads(), argv), measurement=measurement, entries=tuple(entries))
+    table = LatencyTable(device=device_metadata(dev, torch.get_num_threads(), argv), measurement=measurement, entries=tuple(entries))
+    if calibration_executions >= 2:
+        cal = tuple(calibrate(model, table, batch=b, executions=calibration_executions if b == 1 else max(2, calibration_executions // 3),
+                              warmup=max(1, warmup // 3), repeats=max(3, repeats // 3), device=dev) for b in batches)
+        table = replace(table, calibration=cal, measurement={**measurement, "calibration_executions": calibration_executions})
+    return table
+
+
+def random_decisions(model, n: int, gen: torch.Generator) -> ForcedDecisions:
+    """``n`` random executions from nearly empty to full: per sample a random block-run probability
+    and a random channel-keep probability, then independent draws per block and channel group."""
+    blocks = model.blocks()
+    p_run = torch.rand(n, 1, generator=gen)
+    run = torch.rand(n, len(blocks), generator=gen) < p_run
+    p_keep = torch.rand(n, 1, generator=gen) * 0.9 + 0.1
+    keep = tuple(torch.rand(n, b.channel_gate.outputs, generator=gen) < p_keep for b in blocks)
+    return ForcedDecisions(block_run=run, channel_keep=keep)
+
+
+@torch.no_grad()
+def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup: int, repeats: int, device: torch.device,
+              seed: int = CALIBRATION_SEED):
+    """Least-squares line from the table's sum to measured end-to-end latency of random executions."""
+    from ._predict import batch_latency_ms, sample_latency_ms
+    from ._table import Calibration
+
+    gen = torch.Generator().manual_seed(seed + batch)
+    name = model.lcnas_spec["name"]
+    x = torch.rand(batch, *describe(model).input_size, generator=gen).to(device)
+    raw, measured = [], []
+    for _ in range(executions):
+        forced = random_decisions(model, batch, gen)
+        with model.forced(forced):
+            measured.append(measure(lambda: model(x), warmup=warmup, repeats=repeats, device=device).latency_ms_median)
+            raw.append(float(sample_latency_ms(model, table)[0]) if batch == 1 else batch_latency_ms(model, table, batch=batch))
+    r, m = torch.tensor(raw, dtype=torch.float64), torch.tensor(measured, dtype=torch.float64)
+    var = float(((r - r.mean()) ** 2).sum())
+    scale = float(((r - r.mean()) * (m - m.mean())).sum()) / var if var > 0 else float(m.mean() / r.mean())
+    if not scale > 0:  # degenerate spread: a pure ratio
+        scale = float(m.mean() / r.mean())
+    offset = float(m.mean() - scale * r.mean()) if var > 0 else 0.0
+    fit = r * scale + offset
+    mape = float(((fit - m).abs() / m).mean())
+    return Calibration(model=name, batch=batch, scale=scale, offset_ms=offset, executions=executions, fit_mape=mape)
 
 
 def _final_hw(arch) -> tuple[int, int]:

@@ -9,6 +9,11 @@ Units: ``frame`` (fixed per-forward cost: the block loop and the trace), ``stem`
 ``block_run`` (a block's residual branch at ``kept_channels`` + shortcut + add/ReLU),
 ``block_skip`` (a skipped block: its shortcut), ``layer_gate`` / ``channel_gate`` (pooling + MLP +
 decision), ``block_scatter`` (gathering the running samples of a batch and scattering them back).
+
+``calibration`` (optional): per model and batch size, ``scale`` and ``offset_ms`` of a least-squares
+line from the sum of table entries to measured end-to-end latency, fitted by the generator on its own
+random executions. Units timed in isolation run with hot caches; a whole forward does not (the
+weights of all blocks exceed the L2 cache), so the plain sum underestimates by a roughly constant factor.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 from .._io import write_json
 from ..errors import LcnasError
 
-__all__ = ["LatencyEntry", "LatencyTable", "LatencyTableError", "SCHEMA", "SCHEMA_VERSION", "UNITS"]
+__all__ = ["Calibration", "LatencyEntry", "LatencyTable", "LatencyTableError", "SCHEMA", "SCHEMA_VERSION", "UNITS"]
 
 SCHEMA = "lcnas-latency-table"
 SCHEMA_VERSION = 1
@@ -58,15 +63,39 @@ class LatencyEntry:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """measured end-to-end latency ≈ ``scale`` × (sum of table entries) + ``offset_ms``."""
+
+    model: str
+    batch: int
+    scale: float
+    offset_ms: float
+    executions: int
+    fit_mape: float  # mean absolute percentage error of the fit on its own executions
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "batch": self.batch, "scale": self.scale, "offset_ms": self.offset_ms,
+                "executions": self.executions, "fit_mape": self.fit_mape}
+
+
+@dataclass(frozen=True)
 class LatencyTable:
     device: dict[str, Any]
     measurement: dict[str, Any]
     entries: tuple[LatencyEntry, ...]
     source: str = "<memory>"
+    calibration: tuple[Calibration, ...] = ()
     _index: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._index.update({e.key: e for e in self.entries})
+
+    def calibration_for(self, model: str, batch: int) -> tuple[float, float]:
+        """(scale, offset_ms) for ``model`` at ``batch``; (1, 0) when the table has none."""
+        for c in self.calibration:
+            if c.model == model and c.batch == batch:
+                return c.scale, c.offset_ms
+        return 1.0, 0.0
 
     @property
     def models(self) -> list[str]:
@@ -105,8 +134,11 @@ class LatencyTable:
 
     # ------------------------------------------------------------------ file format
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "device": self.device,
-                "measurement": self.measurement, "entries": [e.to_dict() for e in self.entries]}
+        out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "device": self.device,
+               "measurement": self.measurement, "entries": [e.to_dict() for e in self.entries]}
+        if self.calibration:
+            out["calibration"] = [c.to_dict() for c in self.calibration]
+        return out
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         return write_json(path, self.to_dict())
@@ -118,7 +150,10 @@ class LatencyTable:
                                     f"vs {other.device.get('name')}/{other.device.get('threads')}")
         index = {e.key: e for e in self.entries}
         index.update({e.key: e for e in other.entries})
-        return LatencyTable(device=other.device, measurement=other.measurement, entries=tuple(index.values()), source=self.source)
+        cal = {(c.model, c.batch): c for c in self.calibration}
+        cal.update({(c.model, c.batch): c for c in other.calibration})
+        return LatencyTable(device=other.device, measurement=other.measurement, entries=tuple(index.values()), source=self.source,
+                            calibration=tuple(cal.values()))
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<memory>") -> LatencyTable:
@@ -158,7 +193,18 @@ class LatencyTable:
             if entry.latency_ms_median < 0 or entry.count < 1:
                 raise bad(f"entries[{i}] has a negative latency or a count below 1")
             entries.append(entry)
-        return cls(device=dict(data["device"]), measurement=dict(data["measurement"]), entries=tuple(entries), source=source)
+        calibration = []
+        for i, raw in enumerate(data.get("calibration", [])):
+            try:
+                c = Calibration(model=str(raw["model"]), batch=int(raw["batch"]), scale=float(raw["scale"]),
+                                offset_ms=float(raw["offset_ms"]), executions=int(raw["executions"]), fit_mape=float(raw["fit_mape"]))
+            except (KeyError, TypeError, ValueError) as e:
+                raise bad(f"calibration[{i}] is malformed ({type(e).__name__}: {e}); fields: model, batch, scale, offset_ms, executions, fit_mape") from None
+            if not c.scale > 0:
+                raise bad(f"calibration[{i}].scale must be > 0, got {c.scale}")
+            calibration.append(c)
+        return cls(device=dict(data["device"]), measurement=dict(data["measurement"]), entries=tuple(entries), source=source,
+                   calibration=tuple(calibration))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyTable:

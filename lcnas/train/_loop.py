@@ -248,7 +248,7 @@ def _latency_cost(cfg: TrainConfig, model: torch.nn.Module, arch):
     cost = LatencyModel(LatencyTable.load(cfg.lut), model=cfg.model, pooling=model.gate_config.pooling, batch=1)
     ones = torch.ones(1, len(arch.blocks))
     widths = torch.tensor([[float(b.width) for b in arch.blocks]])
-    return cost, float(walk(arch, cost, ones, widths, gates_evaluated=False)[0])
+    return cost, float(cost.calibrated(walk(arch, cost, ones, widths, gates_evaluated=False))[0])
 
 
 def _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg: TrainConfig, device, epoch: int, progress: bool | None,

@@ -121,3 +121,46 @@ def test_differentiable_expected_latency_has_the_right_gradient_sign():
     block = model.blocks()[3]
     assert block.layer_gate.mlp[-1].bias.grad[0] > 0
     assert (block.channel_gate.mlp[-1].bias.grad[: block.channel_gate.outputs] > 0).all()
+
+
+def test_calibration_scales_and_offsets_the_sum():
+    from dataclasses import replace
+
+    from lcnas.latency import Calibration
+
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    table = _fake_table(model)
+    with torch.no_grad():
+        model(torch.rand(1, 3, 32, 32))
+    raw = float(sample_latency_ms(model, table)[0])
+    calibrated = replace(table, calibration=(Calibration("resnet20", 1, 2.0, 0.5, 10, 0.03),))
+    assert float(sample_latency_ms(model, calibrated)[0]) == pytest.approx(2.0 * raw + 0.5)
+    # another model's or batch's calibration does not apply
+    other = replace(table, calibration=(Calibration("resnet20", 8, 2.0, 0.5, 10, 0.03),))
+    assert float(sample_latency_ms(model, other)[0]) == pytest.approx(raw)
+
+
+def test_generator_fits_a_calibration_that_survives_the_file(tiny_table, tmp_path):
+    fits = {(c.model, c.batch): c for c in tiny_table.calibration}
+    assert set(fits) == {("resnet20", 1), ("resnet20", 8)}
+    assert all(c.scale > 0 and c.executions >= 2 and c.fit_mape >= 0 for c in fits.values())
+    back = LatencyTable.load(tiny_table.save(tmp_path / "t.json"))
+    assert back.calibration_for("resnet20", 1) == tiny_table.calibration_for("resnet20", 1)
+    data = json.loads((tmp_path / "t.json").read_text())
+    data["calibration"][0].pop("scale")
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(LatencyTableError, match=r"calibration\[0\] is malformed"):
+        LatencyTable.load(tmp_path / "bad.json")
+
+
+def test_gates_of_another_output_count_use_the_nearest_measured_one(tiny_table):
+    # The table measured gates with group size 4 and scaling; a model without scaling has half the outputs.
+    model = lcnas.create_model("resnet20", gating="lc", gate_config=GateConfig(scaling=False)).eval()
+    with torch.no_grad():
+        model(torch.rand(1, 3, 32, 32))
+    assert float(sample_latency_ms(model, tiny_table)[0]) > 0
+    missing = lcnas.create_model("resnet20", gating="lc", gate_config=GateConfig(hidden=7)).eval()
+    with torch.no_grad():
+        missing(torch.rand(1, 3, 32, 32))
+    with pytest.raises(LatencyTableError, match="h7"):  # no gate of that width at all: named, not guessed
+        sample_latency_ms(missing, tiny_table)

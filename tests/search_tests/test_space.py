@@ -38,7 +38,7 @@ def test_shipped_space_parses_with_parents_first():
     space = load_space("lcnet_cifar10")
     assert "lcnet_cifar10" in shipped_spaces()
     assert space.name == "lcnet_cifar10" and space.description
-    assert space.fixed_dict() == {"gate.init_logit": 3.0}
+    assert space.fixed_dict() == {"gate.layer_threshold": 0.5}
     names = space.names
     assert {"gating", "gate.hidden", "gate.stages", "loss.flops", "lr"} <= set(names)
     for p in space.params:
