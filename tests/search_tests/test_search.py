@@ -98,6 +98,19 @@ def test_optuna_study_runs_writes_results_and_refuses_other_settings(tiny_settin
         search(other, backend="optuna", n_trials=5, progress=False)
 
 
+def test_optuna_dashboard_opens_the_study(tiny_settings):
+    dashboard = pytest.importorskip("optuna_dashboard")
+    import io
+
+    search(tiny_settings, backend="optuna", n_trials=1, seed=0, progress=False)
+    app = dashboard.wsgi(f"sqlite:///{Path(tiny_settings.out_dir) / 'study.db'}")
+    status = []
+    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/api/studies", "QUERY_STRING": "", "SERVER_NAME": "x", "SERVER_PORT": "80",
+                         "wsgi.input": io.BytesIO(), "wsgi.errors": io.StringIO(), "wsgi.url_scheme": "http"},
+                        lambda s, h, *exc: status.append(s)))
+    assert status[0].startswith("200") and json.loads(body)["study_summaries"][0]["study_name"] == "lcnas"
+
+
 def test_failing_and_nan_trials_are_marked_failed_and_the_study_goes_on(tiny_settings, monkeypatch):
     from lcnas.search import _optuna
 
