@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._format import add_format_argument, emit
 
-__all__ = ["Search"]
+__all__ = ["Search", "Retrain"]
 
 
 class Search:
@@ -98,3 +98,55 @@ def _nest(overrides: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+class Retrain:
+    name = "retrain"
+    help = "retrain a trial picked from a search's Pareto front with a full schedule"
+    description = (
+        "Pick a trial from a search's Pareto front (the knee, or the most accurate) within optional budgets, "
+        "retrain its LC-Net from the pretrained backbone with a full schedule on the whole training split, "
+        "evaluate it on the test set and write runs/<name>/final.pt. The search is a results folder/file from "
+        "`lcnas search`, or an Optuna study (--storage URL --study-name NAME)."
+    )
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("results", nargs="?", type=Path, help="search folder or its results.json")
+        p.add_argument("--storage", help="Optuna storage URL instead of a results file")
+        p.add_argument("--study-name", default="lcnas")
+        p.add_argument("--pick", choices=("knee", "max-accuracy"), default="knee", help="which front point (default: knee)")
+        p.add_argument("--max-latency-ms", type=float, help="budget on predicted latency")
+        p.add_argument("--max-mflops", type=float, help="budget on MFLOPs per sample")
+        p.add_argument("--budget-stat", choices=("mean", "p95"), default="mean")
+        p.add_argument("--epochs", type=int, default=15, help="full-schedule epochs (default: 15)")
+        p.add_argument("--name", help="run name (default: retrain_<search name>_trial<N>)")
+        p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="training setting override (repeatable)")
+        p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
+        p.add_argument("--dry-run", action="store_true", help="print the pick and its training config, train nothing")
+        p.add_argument("--no-progress", action="store_true")
+        add_format_argument(p)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from .._io import write_json
+        from ..errors import ConfigError
+        from ..search import load_results, load_study_results, pick_trial, retrain_config
+        from ..train import parse_overrides, train
+
+        if (args.results is None) == (args.storage is None):
+            raise ConfigError("give either a search results folder/file or --storage URL (with --study-name)")
+        results = load_results(args.results) if args.results else load_study_results(args.storage, args.study_name)
+        trial = pick_trial(results, args.pick, max_latency_ms=args.max_latency_ms, max_mflops=args.max_mflops, budget_stat=args.budget_stat)
+        overrides = {"epochs": args.epochs, **_nest(parse_overrides(args.overrides))}
+        if args.data_root:
+            overrides["data_root"] = args.data_root
+        name = args.name or f"retrain_{results.settings.space.name}_trial{trial.number}"
+        cfg = retrain_config(results, trial, name=name, overrides=overrides)
+        picked = {"trial": trial.to_dict(), "pick": args.pick, "search": results.study or str(args.results),
+                  "budgets": {"max_latency_ms": args.max_latency_ms, "max_mflops": args.max_mflops, "stat": args.budget_stat}}
+        if args.dry_run:
+            emit({"picked_trial": trial.number, "val_accuracy": trial.accuracy, "config": cfg.to_dict()}, "json")
+            return 0
+        final = train(cfg, progress=False if args.no_progress else None)
+        write_json(cfg.run_dir / "picked.json", {**picked, "final": final})
+        emit({"run_dir": str(cfg.run_dir), "picked_trial": trial.number, "search_val_accuracy": trial.accuracy, **final}, args.format)
+        return 0

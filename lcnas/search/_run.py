@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ._objective import SearchSettings
+from ._objective import SearchSettings, example_params, trial_config
 from ._results import SearchResults
 from ._space import load_space
 
@@ -38,9 +38,14 @@ def make_settings(
             base[key] = str(Path(value).resolve())
     if lut and Path(lut).exists():
         lut = str(Path(lut).resolve())
-    return SearchSettings(space=load_space(space), base=base, out_dir=str(Path(out_dir).resolve()),
-                          cost_metric=cost_metric or ("latency_ms_mean" if lut else "mflops_mean"), lut=lut,
-                          max_latency_ms=max_latency_ms, max_mflops=max_mflops, budget_stat=budget_stat)
+    settings = SearchSettings(space=load_space(space), base=base, out_dir=str(Path(out_dir).resolve()),
+                              cost_metric=cost_metric or ("latency_ms_mean" if lut else "mflops_mean"), lut=lut,
+                              max_latency_ms=max_latency_ms, max_mflops=max_mflops, budget_stat=budget_stat)
+    if lut:  # a missing or foreign table fails before any trial
+        from ..latency import LatencyTable
+
+        LatencyTable.load(lut).check_for(trial_config(settings, example_params(settings.space), number=0).model, 1)
+    return settings
 
 
 def search(settings: SearchSettings, *, backend: str = "optuna", n_trials: int = 20, progress: bool = True,

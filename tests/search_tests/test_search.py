@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,10 @@ def test_settings_check_cost_and_budgets(tiny_space_file, tmp_path):
         make_settings(str(tiny_space_file), out_dir=tmp_path, overrides=dict(TINY_BASE), max_latency_ms=1.0)
     with pytest.raises(ConfigError, match="unknown setting 'epochz'"):
         make_settings(str(tiny_space_file), out_dir=tmp_path, overrides={**TINY_BASE, "epochz": 1})
+    from lcnas.latency import LatencyTableError
+
+    with pytest.raises(LatencyTableError, match="not found"):
+        make_settings(str(tiny_space_file), out_dir=tmp_path, overrides=dict(TINY_BASE), lut=str(tmp_path / "nope.json"))
     s = make_settings(str(tiny_space_file), out_dir=tmp_path, overrides=dict(TINY_BASE), max_mflops=30.0, budget_stat="p95")
     assert s.budgets == {"mflops_p95": 30.0} and s.violations({"mflops_p95": 31.0}) == [1.0]
 
@@ -198,3 +203,14 @@ def test_two_workers_share_one_postgresql_study(tiny_space_file, tmp_path, postg
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) >= 4
     assert len({t.user_attrs["worker"] for t in done}) == 2, "both workers should have run trials"
+
+
+def test_trial_with_the_shipped_latency_table_reports_predicted_latency(tiny_space_file, tmp_path):
+    s = make_settings(str(tiny_space_file), out_dir=tmp_path, overrides=dict(TINY_BASE), lut="cpu-amd-epyc-2t.json", max_latency_ms=1e-6)
+    assert s.cost_metric == "latency_ms_mean" and s.budgets == {"latency_ms_mean": 1e-6}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the table may describe another CPU model than this machine's
+        result = run_trial(s, {"gating": "lc", "gate.hidden": 16, "loss.flops": 1.0, "loss.flops_target": 0.5, "gate.group_size": 8}, number=0)
+    assert 0 < result.latency_ms_mean <= result.latency_ms_p95 + 1e-9
+    assert result.feasible is False  # nothing runs in a microsecond
+

@@ -1,0 +1,94 @@
+"""Choosing a trial from a search's Pareto front, and turning it into a full training run."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..errors import ConfigError
+from ..train import TrainConfig
+from ._objective import TrialResult, trial_config
+from ._results import SearchResults
+
+__all__ = ["pick_trial", "retrain_config", "PICKS", "load_study_results"]
+
+PICKS = ("knee", "max-accuracy")
+
+
+def pick_trial(results: SearchResults, how: str = "knee", *, max_latency_ms: float | None = None,
+               max_mflops: float | None = None, budget_stat: str = "mean") -> TrialResult:
+    """A trial of ``results``' front within the budgets: the most accurate (``max-accuracy``), or
+    the knee — the front point farthest from the straight line between its two ends, in
+    (accuracy, cost) scaled to [0, 1], i.e. where extra cost stops buying much accuracy."""
+    if how not in PICKS:
+        raise ConfigError(f"--pick {how!r} is not one of {', '.join(PICKS)}")
+    if budget_stat not in ("mean", "p95"):
+        raise ConfigError(f"budget statistic must be mean or p95, got {budget_stat!r}")
+    metric = results.settings.cost_metric
+    bounds = {f"latency_ms_{budget_stat}": max_latency_ms, f"mflops_{budget_stat}": max_mflops}
+    front = results.front
+    feasible = []
+    for t in front:
+        ok = True
+        for key, bound in bounds.items():
+            if bound is None:
+                continue
+            value = t.metric(key)
+            if value is None:
+                raise ConfigError(f"budget on {key} but the search recorded no {key} (search with --lut for latency budgets)")
+            ok = ok and value <= bound
+        if ok:
+            feasible.append(t)
+    if not feasible:
+        wanted = ", ".join(f"{k} ≤ {v}" for k, v in bounds.items() if v is not None) or "none"
+        best = ", ".join(f"{k} {min(t.metric(k) for t in front):.4g}" for k, v in bounds.items() if v is not None and front)
+        raise ConfigError(f"no trial on the Pareto front ({len(front)} trials) meets the budget ({wanted}); "
+                          f"the cheapest reach {best or 'nothing (empty front)'}: relax the budget or search more")
+    if how == "max-accuracy" or len(feasible) <= 2:
+        return max(feasible, key=lambda t: (t.accuracy, -t.metric(metric)))
+    return _knee(feasible, metric)
+
+
+def _knee(front: list[TrialResult], metric: str) -> TrialResult:
+    costs = [t.metric(metric) for t in front]
+    accs = [t.accuracy for t in front]
+    c0, c1, a0, a1 = min(costs), max(costs), min(accs), max(accs)
+    pts = [((c - c0) / ((c1 - c0) or 1.0), (a - a0) / ((a1 - a0) or 1.0)) for c, a in zip(costs, accs)]
+    (x0, y0), (x1, y1) = pts[0], pts[-1]  # the front is sorted by cost: its two ends
+    norm = ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5 or 1.0
+
+    def distance(p: tuple[float, float]) -> float:  # above the end-to-end line counts positive
+        return ((x1 - x0) * (p[1] - y0) - (y1 - y0) * (p[0] - x0)) / norm
+
+    return max(zip(front, pts), key=lambda tp: distance(tp[1]))[0]
+
+
+def retrain_config(results: SearchResults, trial: TrialResult, *, name: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The trial's training config with a full schedule: the whole training split, ``overrides``
+    (e.g. ``{"epochs": 15}``), a new run name; validation split kept, test evaluated at the end."""
+    cfg = trial_config(results.settings, trial.params, number=trial.number)
+    data = {**cfg.to_dict(), "train_subset": None, "name": name, "out_dir": "runs", **(overrides or {})}
+    try:
+        return TrainConfig.from_dict(data, source=f"retrain of trial {trial.number}")
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"retrain of trial {trial.number}: {e}") from None
+
+
+def load_study_results(storage: str, study_name: str) -> SearchResults:
+    """The common results of an Optuna study in ``storage`` (the settings are stored in the study)."""
+    import optuna
+
+    from ._objective import SearchSettings
+    from ._optuna import optuna_results
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise ConfigError(f"no optuna study {study_name!r} in {storage}; list them with: optuna studies --storage {storage}") from None
+    saved = study.user_attrs.get("lcnas_settings")
+    if not saved:
+        raise ConfigError(f"optuna study {study_name!r} in {storage} was not made by lcnas search (no lcnas_settings)")
+    settings = SearchSettings.from_dict({**saved, "out_dir": saved.get("out_dir", ".")})
+    return dataclasses.replace(optuna_results(study, settings, label=f"{storage}#{study_name}"), backend="optuna")
