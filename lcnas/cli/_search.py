@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._format import add_format_argument, emit
 
-__all__ = ["Search", "Retrain"]
+__all__ = ["Search", "Retrain", "Report"]
 
 
 class Search:
@@ -149,4 +149,32 @@ class Retrain:
         final = train(cfg, progress=False if args.no_progress else None)
         write_json(cfg.run_dir / "picked.json", {**picked, "final": final})
         emit({"run_dir": str(cfg.run_dir), "picked_trial": trial.number, "search_val_accuracy": trial.accuracy, **final}, args.format)
+        return 0
+
+
+class Report:
+    name = "report"
+    help = "Markdown report with plots of a trained dynamic model"
+    description = (
+        "Evaluate a finished run (runs/<name>/final.pt) on the CIFAR-10 test set and write <run>/report/report.md "
+        "with PNG plots: the search front with the picked trial (runs from `lcnas retrain`), accuracy vs MFLOPs and "
+        "vs measured batch-1 latency beside the static backbones, the per-sample FLOPs histogram, per-block execution "
+        "and channel-keep rates, predicted vs measured latency (--lut) and mean FLOPs per class."
+    )
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("run_dir", type=Path, help="a finished run folder")
+        p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
+        p.add_argument("--lut", help="latency table for predicted latency")
+        p.add_argument("--compare", action="append", default=[], metavar="CKPT", help="another checkpoint to plot beside it (repeatable)")
+        p.add_argument("--baselines", default="resnet20,resnet32", help="shipped static backbones to compare with")
+        p.add_argument("--latency-images", type=int, default=200, help="test images timed at batch 1")
+        add_format_argument(p)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ..report import build_report
+
+        path = build_report(args.run_dir, data_root=args.data_root, lut=args.lut, others=tuple(args.compare),
+                            baselines=tuple(b for b in args.baselines.split(",") if b), latency_images=args.latency_images)
+        emit({"report": str(path)}, args.format)
         return 0

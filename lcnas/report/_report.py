@@ -1,0 +1,267 @@
+"""``lcnas report RUN_DIR``: a Markdown report with PNG plots of a trained dynamic model.
+
+What it shows: the search's Pareto front with the picked trial (when the run came from
+``lcnas retrain``); accuracy against mean MFLOPs and against measured batch-1 latency, beside the
+static backbones; the per-sample FLOPs histogram; per-block execution and channel-keep rates;
+predicted against measured latency; mean FLOPs per class. Everything on the test set.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._env import environment_metadata
+from .._io import write_bytes, write_json
+from ..errors import ConfigError
+
+__all__ = ["build_report", "ModelStats", "model_stats"]
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Test-set statistics of one model (per-sample arrays as lists)."""
+
+    name: str
+    accuracy: float
+    mflops: list[float]
+    latency_ms_measured: list[float]  # batch 1, first ``latency_images`` test images
+    latency_ms_predicted: list[float]  # same images, from the table (empty without one)
+    block_rate: list[float]
+    keep_rate: list[float]  # mean fraction of inner channels kept where the block ran
+    class_mflops: list[float]
+
+    @property
+    def mflops_mean(self) -> float:
+        return statistics.fmean(self.mflops)
+
+    @property
+    def latency_ms_median(self) -> float:
+        return statistics.median(self.latency_ms_measured)
+
+
+@torch.no_grad()
+def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, table=None,
+                latency_images: int = 200, batch_size: int = 500) -> ModelStats:
+    from ..cost import describe, sample_mflops, static_mflops
+
+    model.eval()
+    gated = getattr(model, "gating", "none") != "none"
+    arch = describe(model, tuple(images.shape[1:]))
+    correct, mflops, runs, kept = 0, [], [], []
+    for i in range(0, images.shape[0], batch_size):
+        x = images[i : i + batch_size].float().div(255)
+        logits = model(x)
+        correct += int((logits.argmax(1) == labels[i : i + batch_size]).sum())
+        if gated:
+            mflops.append(sample_mflops(model, arch=arch))
+            runs.append(model.last_trace.block_run)
+            kept.append(model.last_trace.channels_kept)
+    n = images.shape[0]
+    if gated:
+        per_sample = torch.cat(mflops)
+        run = torch.cat(runs).float()
+        widths = torch.tensor([float(b.width) for b in arch.blocks])
+        frac = torch.cat(kept).float() / widths
+        keep_rate = ((frac * run).sum(0) / run.sum(0).clamp(min=1)).tolist()
+        block_rate = run.mean(0).tolist()
+    else:
+        per_sample = torch.full((n,), static_mflops(model, tuple(images.shape[1:])))
+        block_rate, keep_rate = [1.0] * len(arch.blocks), [1.0] * len(arch.blocks)
+    class_mflops = [float(per_sample[labels == c].mean()) if (labels == c).any() else 0.0 for c in range(int(labels.max()) + 1)]
+    measured, predicted = [], []
+    for i in range(min(latency_images, n)):
+        x = images[i : i + 1].float().div(255)
+        if i == 0:
+            for _ in range(10):
+                model(x)
+        start = time.perf_counter()
+        model(x)
+        measured.append((time.perf_counter() - start) * 1e3)
+        if table is not None and gated:
+            from ..latency import sample_latency_ms
+
+            predicted.append(float(sample_latency_ms(model, table, arch=arch)[0]))
+    return ModelStats(name=name, accuracy=100.0 * correct / n, mflops=per_sample.tolist(), latency_ms_measured=measured,
+                      latency_ms_predicted=predicted, block_rate=block_rate, keep_rate=keep_rate, class_mflops=class_mflops)
+
+
+def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str | None = None, baselines: tuple[str, ...] = ("resnet20", "resnet32"),
+                 others: tuple[str, ...] = (), latency_images: int = 200, test_images: int | None = None) -> Path:
+    """Write ``<run_dir>/report/report.md`` with its PNGs and ``report.json``; return the Markdown path."""
+    from ..checkpoint import load_model
+    from ..data import load_cifar10
+    from ..models import create_model
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "final.pt"
+    if not ckpt.exists():
+        raise ConfigError(f"{str(run_dir)!r} holds no final.pt: report a finished run (lcnas train / lcnas retrain)")
+    plt = _pyplot()
+    out = run_dir / "report"
+    table = None
+    if lut:
+        from ..latency import LatencyTable
+
+        table = LatencyTable.load(lut)
+    test = load_cifar10(data_root, train=False, download=False)
+    images, labels = (test.images, test.labels) if test_images is None else (test.images[:test_images], test.labels[:test_images])
+    main = model_stats(run_dir.name, load_model(ckpt), images, labels, table=table, latency_images=latency_images)
+    rows = [main]
+    for other in others:
+        rows.append(model_stats(Path(other).parent.name, load_model(other), images, labels, table=table, latency_images=latency_images))
+    for name in baselines:
+        rows.append(model_stats(f"{name} (static)", create_model(name, pretrained=True), images, labels, latency_images=latency_images))
+    figures = {}
+    picked_path = run_dir / "picked.json"
+    picked = json.loads(picked_path.read_text()) if picked_path.exists() else None
+    if picked is not None:
+        figures["pareto.png"] = _front_figure(plt, picked)
+    figures["accuracy_vs_cost.png"] = _tradeoff_figure(plt, rows)
+    figures["flops_histogram.png"] = _hist_figure(plt, main)
+    figures["block_rates.png"] = _rates_figure(plt, main)
+    if main.latency_ms_predicted:
+        figures["latency_predicted_vs_measured.png"] = _latency_figure(plt, main)
+    figures["flops_per_class.png"] = _class_figure(plt, main)
+    for fname, data in figures.items():
+        if data is not None:
+            write_bytes(out / fname, data)
+    summary = [{"model": r.name, "test_accuracy": r.accuracy, "mflops_mean": r.mflops_mean,
+                "mflops_p95": float(torch.tensor(r.mflops).quantile(0.95)), "bs1_latency_ms_median": r.latency_ms_median,
+                "predicted_latency_ms_mean": statistics.fmean(r.latency_ms_predicted) if r.latency_ms_predicted else None} for r in rows]
+    write_json(out / "report.json", {"run": str(run_dir), "models": summary, "picked": picked, "lut": lut,
+                                     "test_images": int(images.shape[0]), "latency_images": latency_images,
+                                     "environment": environment_metadata()})
+    md = _markdown(run_dir, summary, main, picked, [f for f, d in figures.items() if d is not None], lut)
+    return write_bytes(out / "report.md", md.encode())
+
+
+def _markdown(run_dir: Path, summary: list[dict], main: ModelStats, picked: dict | None, figures: list[str], lut: str | None) -> str:
+    lines = [f"# lcnas report: {run_dir.name}", ""]
+    if picked:
+        t = picked["trial"]
+        lines += [f"Picked trial **{t['number']}** ({picked['pick']}) of search `{picked['search']}`: validation accuracy "
+                  f"{t['accuracy']:.2f} %, {t['mflops_mean']:.1f} MFLOPs in the proxy search.", ""]
+    lines += ["| model | test acc. (%) | mean MFLOPs | p95 MFLOPs | measured bs-1 latency (ms, median) | predicted latency (ms, mean) |",
+              "|---|---|---|---|---|---|"]
+    for r in summary:
+        pred = f"{r['predicted_latency_ms_mean']:.3f}" if r["predicted_latency_ms_mean"] is not None else "–"
+        lines.append(f"| {r['model']} | {r['test_accuracy']:.2f} | {r['mflops_mean']:.1f} | {r['mflops_p95']:.1f} | "
+                     f"{r['bs1_latency_ms_median']:.3f} | {pred} |")
+    lines += ["", f"Latency: batch 1, {len(main.latency_ms_measured)} test images, this machine"
+              + (f"; predictions from `{lut}`." if lut else "."), ""]
+    for f in figures:
+        lines += [f"![{f[:-4].replace('_', ' ')}]({f})", ""]
+    return "\n".join(lines)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("lcnas report draws with matplotlib: pip install matplotlib (or lcnas[optuna])") from None
+    return plt
+
+
+def _png(plt, fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _front_figure(plt, picked: dict[str, Any]) -> bytes | None:
+    from ..search import load_results
+
+    source = picked.get("search", "")
+    path = Path(source.split("#")[0])
+    if not (path.exists() and (path.is_dir() or path.suffix == ".json")):
+        return None
+    results = load_results(path)
+    metric = results.settings.cost_metric
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    done = [t for t in results.trials if t.state == "complete" and t.metric(metric) is not None]
+    ax.scatter([t.metric(metric) for t in done], [t.accuracy for t in done], s=16, c="#9aa5b1", label="trials")
+    front = results.front
+    ax.plot([t.metric(metric) for t in front], [t.accuracy for t in front], "o-", c="#2e6fd8", label="Pareto front")
+    t = picked["trial"]
+    if t.get(metric) is not None:
+        ax.scatter([t[metric]], [t["accuracy"]], s=140, facecolors="none", edgecolors="#c0392b", linewidths=2, label="picked")
+    ax.set_xlabel(metric)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(plt, fig)
+
+
+def _tradeoff_figure(plt, rows: list[ModelStats]) -> bytes:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for r in rows:
+        static = "static" in r.name
+        kw = dict(marker="s" if static else "o", s=50)
+        axes[0].scatter([r.mflops_mean], [r.accuracy], label=r.name, **kw)
+        axes[1].scatter([r.latency_ms_median], [r.accuracy], label=r.name, **kw)
+    axes[0].set_xlabel("mean MFLOPs per sample")
+    axes[1].set_xlabel("measured batch-1 latency (ms, median)")
+    for ax in axes:
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    return _png(plt, fig)
+
+
+def _hist_figure(plt, r: ModelStats) -> bytes:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.hist(r.mflops, bins=40, color="#2e6fd8")
+    ax.axvline(r.mflops_mean, c="#c0392b", ls="--", label=f"mean {r.mflops_mean:.1f}")
+    ax.set_xlabel("MFLOPs per sample (test set)")
+    ax.set_ylabel("images")
+    ax.legend()
+    return _png(plt, fig)
+
+
+def _rates_figure(plt, r: ModelStats) -> bytes:
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    idx = list(range(len(r.block_rate)))
+    ax.bar([i - 0.2 for i in idx], r.block_rate, width=0.4, label="block executed")
+    ax.bar([i + 0.2 for i in idx], r.keep_rate, width=0.4, label="channels kept (when run)")
+    ax.set_xlabel("residual block")
+    ax.set_ylabel("rate over the test set")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    return _png(plt, fig)
+
+
+def _latency_figure(plt, r: ModelStats) -> bytes:
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.scatter(r.latency_ms_measured, r.latency_ms_predicted, s=10)
+    lo = min(r.latency_ms_measured + r.latency_ms_predicted)
+    hi = max(r.latency_ms_measured + r.latency_ms_predicted)
+    ax.plot([lo, hi], [lo, hi], c="k", lw=1)
+    ax.plot([lo, hi], [lo * 1.1, hi * 1.1], c="#9aa5b1", lw=1, ls="--")
+    ax.plot([lo, hi], [lo * 0.9, hi * 0.9], c="#9aa5b1", lw=1, ls="--")
+    ax.set_xlabel("measured (ms)")
+    ax.set_ylabel("predicted (ms)")
+    return _png(plt, fig)
+
+
+def _class_figure(plt, r: ModelStats) -> bytes:
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    names = CIFAR10_CLASSES if len(r.class_mflops) == 10 else [str(i) for i in range(len(r.class_mflops))]
+    ax.bar(names, r.class_mflops, color="#2e6fd8")
+    ax.set_ylabel("mean MFLOPs")
+    ax.tick_params(axis="x", rotation=45)
+    return _png(plt, fig)

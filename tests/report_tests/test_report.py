@@ -1,0 +1,33 @@
+"""lcnas report builds from a tiny run."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+from lcnas.cli import main
+from lcnas.train import load_train_config, train
+
+
+def test_report_builds_from_a_tiny_run(tmp_path, cifar_tree, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_train_config(None, ["name=tiny", "model=resnet20", "gating=lc", "dataset=synthetic", "val_size=64", "train_subset=64",
+                                   "epochs=1", "batch_size=32", "amp=none", "init_from=pretrained"])
+    train(cfg, progress=False, test=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the shipped table may describe another CPU model
+        assert main(["report", "runs/tiny", "--data-root", str(cifar_tree), "--lut", "cpu-amd-epyc-2t.json",
+                     "--latency-images", "3", "--baselines", "resnet20", "--format", "json"]) == 0
+    out = tmp_path / "runs" / "tiny" / "report"
+    md = (out / "report.md").read_text()
+    assert "| tiny |" in md and "| resnet20 (static) |" in md
+    for png in ("accuracy_vs_cost.png", "flops_histogram.png", "block_rates.png", "latency_predicted_vs_measured.png", "flops_per_class.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG" and f"]({png})" in md
+    data = json.loads((out / "report.json").read_text())
+    tiny, static = data["models"]
+    assert tiny["predicted_latency_ms_mean"] > 0 and static["predicted_latency_ms_mean"] is None
+    assert 0 < tiny["mflops_mean"] <= static["mflops_mean"] * 1.1
+
+
+def test_report_of_a_missing_run_is_a_clear_error(tmp_path):
+    assert main(["report", str(tmp_path / "nothing")]) == 2
