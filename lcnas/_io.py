@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO
 
-__all__ = ["atomic_write", "write_bytes", "write_json"]
+__all__ = ["atomic_write", "read_json", "write_bytes", "write_json"]
 
 
 def atomic_write(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], None]) -> Path:
@@ -41,6 +41,16 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     return write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike[str], *, what: str, missing_hint: str, error: type[Exception]) -> Any:
+    """Parse a JSON file; ``error`` naming ``what`` and the path when it is missing or malformed."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {str(path)!r} not found{missing_hint}") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{what} {str(path)!r} is not valid JSON ({e})") from None
 
 
 def _umask() -> int:

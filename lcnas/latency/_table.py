@@ -18,14 +18,13 @@ weights of all blocks exceed the L2 cache), so the plain sum underestimates by a
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json
+from .._io import read_json, write_json
 from ..errors import LcnasError
 
 __all__ = ["Calibration", "LatencyEntry", "LatencyTable", "LatencyTableError", "SCHEMA", "SCHEMA_VERSION", "UNITS"]
@@ -210,12 +209,8 @@ class LatencyTable:
     def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
         """Read and validate a table: a file path, or a name shipped in ``latency_models/``."""
         path = _resolve(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise LatencyTableError(f"latency table {str(path)!r} not found (shipped tables: {', '.join(shipped_tables()) or 'none'})") from None
-        except json.JSONDecodeError as e:
-            raise LatencyTableError(f"latency table {str(path)!r} is not valid JSON: {e}") from None
+        data = read_json(path, what="latency table", missing_hint=f" (shipped tables: {', '.join(shipped_tables()) or 'none'})",
+                         error=LatencyTableError)
         return cls.from_dict(data, source=str(path))
 
 

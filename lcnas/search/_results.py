@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._env import environment_metadata
-from .._io import write_bytes, write_json
+from .._io import read_json, write_bytes, write_json
 from ..errors import ConfigError
 from ._objective import SearchSettings, TrialResult
 
@@ -84,12 +83,8 @@ def load_results(path: str | os.PathLike[str]) -> SearchResults:
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"search results {str(path)!r} not found: pass the folder `lcnas search --out` wrote, or its results.json") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"search results {str(path)!r} are not valid JSON ({e}); re-run the search or restore the file") from None
+    data = read_json(path, what="search results", missing_hint=": pass the folder `lcnas search --out` wrote, or its results.json",
+                     error=ConfigError)
     if not isinstance(data, dict) or data.get("schema_version") != RESULTS_SCHEMA or "trials" not in data:
         raise ConfigError(f"{str(path)!r} is not an lcnas search results file (schema_version {RESULTS_SCHEMA} with trials expected)")
     try:
