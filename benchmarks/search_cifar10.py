@@ -16,6 +16,7 @@ validation images and compares the two fronts on *measured* latency. Take ``guid
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -53,9 +54,12 @@ def _front_rows(results, metric: str) -> list[dict]:
 
 
 def do_backends(args) -> None:
-    rows = {}
+    path = OUT / "search_backends_cifar10.json"
+    rows = json.loads(path.read_text())["backends"] if path.exists() else {}  # a rerun of one backend keeps the others
     for backend in args.backends.split(","):
         out = Path(args.runs) / f"backends_{backend}"
+        if out.exists():
+            raise SystemExit(f"{out} exists: remove it to rerun the {backend} search")
         settings = make_settings(args.space, out_dir=out, overrides=_base(args), lut=args.lut)
         options = {"seed": 0}
         if backend == "nni":
@@ -71,7 +75,7 @@ def do_backends(args) -> None:
                                      f"--data-root {args.data_root} --out {out}")}
         print(f"{backend}: {rows[backend]['complete']}/{rows[backend]['trials']} complete, front {len(results.front)}, "
               f"{rows[backend]['wall_time_s']:.0f} s", file=sys.stderr)
-    write_json(OUT / "search_backends_cifar10.json", {"benchmark": "search_backends", "space": args.space, "lut": args.lut,
+    write_json(path, {"benchmark": "search_backends", "space": args.space, "lut": args.lut,
                                                       "proxy": _base(args), "backends": rows, "environment": environment_metadata()})
 
 
