@@ -5,7 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The real CIFAR-10 beside this checkout when present; otherwise lcnas's default root (downloads if online).
 DATA_ROOT ?= $(if $(wildcard ../shared/data/cifar10/cifar-10-batches-py),../shared/data/cifar10,)
-RUN_NAME ?= quickstart-$(shell date +%Y%m%d-%H%M%S)
+ifndef RUN_NAME
+RUN_NAME := quickstart-$(shell date +%Y%m%d-%H%M%S)  # fixed once: every step below names the same run
+endif
+TRIALS ?= 8
+EPOCHS ?= 3
+LUT ?= cpu-amd-epyc-2t.json
 
 .PHONY: setup setup-dev run test clean-venv
 
@@ -17,17 +22,24 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
+$(VENV)/.installed-optuna: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[optuna]'
+	touch $@
+
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed-optuna
 setup-dev: $(VENV)/.installed-dev
 
-# Main job: train a short ResNet-20 on CIFAR-10 and evaluate its checkpoint on the test set.
+# Main job: a small LC-Net search on CIFAR-10 (Optuna, SQLite in runs/<name>/search/study.db) against the
+# shipped latency table, then the knee of its front retrained on the full training split, then a report.
+DATA_FLAG = $(if $(DATA_ROOT),--data-root $(DATA_ROOT),)
 run: setup
-	$(VENV)/bin/lcnas train -c studies/quickstart_cifar10.yaml --set name=$(RUN_NAME) $(if $(DATA_ROOT),--data-root $(DATA_ROOT),)
-	$(VENV)/bin/lcnas evaluate runs/$(RUN_NAME)/final.pt $(if $(DATA_ROOT),--data-root $(DATA_ROOT),) --format json
+	$(VENV)/bin/lcnas search --space lcnet_cifar10 --trials $(TRIALS) --lut $(LUT) --seed 0 --out runs/$(RUN_NAME)/search $(DATA_FLAG)
+	$(VENV)/bin/lcnas retrain runs/$(RUN_NAME)/search --pick knee --epochs $(EPOCHS) --name $(RUN_NAME)-retrain $(DATA_FLAG)
+	$(VENV)/bin/lcnas report runs/$(RUN_NAME)-retrain --lut $(LUT) $(DATA_FLAG)
 
 test: setup-dev
 	$(PY) -m pytest -q tests
