@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The real CIFAR-10 beside this checkout when present; otherwise lcnas's default root (downloads if online).
 DATA_ROOT ?= $(if $(wildcard ../shared/data/cifar10/cifar-10-batches-py),../shared/data/cifar10,)
+# Fixed once (:=), so every step below names the same run.
 ifndef RUN_NAME
-RUN_NAME := quickstart-$(shell date +%Y%m%d-%H%M%S)  # fixed once: every step below names the same run
+RUN_NAME := quickstart-$(shell date +%Y%m%d-%H%M%S)
 endif
 TRIALS ?= 8
 EPOCHS ?= 3
