@@ -57,7 +57,7 @@ def run_optuna(
     url = storage or default_storage(settings.out_dir)
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    study = _open_study(optuna, settings, url, study_name, sampler, single_objective, seed)
+    study = _open_study(optuna, settings, url, study_name, sampler, single_objective, seed, n_trials)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     remaining = n_trials - len(study.get_trials(deepcopy=False, states=finished))
     print(f"lcnas search: optuna study {study_name!r} in {url} ({n_trials - max(remaining, 0)}/{n_trials} trials done); "
@@ -100,14 +100,14 @@ def run_optuna(
     return optuna_results(study, settings, label=f"{url}#{study_name}")
 
 
-def _open_study(optuna, settings: SearchSettings, url: str, name: str, sampler: str, single: bool, seed: int | None):
+def _open_study(optuna, settings: SearchSettings, url: str, name: str, sampler: str, single: bool, seed: int | None, n_trials: int):
     if sampler not in SAMPLERS:
         raise ConfigError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
     with warnings.catch_warnings():  # heartbeats and grouped TPE are "experimental" in Optuna, and what we need
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         for attempt in range(5):
             try:
-                return _create(optuna, settings, url, name, sampler, single, seed)
+                return _create(optuna, settings, url, name, sampler, single, seed, n_trials)
             except ConfigError:
                 raise
             except Exception as e:  # workers starting together race to create the schema or the study
@@ -116,7 +116,7 @@ def _open_study(optuna, settings: SearchSettings, url: str, name: str, sampler: 
                 time.sleep(0.2 + random.random())
 
 
-def _create(optuna, settings: SearchSettings, url: str, name: str, sampler: str, single: bool, seed: int | None):
+def _create(optuna, settings: SearchSettings, url: str, name: str, sampler: str, single: bool, seed: int | None, n_trials: int):
     storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     directions = ["maximize"] if single else ["maximize", "minimize"]
     # Optuna >= 5 takes constraints from Trial.set_constraint; older versions need constraints_func.
@@ -127,7 +127,9 @@ def _create(optuna, settings: SearchSettings, url: str, name: str, sampler: str,
     elif sampler == "random":
         smp = optuna.samplers.RandomSampler(seed=seed)
     else:
-        smp = optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, multivariate=True, group=True, n_startup_trials=5)
+        # Random start-up trials, then the model: a quarter of a small search, at most Optuna's usual 10.
+        startup = min(10, max(2, n_trials // 4))
+        smp = optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, multivariate=True, group=True, n_startup_trials=startup)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if single else optuna.pruners.NopPruner()
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=smp, pruner=pruner, load_if_exists=True)
