@@ -190,6 +190,6 @@ class Latency:
         return 0
 
 
-from ._search import Report, Retrain, Search  # noqa: E402
+from ._search import Export, Report, Retrain, Search  # noqa: E402
 
-COMMANDS = (Train(), Evaluate(), Models(), Profile(), Latency(), Search(), Retrain(), Report())
+COMMANDS = (Train(), Evaluate(), Models(), Profile(), Latency(), Search(), Retrain(), Report(), Export())

@@ -1,0 +1,203 @@
+"""TorchScript export of a gated CIFAR ResNet that keeps real control flow.
+
+The exported module makes the same decisions as eager hard execution at batch 1: per block, the
+layer gate's logit against its threshold decides whether the residual branch runs at all (a
+TorchScript ``if``), and the channel gate's logits pick the kept groups, whose filters are gathered
+(``index_select``) before the two convolutions, so skipped channels cost nothing. A batch is run
+sample by sample. BatchNorm is folded into the convolutions, as in eager hard execution.
+
+Supported: basic-block models (the CIFAR ResNets) with any gating; bottleneck (ImageNet) models are
+refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+__all__ = ["export_torchscript", "ScriptedLCNet"]
+
+
+class _Gate(nn.Module):
+    """An MLP over the pooled block input (weights as Linear layers: scriptable)."""
+
+    def __init__(self, gate: Optional[nn.Module]) -> None:
+        super().__init__()
+        linears = [] if gate is None else [m for m in gate.mlp if isinstance(m, nn.Linear)]
+        self.present = gate is not None
+        self.layers = nn.ModuleList([_copy_linear(m) for m in linears])
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        n = len(self.layers)
+        for i, layer in enumerate(self.layers):
+            v = layer(v)
+            if i < n - 1:
+                v = v.relu()
+        return v
+
+
+class _Block(nn.Module):
+    def __init__(self, block: nn.Module, cfg, folded, conv_shortcut) -> None:
+        super().__init__()
+        (w1, b1), (w2, b2) = folded
+        self.register_buffer("w1", w1.clone())
+        self.register_buffer("b1", b1.clone())
+        self.register_buffer("w2", w2.clone())
+        self.register_buffer("b2", b2.clone())
+        self.stride = int(block.stride)
+        self.has_conv_shortcut = conv_shortcut is not None
+        wd, bd, sd = conv_shortcut if conv_shortcut is not None else (torch.zeros(1), torch.zeros(1), 1)
+        self.register_buffer("wd", wd.clone())
+        self.register_buffer("bd", bd.clone())
+        self.sd = int(sd)
+        ds = block.downsample
+        self.pad_stride = int(getattr(ds, "stride", 1)) if ds is not None and conv_shortcut is None else 1
+        self.pad = int(getattr(ds, "pad", 0)) if ds is not None and conv_shortcut is None else 0
+        self.layer_gate = _Gate(getattr(block, "layer_gate", None))
+        self.channel_gate = _Gate(getattr(block, "channel_gate", None))
+        channel_gate = getattr(block, "channel_gate", None)
+        self.groups = int(channel_gate.outputs) if channel_gate is not None else 0
+        self.group_size = int(cfg.group_size) if cfg is not None else 1
+        self.scaling = bool(cfg.scaling) if cfg is not None else False
+        self.pooling = cfg.pooling if cfg is not None else "avg"
+        self.run_logit = _logit(cfg.layer_threshold) if cfg is not None else 0.0
+        self.keep_logit = _logit(cfg.channel_threshold) if cfg is not None else 0.0
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "avg":
+            return x.mean((2, 3))
+        if self.pooling == "max":
+            return x.amax((2, 3))
+        return torch.cat([x.mean((2, 3)), x.amax((2, 3))], 1)
+
+    def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.has_conv_shortcut:
+            return F.conv2d(x, self.wd, self.bd, self.sd)
+        if self.pad_stride > 1 or self.pad > 0:
+            x = x[:, :, :: self.pad_stride, :: self.pad_stride]
+            return F.pad(x, [0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2])
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # one sample (N = 1)
+        run_scale = 1.0
+        use_run_scale = False
+        v = torch.zeros(0)
+        pooled = False
+        if self.layer_gate.present:
+            v = self._pool(x)
+            pooled = True
+            out = self.layer_gate(v)[0]
+            if float(out[0]) <= self.run_logit:
+                sc = self._shortcut(x)
+                return sc.relu() if self.has_conv_shortcut else sc
+            if self.scaling:
+                run_scale = 2.0 * float(torch.sigmoid(out[1]))
+                use_run_scale = True
+        w1, b1, w2 = self.w1, self.b1, self.w2
+        scale = torch.zeros(0)
+        has_scale = False
+        if self.channel_gate.present:
+            if not pooled:
+                v = self._pool(x)
+            out = self.channel_gate(v)[0]
+            logits = out[: self.groups]
+            keep = logits > self.keep_logit
+            if not bool(keep.any()):  # a block with no channels would be a skip: keep the likeliest group
+                keep = logits == logits.max()
+                keep = keep & (torch.cumsum(keep.to(torch.int64), 0) == 1)
+            groups = keep.nonzero().flatten()
+            idx = (groups.unsqueeze(1) * self.group_size + torch.arange(self.group_size)).flatten()
+            w1 = w1.index_select(0, idx)
+            b1 = b1.index_select(0, idx)
+            w2 = w2.index_select(1, idx)
+            if self.scaling:
+                scale = (2.0 * torch.sigmoid(out[self.groups:][groups])).repeat_interleave(self.group_size)
+                has_scale = True
+        h = F.conv2d(x, w1, b1, self.stride, 1).relu()
+        if has_scale:
+            h = h * scale.view(1, -1, 1, 1)
+        res = F.conv2d(h, w2, self.b2, 1, 1)
+        sc = self._shortcut(x)
+        if use_run_scale:
+            return (sc + run_scale * res).relu()
+        return (res + sc).relu()
+
+
+class ScriptedLCNet(nn.Module):
+    """Stem → gated blocks (real ``if``s) → head, sample by sample."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        from ..models._fold import fold_conv_bn
+        from ..models._resnet import Bottleneck, PadShortcut
+
+        blocks = model.blocks()
+        if any(isinstance(b, Bottleneck) for b in blocks):
+            raise ConfigError("TorchScript export supports basic-block (CIFAR) ResNets; bottleneck models run eager hard execution")
+        cfg = getattr(model, "gate_config", None)
+        self.register_buffer("mean", model.normalize.mean.clone())
+        self.register_buffer("inv_std", model.normalize.inv_std.clone())
+        w, b = fold_conv_bn(model.conv1, model.bn1)
+        self.register_buffer("w0", w.clone())
+        self.register_buffer("b0", b.clone())
+        self.stem_stride = int(model.conv1.stride[0])
+        self.stem_padding = int(model.conv1.padding[0])
+        scripted = []
+        for block in blocks:
+            folded = [fold_conv_bn(block.conv1, block.bn1), fold_conv_bn(block.conv2, block.bn2)]
+            conv_sc = None
+            if block.downsample is not None and not isinstance(block.downsample, PadShortcut):
+                wd, bd = fold_conv_bn(block.downsample[0], block.downsample[1])
+                conv_sc = (wd, bd, block.downsample[0].stride[0])
+            scripted.append(_Block(block, cfg, folded, conv_sc))
+        self.blocks = nn.ModuleList(scripted)
+        self.fc = _copy_linear(model.fc)
+
+    def _one(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) * self.inv_std
+        x = F.conv2d(x, self.w0, self.b0, self.stem_stride, self.stem_padding).relu()
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(x.mean((2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs: List[torch.Tensor] = []
+        for n in range(x.shape[0]):
+            outs.append(self._one(x[n : n + 1]))
+        return torch.cat(outs, 0)
+
+
+def export_torchscript(model: nn.Module, path=None) -> torch.jit.ScriptModule:
+    """Script ``model`` (eval, hard decisions) and optionally save it to ``path``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 marks TorchScript deprecated; it still runs
+            scripted = torch.jit.script(ScriptedLCNet(model).eval())
+    finally:
+        model.train(was_training)
+    if path is not None:
+        from .._io import atomic_write
+
+        atomic_write(path, lambda f: torch.jit.save(scripted, f))
+    return scripted
+
+
+def _copy_linear(m: nn.Linear) -> nn.Linear:
+    lin = nn.Linear(m.in_features, m.out_features)
+    with torch.no_grad():
+        lin.weight.copy_(m.weight)
+        lin.bias.copy_(m.bias)
+    return lin
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
