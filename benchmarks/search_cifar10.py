@@ -45,6 +45,14 @@ def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> 
     return hv
 
 
+def kendall_tau(xs: list[float], ys: list[float]) -> float:
+    """Rank agreement of two cost measures over the same trials: +1 same order, -1 reversed (ties count 0)."""
+    pairs = [(i, j) for i in range(len(xs)) for j in range(i + 1, len(xs))]
+    agree = sum((xs[i] - xs[j]) * (ys[i] - ys[j]) > 0 for i, j in pairs)
+    disagree = sum((xs[i] - xs[j]) * (ys[i] - ys[j]) < 0 for i, j in pairs)
+    return (agree - disagree) / max(1, len(pairs))
+
+
 def _base(args) -> dict:
     return {"model": "resnet20", "epochs": args.epochs, "train_subset": args.train_subset, "data_root": args.data_root}
 
@@ -144,10 +152,20 @@ def do_guidance(args) -> None:
                                     for t in results.trials if t.state == "complete"],
                          "own_front": [t.number for t in front_trials]}
         print(f"{label}-guided: hypervolume on measured latency {report[label]['hypervolume_measured_latency']:.2f}", file=sys.stderr)
+    # How well each guide orders the models by what they really cost here: only distinct models count
+    # (trials with the same predicted cost are usually the same all-on network).
+    rows = [t for t in report["latency"]["trials"] if t["measured_latency_ms_mean"] is not None]
+    measured_ms = [t["measured_latency_ms_mean"] for t in rows]
+    ranking = {"trials": len(rows),
+               "kendall_tau_mflops_vs_measured": kendall_tau([t["mflops_mean"] for t in rows], measured_ms),
+               "kendall_tau_predicted_vs_measured": kendall_tau([t["predicted_latency_ms_mean"] for t in rows], measured_ms),
+               "predicted_over_measured_median": median([t["predicted_latency_ms_mean"] / t["measured_latency_ms_mean"] for t in rows])}
+    print(f"rank agreement with measured latency: MFLOPs tau {ranking['kendall_tau_mflops_vs_measured']:.2f}, "
+          f"table tau {ranking['kendall_tau_predicted_vs_measured']:.2f}", file=sys.stderr)
     write_json(OUT / "search_guidance_cifar10.json", {"benchmark": "search_guidance", "space": args.space, "lut": args.lut, "seed": args.seed,
                                                       "trials_per_search": args.trials, "latency_images": int(images.shape[0]),
                                                       "reference_point": {"accuracy": ref[0], "latency_ms": ref[1]}, "proxy": _base(args),
-                                                      "searches": report, "environment": environment_metadata()})
+                                                      "searches": report, "ranking_on_latency_search_trials": ranking, "environment": environment_metadata()})
 
 
 def main() -> None:
