@@ -122,19 +122,26 @@ def _create(optuna, settings: SearchSettings, url: str, name: str, sampler: str,
     # Optuna >= 5 takes constraints from Trial.set_constraint; older versions need constraints_func.
     legacy = not hasattr(optuna.trial.Trial, "set_constraint")
     constraints = _constraints if settings.budgets and legacy else None
-    if sampler == "nsga2":
-        smp = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints, population_size=8)
-    elif sampler == "random":
-        smp = optuna.samplers.RandomSampler(seed=seed)
-    else:
+    def make_sampler(seed):
+        if sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints, population_size=8)
+        if sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
         # Random start-up trials, then the model: a quarter of a small search, at most Optuna's usual 10.
         startup = min(10, max(2, n_trials // 4))
-        smp = optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, multivariate=True, group=True, n_startup_trials=startup)
+        return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, multivariate=True, group=True, n_startup_trials=startup)
+
+    smp = make_sampler(seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if single else optuna.pruners.NopPruner()
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=smp, pruner=pruner, load_if_exists=True)
     except ValueError as e:  # e.g. an existing study with other directions
         raise ConfigError(f"optuna study {name!r} in {url} cannot be opened for this search: {e}; pick another --study-name") from None
+    done = len(study.get_trials(deepcopy=False))
+    if seed is not None and done:
+        # A resumed seeded study must not replay the sampler's first draws (duplicate trials):
+        # continue from a seed that still depends only on the seed and the trials already there.
+        study.sampler = make_sampler(seed * 100_003 + done)
     saved = study.user_attrs.get("lcnas_settings")
     mine = _comparable(settings)
     if saved is None:

@@ -214,3 +214,11 @@ def test_trial_with_the_shipped_latency_table_reports_predicted_latency(tiny_spa
     assert 0 < result.latency_ms_mean <= result.latency_ms_p95 + 1e-9
     assert result.feasible is False  # nothing runs in a microsecond
 
+
+
+def test_resumed_seeded_study_does_not_replay_its_first_trials(tiny_settings):
+    first = search(tiny_settings, backend="optuna", n_trials=2, progress=False, seed=3, sampler="random")
+    resumed = search(tiny_settings, backend="optuna", n_trials=4, progress=False, seed=3, sampler="random")
+    params = [t.params for t in resumed.trials]
+    assert [t.params for t in first.trials] == params[:2]  # completed trials intact
+    assert len(params) == 4 and params[2] not in params[:2] and params[3] not in params[:2]
