@@ -31,11 +31,11 @@ from lcnas.train import evaluate, load_train_config, train
 STUDY = "studies/lc_resnet32_cifar10.yaml"
 # name → overrides of the study: three compute-loss settings of LC gating, layer-only, channel-only.
 SETTINGS = {
-    "lc32_t35": ["loss.flops_target=0.35"],
-    "lc32_t45": ["loss.flops_target=0.45"],
-    "lc32_t60": ["loss.flops_target=0.60"],
-    "layer32_t50": ["gating=layer", "loss.flops_target=0.50"],
-    "channel32_t60": ["gating=channel", "loss.flops_target=0.60"],
+    "lc32_t35": ["loss.flops_target=0.35", "loss.rate_target=0.5"],
+    "lc32_t45": ["loss.flops_target=0.45", "loss.rate_target=0.6"],
+    "lc32_t60": ["loss.flops_target=0.60", "loss.rate_target=0.75"],
+    "layer32_t50": ["gating=layer", "loss.flops_target=0.50", "loss.rate_target=0.5"],
+    "channel32_t60": ["gating=channel", "loss.flops_target=0.60", "loss.rate_target=0.6"],
 }
 
 

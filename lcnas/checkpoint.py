@@ -87,9 +87,12 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, source: str = "checkpoint") -
     from .models import create_model
 
     spec = ckpt["model"]
+    gate_config = spec.get("gate_config")
+    if isinstance(gate_config, dict) and "norm" not in gate_config:
+        gate_config = {**gate_config, "norm": False}  # written before gates normalised their input
     try:
         model = create_model(spec["name"], gating=spec.get("gating", "none"), num_classes=spec.get("num_classes"),
-                             gate_config=spec.get("gate_config"))
+                             gate_config=gate_config)
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise CheckpointError(f"{source}: weights do not fit model {spec.get('name')!r} ({str(e).splitlines()[0]})") from None

@@ -30,9 +30,9 @@ class _Gate(nn.Module):
 
     def __init__(self, gate: Optional[nn.Module]) -> None:
         super().__init__()
-        linears = [] if gate is None else [m for m in gate.mlp if isinstance(m, nn.Linear)]
+        pairs = [] if gate is None else gate.folded_linears()  # input BatchNorm folded in
         self.present = gate is not None
-        self.layers = nn.ModuleList([_copy_linear(m) for m in linears])
+        self.layers = nn.ModuleList([_linear(w, b) for w, b in pairs])
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         n = len(self.layers)
@@ -192,10 +192,14 @@ def export_torchscript(model: nn.Module, path=None) -> torch.jit.ScriptModule:
 
 
 def _copy_linear(m: nn.Linear) -> nn.Linear:
-    lin = nn.Linear(m.in_features, m.out_features)
+    return _linear(m.weight, m.bias)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    lin = nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
-        lin.weight.copy_(m.weight)
-        lin.bias.copy_(m.bias)
+        lin.weight.copy_(weight)
+        lin.bias.copy_(bias)
     return lin
 
 

@@ -47,11 +47,12 @@ class ForcedDecisions:
 
 
 class _Decision:
-    __slots__ = ("run", "keep", "run_prob", "kept_expected")
+    __slots__ = ("run", "keep", "run_prob", "kept_expected", "st")
 
     def __init__(self, run=None, keep=None) -> None:
         self.run, self.keep = run, keep
         self.run_prob = self.kept_expected = None
+        self.st: list[torch.Tensor] = []  # straight-through decisions of this block's gates (training)
 
 
 class DynamicResNet(ResNet):
@@ -152,12 +153,13 @@ class DynamicResNet(ResNet):
         else:
             run = torch.stack([r.run for r in records], 1)
             kept = torch.stack([r.keep for r in records], 1)
-        run_prob = kept_exp = None
+        run_prob = kept_exp = st = None
         if self.training:
             run_prob = torch.stack([r.run_prob for r in records], 1)
             kept_exp = torch.stack([r.kept_expected for r in records], 1)
+            st = tuple(g for r in records for g in r.st)
         return ExecutionTrace(block_run=run.bool().cpu(), channels_kept=kept.long().cpu(), gates_evaluated=self._gates_on(),
-                              input_size=input_size, run_prob=run_prob, kept_expected=kept_exp)
+                              input_size=input_size, run_prob=run_prob, kept_expected=kept_exp, gate_decisions=st)
 
     # ---------------------------------------------------------------- decisions
     def _forced_run(self, i: int, n: int, device) -> torch.Tensor | None:
@@ -205,6 +207,8 @@ class DynamicResNet(ResNet):
             d.run_prob = torch.sigmoid(logit)
             g = straight_through_gate(logit, cfg.temperature) if self.training else (d.run_prob > cfg.layer_threshold).to(x.dtype)
             run_mult = g
+            if self.training:
+                d.st.append(g[:, None])
         forced_run = self._forced_run(i, n, x.device)
         if forced_run is not None:
             run_mult = forced_run.to(x.dtype)
@@ -226,6 +230,7 @@ class DynamicResNet(ResNet):
                     g = straight_through_gate(c_logits, cfg.temperature)
                     hard = self._at_least_one(g.detach() > 0.5, c_logits)
                     g = g + (hard.to(g.dtype) - g.detach())  # forward: the fixed hard mask; backward: ST gradient
+                    d.st.append(g)
                 else:
                     g = self._at_least_one(probs > cfg.channel_threshold, c_logits).to(x.dtype)
             forced_keep = self._forced_keep(i, n, groups, x.device)

@@ -36,6 +36,9 @@ class GateConfig:
         scaling: learn per-sample scales for kept blocks and channels (else scale 1).
         temperature: Gumbel-sigmoid temperature during training.
         init_logit: initial keep logit: large means "start with everything on" (the static network).
+        norm: standardise the pooled input (BatchNorm, folded away at inference). Without it the
+            gates' input varies little between images next to its mean, the bias dominates, and
+            training settles on the same decisions for every image (a static network).
         layer_threshold, channel_threshold: inference keep threshold on the gate probability: the
             runtime compute knob (higher skips more), changeable without retraining.
     """
@@ -47,6 +50,7 @@ class GateConfig:
     scaling: bool = True
     temperature: float = 1.0
     init_logit: float = 3.0
+    norm: bool = True
     layer_threshold: float = 0.5
     channel_threshold: float = 0.5
 
@@ -83,6 +87,7 @@ class Gate(nn.Module):
         self.outputs = outputs
         self.scaling = cfg.scaling
         features = in_channels * (2 if cfg.pooling == "avgmax" else 1)
+        self.norm = nn.BatchNorm1d(features) if cfg.norm else None
         heads = outputs * (2 if cfg.scaling else 1)
         if cfg.hidden:
             self.mlp = nn.Sequential(nn.Linear(features, cfg.hidden), nn.ReLU(inplace=True), nn.Linear(cfg.hidden, heads))
@@ -103,11 +108,26 @@ class Gate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(keep logits ``N×outputs``, scales ``N×outputs`` in (0, 2) or ``None``)."""
-        out = self.mlp(self.pool(x))
+        v = self.pool(x)
+        out = self.mlp(v if self.norm is None else self.norm(v))
         if not self.scaling:
             return out, None
         # 2·sigmoid starts at 1 (raw 0) and stays positive, so relu(s·h) = s·relu(h).
         return out[:, : self.outputs], 2.0 * torch.sigmoid(out[:, self.outputs :])
+
+
+    @torch.no_grad()
+    def folded_linears(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The MLP's (weight ``out×in``, bias) pairs with the input BatchNorm (eval statistics) folded
+        into the first: what inference runs."""
+        pairs = [(m.weight.detach().clone(), m.bias.detach().clone()) for m in self.mlp if isinstance(m, nn.Linear)]
+        if self.norm is not None:
+            bn = self.norm
+            scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
+            shift = (bn.bias if bn.affine else torch.zeros_like(bn.running_mean)) - bn.running_mean * scale
+            w, b = pairs[0]
+            pairs[0] = (w * scale[None, :], b + w @ shift)
+        return pairs
 
 
 def straight_through_gate(logits: torch.Tensor, temperature: float, *, noise: bool = True) -> torch.Tensor:

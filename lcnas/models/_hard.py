@@ -63,8 +63,7 @@ def _scale(z: float) -> float:
 def _pack_gate(gate: nn.Module | None) -> tuple | None:
     if gate is None:
         return None
-    linears = [m for m in gate.mlp if isinstance(m, nn.Linear)]
-    return tuple((lin.weight.detach().t().contiguous(), lin.bias.detach().clone()) for lin in linears)
+    return tuple((w.t().contiguous(), b) for w, b in gate.folded_linears())
 
 
 def gate_one(packed: tuple, v: torch.Tensor) -> list[float]:

@@ -20,6 +20,8 @@ class ExecutionTrace:
         input_size: (C, H, W) of the input, for the cost walk.
         run_prob: ``N×B`` gate probabilities (training only; differentiable; 1 where ungated).
         kept_expected: ``N×B`` expected kept channels (training only; differentiable).
+        gate_decisions: every evaluated gate's ``N×outputs`` straight-through decisions (training
+            only: 0/1 forward, the relaxed gradient backward), for rate terms.
     """
 
     block_run: torch.Tensor
@@ -28,6 +30,7 @@ class ExecutionTrace:
     input_size: tuple[int, int, int]
     run_prob: torch.Tensor | None = None
     kept_expected: torch.Tensor | None = None
+    gate_decisions: tuple[torch.Tensor, ...] | None = None
 
     @property
     def num_samples(self) -> int:

@@ -24,6 +24,11 @@ class LossWeights:
         channel: × mean expected fraction of inner channels kept (channel-gated blocks).
         flops: × (expected FLOPs / static FLOPs − ``flops_target``)², the FLOPs-target term.
         flops_target: target fraction of the static network's FLOPs.
+        rate: × mean over every gate output of (fraction of the batch it keeps − ``rate_target``)²,
+            on the straight-through decisions (ConvNet-AIG's target-rate loss). A gate can only
+            keep some images and not others by looking at them, so this term makes decisions
+            depend on the image; the FLOPs/latency terms alone are met as well by fixed decisions.
+        rate_target: the fraction of images each gate output should keep.
         latency: × (expected latency / static latency − ``latency_target``)², the latency-target
             term; expected batch-1 latency comes from a device table (``TrainConfig.lut``).
         latency_target: target fraction of the static network's predicted latency.
@@ -36,6 +41,8 @@ class LossWeights:
     channel: float = 0.0
     flops: float = 0.0
     flops_target: float = 0.5
+    rate: float = 0.0
+    rate_target: float = 0.5
     latency: float = 0.0
     latency_target: float = 0.5
     distill: float = 0.0
@@ -46,7 +53,7 @@ class LossWeights:
         for f in dataclasses.fields(self):
             if getattr(self, f.name) < 0:
                 raise ValueError(f"LossWeights.{f.name} must be >= 0, got {getattr(self, f.name)}")
-        for name in ("flops_target", "latency_target"):
+        for name in ("flops_target", "latency_target", "rate_target"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"LossWeights.{name} must be in (0, 1], got {getattr(self, name)}")
 
@@ -92,6 +99,11 @@ def lcnet_loss(
         ratio = expected.mean() / static_mflops
         total = total + weights.flops * (ratio - weights.flops_target) ** 2
         parts["flops_ratio"] = float(ratio.detach())
+    if weights.rate and trace.gate_decisions:
+        rates = torch.cat([g.float().mean(0) for g in trace.gate_decisions])
+        term = ((rates - weights.rate_target) ** 2).mean()
+        total = total + weights.rate * term
+        parts["rate"] = float(term.detach())
     if weights.latency:
         if latency_cost is None or not static_latency_ms:
             raise ValueError("loss.latency > 0 needs a latency table: set lut to a table made by `lcnas profile`")

@@ -183,3 +183,44 @@ def test_gate_config_validation():
     with pytest.raises(ValueError, match="unknown field"):
         GateConfig.from_dict({"hiden": 3})
     assert GateConfig.from_dict(GateConfig(stages=(1, 2)).to_dict()) == GateConfig(stages=(1, 2))
+
+
+def test_gate_input_norm_is_folded_into_the_hard_path():
+    model = _random_gated("resnet20", "lc")
+    with torch.no_grad():
+        for block in model.blocks():
+            for gate in (block.layer_gate, block.channel_gate):
+                gate.norm.running_mean.uniform_(-2, 2)
+                gate.norm.running_var.uniform_(0.1, 4)
+    model.eval()
+    x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    for batch in (x[:1], x):
+        hard, th, masked, tm = _hard_and_masked(model, batch)
+        assert torch.equal(th.block_run, tm.block_run) and torch.equal(th.channels_kept, tm.channels_kept)
+        assert (hard - masked).abs().max() <= 1e-4
+
+
+def test_checkpoint_from_before_gate_norm_still_loads(tmp_path):
+    from lcnas.checkpoint import save_checkpoint
+
+    model = _random_gated("resnet20", "lc", norm=False)
+    save_checkpoint(tmp_path / "old.pt", model)
+    ckpt = torch.load(tmp_path / "old.pt", weights_only=False)
+    del ckpt["model"]["gate_config"]["norm"]  # as written by lcnas before gates had it
+    torch.save(ckpt, tmp_path / "old.pt")
+    loaded = lcnas.load_model(tmp_path / "old.pt")
+    assert loaded.gate_config.norm is False
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-5)
+
+
+def test_training_trace_carries_straight_through_decisions_for_rate_terms():
+    model = _random_gated("resnet20", "lc", group_size=4).train()
+    model(torch.rand(4, 3, 32, 32))
+    decisions = model.last_trace.gate_decisions
+    gates = sum((b.layer_gate is not None) + (b.channel_gate is not None) for b in model.blocks())
+    assert len(decisions) == gates and all(d.shape[0] == 4 and d.requires_grad for d in decisions)
+    assert all(((d.detach() - d.detach().round()).abs() < 1e-5).all() for d in decisions)  # 0/1 up to rounding
+    model.eval()(torch.rand(2, 3, 32, 32))
+    assert model.last_trace.gate_decisions is None

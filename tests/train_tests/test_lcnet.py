@@ -36,6 +36,24 @@ def test_flops_term_pushes_gates_toward_less_compute():
     assert layer_bias > 0 and (chan_bias > 0).all()
 
 
+def test_rate_term_pulls_every_gate_toward_its_target_rate():
+    torch.manual_seed(0)
+    model = lcnas.create_model("resnet20", gating="lc", gate_config=GateConfig(init_logit=4.0)).train()  # all keep
+    arch = describe(model, (3, 32, 32))
+    logits = model(torch.rand(16, 3, 32, 32))
+    kw = dict(trace=model.last_trace, arch=arch, static_mflops=static_mflops(model))
+    y = torch.zeros(16, dtype=torch.long)
+    with_rate, parts = lcnet_loss(logits, y, weights=LossWeights(rate=1.0, rate_target=0.25), **kw)
+    without, _ = lcnet_loss(logits, y, weights=LossWeights(), **kw)
+    assert parts["rate"] == pytest.approx(0.75 ** 2, abs=0.05)  # nearly every gate keeps the whole batch
+    (with_rate - without).backward()
+    # every gate keeps too much: descent lowers its keep logits
+    assert model.blocks()[4].layer_gate.mlp[-1].bias.grad[0] > 0
+    assert (model.blocks()[4].channel_gate.mlp[-1].bias.grad[:4] > 0).all()
+    with pytest.raises(ValueError, match="rate_target"):
+        LossWeights(rate=1.0, rate_target=0.0)
+
+
 def test_usage_terms_are_reported_and_weighted():
     torch.manual_seed(0)
     model = lcnas.create_model("resnet20", gating="lc").train()
