@@ -89,12 +89,14 @@ def _latency_model(model: nn.Module, table: LatencyTable, batch: int) -> Latency
     return LatencyModel(table, model=spec.get("name", "?"), pooling=pooling, batch=batch)
 
 
-def sample_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, arch: ArchSpec | None = None) -> torch.Tensor:
-    """Predicted batch-1 latency (ms) of each sample of the last (or given) trace."""
+def sample_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, arch: ArchSpec | None = None,
+                      speed: float = 1.0) -> torch.Tensor:
+    """Predicted batch-1 latency (ms) of each sample of the last (or given) trace; ``speed`` rescales
+    the table to the machine's current speed (:func:`speed_factor`)."""
     trace = trace if trace is not None else model.last_trace
     arch = arch or describe(model, trace.input_size)
     cost = _latency_model(model, table, 1)
-    return cost.calibrated(walk(arch, cost, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated))
+    return speed * cost.calibrated(walk(arch, cost, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated))
 
 
 def expected_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, arch: ArchSpec | None = None) -> torch.Tensor:
@@ -108,7 +110,8 @@ def expected_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, ar
     return cost.calibrated(walk(arch, cost, trace.run_prob, trace.kept_expected))
 
 
-def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch: int, arch: ArchSpec | None = None) -> float:
+def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch: int, arch: ArchSpec | None = None,
+                     speed: float = 1.0) -> float:
     """Predicted latency (ms) of running the trace's samples as one batch of ``batch``.
 
     Per block: gates on the whole batch; the running fraction f at the mean kept channels of the
@@ -131,4 +134,4 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
             total += f * float(cost.residual(b, kept.reshape(1))[0])
             if f < 1:
                 total += cost._ms("block_scatter", block_key(b))
-    return cost.calibrated(total)
+    return speed * cost.calibrated(total)

@@ -203,3 +203,30 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup
 
 def _final_hw(arch) -> tuple[int, int]:
     return arch.blocks[-1].out_hw
+
+
+@torch.no_grad()
+def speed_factor(model, table: LatencyTable, *, batch: int = 1, warmup: int = 10, repeats: int = 50,
+                 device: torch.device | str = "cpu") -> float:
+    """Measured ÷ predicted latency of ``model`` with every block and channel on (gates bypassed), now.
+
+    A shared host, frequency scaling or a busy neighbour makes the whole machine faster or slower
+    than when the table was made, by tens of percent; block-to-block ratios stay put. Pass the
+    factor as ``speed=`` to the predictors to follow the machine as it is (a one-second probe of
+    the static network; no dynamic execution is measured for it).
+    """
+    from ._predict import batch_latency_ms, sample_latency_ms
+
+    if getattr(model, "gating", "none") == "none":
+        raise ValueError("speed_factor needs a gated model (create_model(..., gating='lc'), or a gated checkpoint)")
+    was_training = model.training
+    model.eval()
+    x = torch.rand(batch, *describe(model).input_size).to(device)
+    all_on = ForcedDecisions(block_run=torch.ones(len(model.blocks()), dtype=torch.bool))
+    try:
+        with model.forced(all_on):
+            measured = measure(lambda: model(x), warmup=warmup, repeats=repeats, device=device).latency_ms_median
+            predicted = float(sample_latency_ms(model, table)[0]) if batch == 1 else batch_latency_ms(model, table, batch=batch)
+    finally:
+        model.train(was_training)
+    return measured / predicted

@@ -164,3 +164,24 @@ def test_gates_of_another_output_count_use_the_nearest_measured_one(tiny_table):
         missing(torch.rand(1, 3, 32, 32))
     with pytest.raises(LatencyTableError, match="h7"):  # no gate of that width at all: named, not guessed
         sample_latency_ms(missing, tiny_table)
+
+
+def test_speed_factor_rescales_predictions_to_the_machine_now(monkeypatch):
+    import lcnas.latency._profile as prof
+    from lcnas.latency import Timing, speed_factor
+
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    table = _fake_table(model)
+    n = len(model.blocks())
+    with torch.no_grad(), model.forced(ForcedDecisions(block_run=torch.ones(n, dtype=torch.bool))):
+        model(torch.rand(1, 3, 32, 32))
+    all_on_ms = float(sample_latency_ms(model, table)[0])
+    # the machine runs the static network in 1.5 × what the table predicts
+    monkeypatch.setattr(prof, "measure", lambda fn, **kw: (fn(), Timing(1.5 * all_on_ms, 1.5 * all_on_ms, 0.0, 1))[1])
+    factor = speed_factor(model, table)
+    assert factor == pytest.approx(1.5)
+    with torch.no_grad():
+        model(torch.rand(1, 3, 32, 32))  # the gates decide
+    assert float(sample_latency_ms(model, table, speed=factor)[0]) == pytest.approx(1.5 * float(sample_latency_ms(model, table)[0]))
+    with pytest.raises(ValueError, match="gated model"):
+        speed_factor(lcnas.create_model("resnet20"), table)
