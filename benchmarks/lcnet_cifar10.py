@@ -13,6 +13,7 @@ and, with --lut, the table's predicted latency. Take it on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -29,6 +30,9 @@ from lcnas.data import load_cifar10
 from lcnas.train import evaluate, load_train_config, train
 
 STUDY = "studies/lc_resnet32_cifar10.yaml"
+STATIC_COMMANDS = {"resnet20": "lcnas train -c studies/resnet20_cifar10.yaml --data-root ../shared/data/cifar10",
+                   "resnet32": "lcnas train -c studies/resnet32_cifar10.yaml --data-root ../shared/data/cifar10 && "
+                               "lcnas train -c studies/resnet32_cifar10_restart.yaml --data-root ../shared/data/cifar10"}
 # name → overrides of the study: three compute-loss settings of LC gating, layer-only, channel-only.
 SETTINGS = {
     "lc32_t35": ["loss.flops_target=0.35", "loss.rate_target=0.5"],
@@ -65,12 +69,20 @@ def do_report(args) -> None:
         table = LatencyTable.load(args.lut)
     models = {"resnet20 (static)": create_model("resnet20", pretrained=True).eval(),
               "resnet32 (static)": create_model("resnet32", pretrained=True).eval()}
+    kinds = {name: "static" for name in models}
+    commands = {name: STATIC_COMMANDS[name.split()[0]] for name in models}
     sources = {}
     for name in _selected(args):
         path = Path(args.runs) / name / "final.pt"
         if path.exists():
-            models[name] = load_model(path)
-            sources[name] = path
+            models[name], sources[name], kinds[name] = load_model(path), path, "hand-set"
+            commands[name] = command(name, _epochs(path))
+    for spec in args.searched:  # runs written by `lcnas retrain`
+        run = Path(spec)
+        picked = json.loads((run / "picked.json").read_text())
+        name = run.name
+        models[name], sources[name], kinds[name] = load_model(run / "final.pt"), run / "final.pt", "searched"
+        commands[name] = f"{picked['search_command']} && {picked['command']}" if "search_command" in picked else picked.get("command", "")
     rows = {}
     for name, model in models.items():
         stats = evaluate(model, test, batch_size=500, latency_table=table if getattr(model, "gating", "none") != "none" else None)
@@ -78,10 +90,16 @@ def do_report(args) -> None:
                       "mflops_mean": stats.get("mflops_mean", _static_mflops(model)),
                       "mflops_p95": stats.get("mflops_p95", _static_mflops(model)),
                       "predicted_latency_ms_mean": stats.get("latency_ms_mean"), "predicted_latency_ms_p95": stats.get("latency_ms_p95")}
+        rows[name]["kind"] = kinds[name]
+        rows[name]["command"] = commands[name]
         if name in sources:
             rows[name]["checkpoint"] = str(sources[name])
-            rows[name]["command"] = command(name, _epochs(sources[name]))
         print(f"{name}: {rows[name]['test_accuracy']:.2f} %  {rows[name]['mflops_mean']:.1f} MFLOPs", file=sys.stderr)
+    # The static networks also through lcnas's engine (BN folded, channels-last, no gates): the
+    # fastest static execution here, so a dynamic model must beat that, not slow eager PyTorch.
+    for name in ("resnet20", "resnet32"):
+        models[f"{name} (static, lcnas engine)"] = _engine_static(name)
+        rows[f"{name} (static, lcnas engine)"] = {**rows[f"{name} (static)"], "model": f"{name} (static, lcnas engine)"}
     # Batch-1 latency: every model on the same images, interleaved in rounds.
     images = test.images[: args.images].float().div(255)
     times: dict[str, list[float]] = {n: [] for n in models}
@@ -89,7 +107,7 @@ def do_report(args) -> None:
         for i in range(20):
             m(images[i : i + 1])
     for r in range(args.rounds):
-        for name, m in models.items():
+        for name, m in models.items():  # a model or a callable
             for i in range(r, images.shape[0], args.rounds):
                 start = time.perf_counter()
                 m(images[i : i + 1])
@@ -98,8 +116,38 @@ def do_report(args) -> None:
         rows[name]["bs1_latency_ms_median"] = median(times[name])
         rows[name]["bs1_latency_ms_p95"] = statistics.quantiles(times[name], n=20)[-1]
         print(f"{name}: {rows[name]['bs1_latency_ms_median']:.3f} ms", file=sys.stderr)
+    goals = _goals(rows)
+    for k, v in goals.items():
+        print(f"goal {k}: {v}", file=sys.stderr)
     write_json(args.out, {"benchmark": "lcnet_cifar10", "images_for_latency": int(images.shape[0]), "lut": args.lut,
-                          "rows": list(rows.values()), "environment": environment_metadata()})
+                          "rows": list(rows.values()), "goals": goals, "environment": environment_metadata()})
+
+
+def _engine_static(name: str):
+    from lcnas.models import ForcedDecisions
+
+    gated = create_model(name, gating="layer")
+    gated.load_backbone(create_model(name, pretrained=True).state_dict())
+    gated.eval()
+    all_on = ForcedDecisions(block_run=torch.ones(len(gated.blocks()), dtype=torch.bool))
+
+    def run(x):
+        with gated.forced(all_on):
+            return gated(x)
+    return run
+
+
+def _goals(rows: dict) -> dict:
+    """The LC-Net issue's two goals, checked on the measured rows."""
+    r32, r20 = rows["resnet32 (static)"], rows["resnet20 (static)"]
+    r20_ms = min(rows["resnet20 (static)"]["bs1_latency_ms_median"], rows["resnet20 (static, lcnas engine)"]["bs1_latency_ms_median"])
+    dyn = [r for r in rows.values() if r["kind"] != "static"]
+    half = [r["model"] for r in dyn if r["mflops_mean"] <= r32["mflops_mean"] / 2 and r["test_accuracy"] >= r32["test_accuracy"] - 0.5]
+    faster = [r["model"] for r in dyn if r["test_accuracy"] > r20["test_accuracy"] and r["bs1_latency_ms_median"] <= r20_ms]
+    return {"half_flops_of_resnet32_within_0.5pt": {"met": bool(half), "models": half,
+                                                     "needs": f"<= {r32['mflops_mean'] / 2:.1f} MFLOPs at >= {r32['test_accuracy'] - 0.5:.2f} %"},
+            "beats_resnet20_accuracy_at_its_latency": {"met": bool(faster), "models": faster,
+                                                       "needs": f"> {r20['test_accuracy']:.2f} % at <= {r20_ms:.3f} ms (fastest static ResNet-20 execution)"}}
 
 
 def _static_mflops(model) -> float:
@@ -133,6 +181,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=500, help="test images timed at batch 1")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default="benchmarks/results/lcnet_cifar10_cpu.json")
+    ap.add_argument("--searched", action="append", default=[], metavar="RUN_DIR", help="a run of `lcnas retrain` to report beside (repeatable)")
     args = ap.parse_args()
     do_train(args) if args.action == "train" else do_report(args)
 
