@@ -100,11 +100,18 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, source: str = "checkpoint") -
 
 
 def load_model(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Load an lcnas checkpoint and return its model in eval mode, ready for inference.
+    """Load an lcnas checkpoint (a path, or the name of a shipped model in
+    ``lcnas/pretrained/manifest.json``, verified by sha256) and return its model in eval mode, ready
+    for (hard) inference.
 
     Example:
         >>> model = lcnas.load_model("lcnas/pretrained/resnet20_cifar10.pt")  # doctest: +SKIP
         >>> model(torch.rand(1, 3, 32, 32)).argmax(1)  # doctest: +SKIP
     """
+    if not os.path.exists(path):
+        from .pretrained import pretrained_manifest, pretrained_path
+
+        if str(path) in pretrained_manifest():
+            path = pretrained_path(str(path))
     ckpt = read_checkpoint(path, map_location=map_location)
     return model_from_checkpoint(ckpt, source=str(path)).to(map_location).eval()

@@ -24,16 +24,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dir", type=Path, help="a finished run folder (holds final.pt and metrics.json)")
     ap.add_argument("--command", required=True, help="the exact command that produced the run (recorded in the manifest)")
     ap.add_argument("--replace", action="store_true", help="replace an existing manifest entry for this model")
+    ap.add_argument("--name", help="manifest entry (default: the model name; required for gated models, "
+                                   "e.g. lcnet-resnet32-cifar10, then lcnas.load_model(NAME) loads it)")
     args = ap.parse_args(argv)
 
     ckpt = read_checkpoint(args.run_dir / "final.pt")
     metrics = json.loads((args.run_dir / "metrics.json").read_text())
-    name, dataset = ckpt["model"]["name"], ckpt["config"].get("dataset", "cifar10")
+    model_name, dataset = ckpt["model"]["name"], ckpt["config"].get("dataset", "cifar10")
+    gating = ckpt["model"].get("gating", "none")
+    name = args.name or model_name
+    if gating != "none" and name == model_name:
+        print(f"error: {args.run_dir} is a gated ({gating}) {model_name}; the entry {model_name!r} is the static backbone that "
+              "create_model(..., pretrained=True) loads: pass --name, e.g. --name lcnet-" + model_name, file=sys.stderr)
+        return 2
+    if gating == "none" and name != model_name:
+        print(f"error: a static model is shipped under its model name ({model_name!r}), not {name!r}", file=sys.stderr)
+        return 2
     manifest = pretrained_manifest()
     if name in manifest and not args.replace:
         print(f"error: {name!r} is already shipped ({manifest[name]['file']}); pass --replace to replace it", file=sys.stderr)
         return 2
-    target = PRETRAINED_DIR / f"{name}_{dataset}.pt"
+    target = PRETRAINED_DIR / (f"{name}_{dataset}.pt" if gating == "none" else f"{name}.pt")
     shutil.copyfile(args.run_dir / "final.pt", target)
     final = metrics["final"]
     manifest[name] = {
@@ -50,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         "config": ckpt["config"],
         "throughput_images_per_s_median": round(sorted(r["images_per_s"] for r in metrics["epochs"])[len(metrics["epochs"]) // 2], 1),
     }
+    if gating != "none":
+        manifest[name].update(model=model_name, gating=gating,
+                              test_mflops_mean=round(final["test_mflops_mean"], 2), test_mflops_p95=round(final["test_mflops_p95"], 2))
     write_json(PRETRAINED_DIR / "manifest.json", manifest)
     print(f"published {target} ({manifest[name]['test_accuracy']} % test accuracy)")
     return 0

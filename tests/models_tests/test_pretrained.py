@@ -35,3 +35,31 @@ def test_model_without_shipped_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
     with pytest.raises(CheckpointError, match="no pretrained weights shipped for 'resnet56'"):
         lcnas.create_model("resnet56", pretrained=True)
+
+
+def test_publish_a_gated_run_and_load_it_by_name(tmp_path, monkeypatch):
+    import lcnas.pretrained.__main__ as publish
+    from lcnas.checkpoint import save_checkpoint
+
+    (tmp_path / "ship").mkdir()
+    (tmp_path / "ship" / "manifest.json").write_text(json.dumps({}))
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "ship")
+    monkeypatch.setattr(publish, "PRETRAINED_DIR", tmp_path / "ship")
+    run = tmp_path / "run"
+    run.mkdir()
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    final = {"epochs": 1, "train_time_s": 1.0, "test_accuracy": 50.0, "val_accuracy": 50.0, "test_mflops_mean": 60.0, "test_mflops_p95": 70.0}
+    save_checkpoint(run / "final.pt", model, config={"dataset": "cifar10", "val_size": 5000}, metrics=final)
+    (run / "metrics.json").write_text(json.dumps({"final": final, "epochs": [{"images_per_s": 10.0}]}))
+    assert publish.main([str(run), "--command", "lcnas train ..."]) == 2  # a gated model needs its own name
+    assert publish.main([str(run), "--command", "lcnas train ...", "--name", "lcnet-test"]) == 0
+    entry = pretrained.pretrained_manifest()["lcnet-test"]
+    assert entry["gating"] == "lc" and entry["model"] == "resnet20" and entry["test_mflops_mean"] == 60.0
+    loaded = lcnas.load_model("lcnet-test")
+    assert loaded.gating == "lc" and not loaded.training
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-5)
+    (tmp_path / "ship" / "lcnet-test.pt").write_bytes(b"tampered")
+    with pytest.raises(CheckpointError, match="sha256"):
+        lcnas.load_model("lcnet-test")
