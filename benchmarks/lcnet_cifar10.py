@@ -120,7 +120,30 @@ def do_report(args) -> None:
     for k, v in goals.items():
         print(f"goal {k}: {v}", file=sys.stderr)
     write_json(args.out, {"benchmark": "lcnet_cifar10", "images_for_latency": int(images.shape[0]), "lut": args.lut,
-                          "rows": list(rows.values()), "goals": goals, "environment": environment_metadata()})
+                          "rows": list(rows.values()), "goals": goals, "reported_elsewhere": REPORTED, "environment": environment_metadata()})
+    print(markdown(list(rows.values())))
+
+
+# What other dynamic-ResNet papers report on CIFAR-10 (their backbones, their FLOPs counts; not rerun here).
+REPORTED = [
+    {"method": "BlockDrop (Wu et al., CVPR 2018)", "backbone": "ResNet-110", "test_accuracy": 93.6,
+     "flops": "1.81e8 per image on average (16.9 of 54 blocks run)", "source": "github.com/Tushar-N/blockdrop README (released model)"},
+    {"method": "SkipNet (Wang et al., ECCV 2018), HRL+SP, recurrent gates", "backbone": "ResNet-110 (93.60 % static in their Table 2)",
+     "test_accuracy": None, "flops": "50 % less computation than ResNet-110 at about the same accuracy", "source": "SkipNet paper, Sec. 4.1 / Fig. 4"},
+    {"method": "ConvNet-AIG (Veit & Belongie, ECCV 2018)", "backbone": "ResNet-110", "test_accuracy": None,
+     "flops": "82 % of the layers run, more accurate than ResNet-110", "source": "ConvNet-AIG paper, CIFAR-10 results (as summarised)"},
+]
+
+
+def markdown(rows: list[dict]) -> str:
+    """The README's results table from the measured rows."""
+    lines = ["| model | kind | test acc. | MFLOPs mean / p95 | bs-1 latency, measured (median) | predicted (table) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        pred = "—" if r.get("predicted_latency_ms_mean") is None else f"{r['predicted_latency_ms_mean']:.2f} ms"
+        lines.append(f"| {r['model']} | {r['kind']} | {r['test_accuracy']:.2f} % | {r['mflops_mean']:.1f} / {r['mflops_p95']:.1f} | "
+                     f"{r['bs1_latency_ms_median']:.2f} ms | {pred} |")
+    return "\n".join(lines)
 
 
 def _engine_static(name: str):

@@ -8,6 +8,7 @@ counted as −100 points; the Pareto front is computed afterwards from every tri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -70,7 +71,8 @@ def run_nni(
     warnings.warn(f"NNI 3.0's web server listens on all network interfaces (0.0.0.0:{port}), not only on localhost: "
                   "anyone who can reach this machine can see and control the experiment while it runs", stacklevel=2)
     try:
-        exp.start(port)
+        with _patient_server_check():
+            exp.start(port)
     except Exception as e:
         raise ConfigError(f"NNI experiment did not start on port {port} ({type(e).__name__}: {e}); pick a free --port") from None
     print(f"lcnas search: NNI experiment {exp.id}: web UI at http://localhost:{port} (while it runs)", file=sys.stderr)
@@ -101,3 +103,21 @@ def _wait(exp, n_trials: int, progress: bool, poll_s: float) -> str:
             time.sleep(poll_s)
     finally:
         bar.close()
+
+
+@contextlib.contextmanager
+def _patient_server_check(seconds: int = 90):
+    """NNI 3.0 gives its Node.js server 3 s to answer before failing the start; on a busy 2-core
+    machine it needs longer (seen: 'Connection refused' while training ran beside it)."""
+    import nni.experiment.launcher as launcher
+
+    original = launcher._check_rest_server
+
+    def patient(port, retry=3, url_prefix=None):
+        return original(port, retry=max(retry, seconds), url_prefix=url_prefix)
+
+    launcher._check_rest_server = patient
+    try:
+        yield
+    finally:
+        launcher._check_rest_server = original
