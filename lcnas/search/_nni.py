@@ -40,8 +40,6 @@ def run_nni(
 ) -> SearchResults:
     """Run an NNI experiment of ``n_trials`` trials; the web UI is on ``port`` while it runs."""
     import_optional("nni", extra="nni")
-    from nni.experiment import Experiment
-
     from ._translate import to_nni
 
     if n_trials < 1:
@@ -54,6 +52,26 @@ def run_nni(
         raise ConfigError(f"{str(results_dir)!r} already holds NNI trial results: use another --out")
     settings_file = write_json(out / "nni_settings.json", settings.to_dict())
     space_json = to_nni(settings.space)
+
+    for attempt in (1, 2):
+        exp, status = _run_experiment(settings, settings_file, space_json, out, n_trials=n_trials, port=port, tuner=tuner,
+                                      concurrency=concurrency, seed=seed, progress=progress, poll_s=poll_s)
+        # NNI 3.0's server gives up when the tuner process has not connected within 10 s (hard-coded):
+        # on a loaded machine that happens before any trial ran; start a fresh experiment once.
+        if status != "ERROR" or attempt == 2 or (results_dir.exists() and any(results_dir.iterdir())):
+            break
+        print("lcnas search: NNI's experiment failed before any trial ran (its tuner did not connect in time); starting it again",
+              file=sys.stderr)
+    if status == "ERROR":
+        print(f"lcnas search: NNI reported an experiment error; logs in {out / 'nni'}", file=sys.stderr)
+    trials = [TrialResult.from_dict(json.loads(p.read_text())) for p in sorted(results_dir.glob("*.json"))]
+    return SearchResults(backend="nni", settings=settings, trials=tuple(sorted(trials, key=lambda t: t.number)), study=exp.id)
+
+
+def _run_experiment(settings, settings_file: Path, space_json: dict, out: Path, *, n_trials: int, port: int, tuner: str,
+                    concurrency: int, seed: int | None, progress: bool, poll_s: float):
+    """Start one NNI experiment, wait for it to end, stop it: (experiment, final status)."""
+    from nni.experiment import Experiment
 
     exp = Experiment("local")
     cfg = exp.config
@@ -69,7 +87,7 @@ def run_nni(
     cfg.trial_gpu_number = 0
     cfg.training_service.use_active_gpu = False
     warnings.warn(f"NNI 3.0's web server listens on all network interfaces (0.0.0.0:{port}), not only on localhost: "
-                  "anyone who can reach this machine can see and control the experiment while it runs", stacklevel=2)
+                  "anyone who can reach this machine can see and control the experiment while it runs", stacklevel=3)
     try:
         with _patient_server_check():
             exp.start(port)
@@ -81,10 +99,7 @@ def run_nni(
         status = _wait(exp, n_trials, progress, poll_s)
     finally:
         exp.stop()
-    if status == "ERROR":
-        print(f"lcnas search: NNI reported an experiment error; logs in {cfg.experiment_working_directory}", file=sys.stderr)
-    trials = [TrialResult.from_dict(json.loads(p.read_text())) for p in sorted(results_dir.glob("*.json"))]
-    return SearchResults(backend="nni", settings=settings, trials=tuple(sorted(trials, key=lambda t: t.number)), study=exp.id)
+    return exp, status
 
 
 def _wait(exp, n_trials: int, progress: bool, poll_s: float) -> str:
