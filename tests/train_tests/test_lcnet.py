@@ -19,17 +19,23 @@ def _cfg(tmp_path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def test_flops_term_pushes_gates_toward_less_compute():
+def _term_alone(weights: LossWeights, *, init_logit: float, n: int):
+    """A training forward of a random-input ResNet-20 LC-Net; backpropagates the loss minus its
+    CE-only value (so only the compute term's gradient) and returns (model, loss parts)."""
     torch.manual_seed(0)
-    model = lcnas.create_model("resnet20", gating="lc", gate_config=GateConfig(init_logit=2.0)).train()
-    arch = describe(model, (3, 32, 32))
-    logits = model(torch.rand(8, 3, 32, 32))
-    kw = dict(trace=model.last_trace, arch=arch, static_mflops=static_mflops(model))
-    y = torch.zeros(8, dtype=torch.long)
-    with_flops, parts = lcnet_loss(logits, y, weights=LossWeights(flops=1.0, flops_target=0.3), **kw)
+    model = lcnas.create_model("resnet20", gating="lc", gate_config=GateConfig(init_logit=init_logit)).train()
+    logits = model(torch.rand(n, 3, 32, 32))
+    kw = dict(trace=model.last_trace, arch=describe(model, (3, 32, 32)), static_mflops=static_mflops(model))
+    y = torch.zeros(n, dtype=torch.long)
+    with_term, parts = lcnet_loss(logits, y, weights=weights, **kw)
     without, _ = lcnet_loss(logits, y, weights=LossWeights(), **kw)
+    (with_term - without).backward()
+    return model, parts
+
+
+def test_flops_term_pushes_gates_toward_less_compute():
+    model, parts = _term_alone(LossWeights(flops=1.0, flops_target=0.3), init_logit=2.0, n=8)
     assert parts["flops_ratio"] > 0.3
-    (with_flops - without).backward()  # the FLOPs term alone
     # d loss / d keep-logit bias > 0: gradient descent lowers the keep logits, i.e. skips more
     layer_bias = model.blocks()[4].layer_gate.mlp[-1].bias.grad[0]
     chan_bias = model.blocks()[4].channel_gate.mlp[-1].bias.grad[:4]
@@ -37,16 +43,8 @@ def test_flops_term_pushes_gates_toward_less_compute():
 
 
 def test_rate_term_pulls_every_gate_toward_its_target_rate():
-    torch.manual_seed(0)
-    model = lcnas.create_model("resnet20", gating="lc", gate_config=GateConfig(init_logit=4.0)).train()  # all keep
-    arch = describe(model, (3, 32, 32))
-    logits = model(torch.rand(16, 3, 32, 32))
-    kw = dict(trace=model.last_trace, arch=arch, static_mflops=static_mflops(model))
-    y = torch.zeros(16, dtype=torch.long)
-    with_rate, parts = lcnet_loss(logits, y, weights=LossWeights(rate=1.0, rate_target=0.25), **kw)
-    without, _ = lcnet_loss(logits, y, weights=LossWeights(), **kw)
+    model, parts = _term_alone(LossWeights(rate=1.0, rate_target=0.25), init_logit=4.0, n=16)  # init: all keep
     assert parts["rate"] == pytest.approx(0.75 ** 2, abs=0.05)  # nearly every gate keeps the whole batch
-    (with_rate - without).backward()
     # every gate keeps too much: descent lowers its keep logits
     assert model.blocks()[4].layer_gate.mlp[-1].bias.grad[0] > 0
     assert (model.blocks()[4].channel_gate.mlp[-1].bias.grad[:4] > 0).all()
