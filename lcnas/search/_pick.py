@@ -18,8 +18,9 @@ PICKS = ("knee", "max-accuracy")
 def pick_trial(results: SearchResults, how: str = "knee", *, max_latency_ms: float | None = None,
                max_mflops: float | None = None, budget_stat: str = "mean") -> TrialResult:
     """A trial of ``results``' front within the budgets: the most accurate (``max-accuracy``), or
-    the knee — the front point farthest from the straight line between its two ends, in
-    (accuracy, cost) scaled to [0, 1], i.e. where extra cost stops buying much accuracy."""
+    the knee — the front point farthest above the straight line between its two ends, in
+    (accuracy, cost) scaled to [0, 1], i.e. where extra cost stops buying much accuracy; a front
+    with no point above that line has no knee, and gives its most accurate point."""
     if how not in PICKS:
         raise ConfigError(f"--pick {how!r} is not one of {', '.join(PICKS)}")
     if budget_stat not in ("mean", "p95"):
@@ -60,7 +61,13 @@ def _knee(front: list[TrialResult], metric: str) -> TrialResult:
     def distance(p: tuple[float, float]) -> float:  # above the end-to-end line counts positive
         return ((x1 - x0) * (p[1] - y0) - (y1 - y0) * (p[0] - x0)) / norm
 
-    return max(zip(front, pts), key=lambda tp: distance(tp[1]))[0]
+    best, p = max(zip(front, pts), key=lambda tp: distance(tp[1]))
+    if distance(p) <= 1e-9:
+        # No point bulges above the end-to-end line: accuracy keeps coming at a steady or rising
+        # price, so there is no knee. Take the most accurate end, not the cheap one (which on a real
+        # front is often a gate setting that wrecked accuracy).
+        return front[-1]
+    return best
 
 
 def retrain_config(results: SearchResults, trial: TrialResult, *, name: str, overrides: dict[str, Any] | None = None) -> TrainConfig:

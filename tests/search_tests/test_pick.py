@@ -31,6 +31,14 @@ def test_pick_knee_and_max_accuracy(results):
     assert pick_trial(results, "max-accuracy").number == 3
 
 
+def test_a_front_without_a_knee_gives_its_most_accurate_point(tiny_settings):
+    # seen in a real search: a cheap, wrecked trial and two good ones at nearly the same cost
+    trials = (_t(5, 19.28, 70.0, 1.980), _t(3, 89.96, 80.93, 2.123), _t(4, 90.98, 81.0, 2.124))
+    results = SearchResults(backend="optuna", settings=tiny_settings, trials=trials)
+    assert [t.number for t in results.front] == [5, 3, 4]
+    assert pick_trial(results, "knee").number == 4
+
+
 def test_budgets_are_respected(results):
     assert pick_trial(results, "max-accuracy", max_mflops=65).number == 2
     assert pick_trial(results, "max-accuracy", max_mflops=60, budget_stat="p95").number == 1  # p95 = mean + 5
