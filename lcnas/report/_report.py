@@ -52,10 +52,13 @@ class ModelStats:
 @torch.no_grad()
 def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, table=None,
                 latency_images: int = 200, batch_size: int = 500) -> ModelStats:
+    """Accuracy, per-sample MFLOPs, block/channel rates and measured (and predicted) batch-1 latency.
+    A gated model run with every block forced on and its gates bypassed counts as static."""
     from ..cost import describe, sample_mflops, static_mflops
 
     model.eval()
-    gated = getattr(model, "gating", "none") != "none"
+    forced = getattr(model, "_forced", None)
+    gated = getattr(model, "gating", "none") != "none" and (forced is None or forced.evaluate_gates)
     arch = describe(model, tuple(images.shape[1:]))
     correct, mflops, runs, kept = 0, [], [], []
     for i in range(0, images.shape[0], batch_size):
@@ -100,7 +103,7 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
     """Write ``<run_dir>/report/report.md`` with its PNGs and ``report.json``; return the Markdown path."""
     from ..checkpoint import load_model
     from ..data import load_cifar10
-    from ..models import create_model
+    from ..models import ForcedDecisions, create_model
 
     run_dir = Path(run_dir)
     ckpt = run_dir / "final.pt"
@@ -121,6 +124,11 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
         rows.append(model_stats(Path(other).parent.name, load_model(other), images, labels, table=table, latency_images=latency_images))
     for name in baselines:
         rows.append(model_stats(f"{name} (static)", create_model(name, pretrained=True), images, labels, latency_images=latency_images))
+        # The same static network through lcnas's engine (BN folded, channels-last, gates bypassed):
+        # the fastest static execution here, so the fair latency baseline for a dynamic model.
+        engine = create_model(name, gating="layer", pretrained=True).eval()
+        with engine.forced(ForcedDecisions(block_run=torch.ones(len(engine.blocks()), dtype=torch.bool))):
+            rows.append(model_stats(f"{name} (static, lcnas engine)", engine, images, labels, latency_images=latency_images))
     figures = {}
     picked_path = run_dir / "picked.json"
     picked = json.loads(picked_path.read_text()) if picked_path.exists() else None

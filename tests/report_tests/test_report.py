@@ -24,8 +24,11 @@ def test_report_builds_from_a_tiny_run(tmp_path, cifar_tree, monkeypatch):
     for png in ("accuracy_vs_cost.png", "flops_histogram.png", "block_rates.png", "latency_predicted_vs_measured.png", "flops_per_class.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG" and f"]({png})" in md
     data = json.loads((out / "report.json").read_text())
-    tiny, static = data["models"]
+    tiny, static, engine = data["models"]
+    assert engine["model"] == "resnet20 (static, lcnas engine)" and "| resnet20 (static, lcnas engine) |" in md
     assert tiny["predicted_latency_ms_mean"] > 0 and static["predicted_latency_ms_mean"] is None
+    assert engine["predicted_latency_ms_mean"] is None  # gates bypassed: counted as the static network
+    assert engine["mflops_mean"] == static["mflops_mean"] and engine["test_accuracy"] == static["test_accuracy"]
     assert 0 < tiny["mflops_mean"] <= static["mflops_mean"] * 1.1
 
 
