@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+from dataclasses import replace
 
 import torch
 
@@ -25,7 +27,7 @@ from _common import median
 from lcnas import create_model, load_model
 from lcnas._env import environment_metadata
 from lcnas._io import write_json
-from lcnas.latency import LatencyTable, batch_latency_ms, measure, random_decisions, sample_latency_ms, speed_factor
+from lcnas.latency import LatencyTable, batch_latency_ms, measure_interleaved, random_decisions, sample_latency_ms, speed_factor
 from lcnas.models import ForcedDecisions, GateConfig
 
 
@@ -41,15 +43,17 @@ def main() -> None:
     ap.add_argument("--lut", required=True)
     ap.add_argument("--models", default="resnet20,resnet32,resnet56")
     ap.add_argument("--samples", type=int, default=70, help="batch-1 executions per model")
-    ap.add_argument("--batches", type=int, default=10, help="batch-64 executions per model")
+    ap.add_argument("--batches", type=int, default=20, help="batch-64 executions per model")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--group-size", type=int, default=4)
     ap.add_argument("--checkpoints", default="", help="comma-separated trained gated checkpoints")
     ap.add_argument("--data-root", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the table's)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     table = LatencyTable.load(args.lut)
+    torch.set_num_threads(args.threads or int(table.device["threads"]))
     gen = torch.Generator().manual_seed(123)  # decisions independent of anything the profiler saw
     rows, result = [], {}
     for name in args.models.split(","):
@@ -57,52 +61,73 @@ def main() -> None:
         x1 = torch.rand(1, 3, 32, 32, generator=gen)
         forced = random_decisions(model, args.samples, gen)
         speed = speed_factor(model, table)
-        pred, meas = [], []
-        for i in range(args.samples):
-            f = ForcedDecisions(block_run=forced.block_run[i : i + 1], channel_keep=tuple(k[i : i + 1] for k in forced.channel_keep))
+        # Half the executions also run the gates (decisions still forced), as a trained model does.
+        plans = [replace(ForcedDecisions(block_run=forced.block_run[i : i + 1], channel_keep=tuple(k[i : i + 1] for k in forced.channel_keep)),
+                         evaluate_gates=bool(i % 2)) for i in range(args.samples)]
+        pred = []
+        for f in plans:
             with model.forced(f):
-                meas.append(measure(lambda: model(x1), warmup=3, repeats=args.repeats).latency_ms_median)
+                model(x1)
                 pred.append(float(sample_latency_ms(model, table)[0]))
-                rows.append({"model": name, "batch": 1, "predicted_ms": pred[-1], "measured_ms": meas[-1],
-                             "blocks_run": int(f.block_run.sum())})
+        meas = [t.latency_ms_median for t in measure_interleaved(len(plans), lambda i: model(x1), context=lambda i: model.forced(plans[i]),
+                                                                 repeats=args.repeats)]
+        rows.extend({"model": name, "batch": 1, "predicted_ms": p, "predicted_probed_ms": p * speed, "measured_ms": m,
+                     "blocks_run": int(f.block_run.sum()), "gates_evaluated": f.evaluate_gates} for p, m, f in zip(pred, meas, plans))
         result[f"{name}_bs1"] = summarize(pred, meas)
         result[f"{name}_bs1_probed"] = {**summarize([p * speed for p in pred], meas), "speed_factor": speed}
-        for r in rows[-args.samples:]:
-            r["predicted_probed_ms"] = r["predicted_ms"] * speed
         if 64 in table.batches(name):
-            speed64 = speed_factor(model, table, batch=64, repeats=15)
+            speed64 = speed_factor(model, table, batch=64, executions=6, repeats=5)
             x64 = torch.rand(64, 3, 32, 32, generator=gen)
-            pred64, meas64 = [], []
-            for _ in range(args.batches):
-                f = random_decisions(model, 64, gen)
+            plans64 = [replace(random_decisions(model, 64, gen, shared=True), evaluate_gates=bool(i % 2)) for i in range(args.batches)]
+            pred64 = []
+            for f in plans64:
                 with model.forced(f):
-                    meas64.append(measure(lambda: model(x64), warmup=1, repeats=max(3, args.repeats // 3)).latency_ms_median)
+                    model(x64)
                     pred64.append(batch_latency_ms(model, table, batch=64))
+            meas64 = [t.latency_ms_median for t in measure_interleaved(len(plans64), lambda i: model(x64), context=lambda i: model.forced(plans64[i]),
+                                                                       repeats=max(3, args.repeats // 3))]
+            rows.extend({"model": name, "batch": 64, "predicted_ms": p, "predicted_probed_ms": p * speed64, "measured_ms": m}
+                        for p, m in zip(pred64, meas64))
             result[f"{name}_bs64"] = summarize(pred64, meas64)
             result[f"{name}_bs64_probed"] = {**summarize([p * speed64 for p in pred64], meas64), "speed_factor": speed64}
-        print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in result[f"{name}_bs1"].items()})
+        print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in result[f"{name}_bs1"].items()}, file=sys.stderr)
     for ckpt in filter(None, args.checkpoints.split(",")):
         from lcnas.data import load_cifar10
 
         model = load_model(ckpt)
         images = load_cifar10(args.data_root, train=False, download=False).images[: args.samples].float().div(255)
         speed = speed_factor(model, table)
-        pred, meas = [], []
+        pred = []
         for i in range(images.shape[0]):
-            x = images[i : i + 1]
-            meas.append(measure(lambda: model(x), warmup=2, repeats=args.repeats).latency_ms_median)
+            model(images[i : i + 1])
             pred.append(float(sample_latency_ms(model, table)[0]))
+        meas = [t.latency_ms_median for t in measure_interleaved(images.shape[0], lambda i: model(images[i : i + 1]), repeats=args.repeats)]
         result[f"{ckpt}_bs1"] = summarize(pred, meas)
         result[f"{ckpt}_bs1_probed"] = {**summarize([p * speed for p in pred], meas), "speed_factor": speed}
         rows.extend({"model": ckpt, "batch": 1, "predicted_ms": p, "predicted_probed_ms": p * speed, "measured_ms": m, "real_images": True}
                     for p, m in zip(pred, meas))
+        print(ckpt, {k: round(v, 3) if isinstance(v, float) else v for k, v in result[f"{ckpt}_bs1"].items()}, file=sys.stderr)
     bs1 = [r for r in rows if r["batch"] == 1]
     result["all_bs1"] = summarize([r["predicted_ms"] for r in bs1], [r["measured_ms"] for r in bs1])
     result["all_bs1_probed"] = summarize([r["predicted_probed_ms"] for r in bs1], [r["measured_ms"] for r in bs1])
-    print("all batch-1:", result["all_bs1"])
-    print("all batch-1, probed:", result["all_bs1_probed"])
+    bs64 = [r for r in rows if r["batch"] == 64]
+    if bs64:
+        result["all_bs64"] = summarize([r["predicted_ms"] for r in bs64], [r["measured_ms"] for r in bs64])
+    result["table_age_hours"] = _age_hours(table.device.get("date_utc"))
+    for k in ("all_bs1", "all_bs1_probed", "all_bs64"):
+        if k in result:
+            print(f"{k}: {result[k]['within_10pct']:.1%} within ±10 %, MAPE {result[k]['mape']:.1%}", file=sys.stderr)
     write_json(args.out, {"benchmark": "latency_validation", "lut": args.lut, "settings": vars(args), "results": result,
                           "executions": rows, "environment": environment_metadata()})
+
+
+def _age_hours(date_utc: str | None) -> float | None:
+    """Hours between the table's measurement and now: the drift the probe has to absorb."""
+    if not date_utc:
+        return None
+    from datetime import datetime, timezone
+
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(date_utc)).total_seconds() / 3600
 
 
 if __name__ == "__main__":

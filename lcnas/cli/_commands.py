@@ -119,6 +119,8 @@ class Profile:
         p.add_argument("--warmup", type=int, default=10)
         p.add_argument("--repeats", type=int, default=30)
         p.add_argument("--out", type=Path, required=True, help="table file (latency_models/<device>.json)")
+        p.add_argument("--calibration-executions", type=int, default=48,
+                       help="random end-to-end executions at batch 1 the calibration line is fitted on (a third of it at larger batches; 0: none)")
         p.add_argument("--replace", action="store_true", help="replace entries the file already holds for the same keys")
         add_format_argument(p)
 
@@ -133,7 +135,7 @@ class Profile:
         table = profile_model(args.model, batches=tuple(int(b) for b in args.batch.split(",")), group_size=args.group_size,
                               hiddens=tuple(int(h) for h in args.hidden.split(",")), poolings=tuple(args.pooling.split(",")),
                               device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
-                              argv=["lcnas", *sys.argv[1:]])
+                              calibration_executions=args.calibration_executions, argv=["lcnas", *sys.argv[1:]])
         if existing is not None:
             clash = {e.key for e in existing.entries} & {e.key for e in table.entries}
             if clash and not args.replace:

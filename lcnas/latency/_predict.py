@@ -114,24 +114,63 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
                      speed: float = 1.0) -> float:
     """Predicted latency (ms) of running the trace's samples as one batch of ``batch``.
 
-    Per block: gates on the whole batch; the running fraction f at the mean kept channels of the
-    running samples (f × block_run); the skip path; and, when 0 < f < 1, the gather/scatter cost.
+    Per block: gates on the whole batch (the channel gate on the running samples); the skip path;
+    when a fraction f of the batch runs, the gather/scatter cost; and the residual convs the
+    executor runs. With the trace's group masks (hard execution of a batch) the executor's rule
+    is replayed: one conv per distinct channel set or one conv over the union of the sets for all
+    running samples, whichever :func:`~lcnas.models._hard.grouping_is_cheaper` picks. Without
+    masks, the running samples at their mean kept channels. A conv over ``c`` of the batch's
+    samples interpolates between the batch-1 and batch-``batch`` entries (a conv on a few samples
+    costs more than its share of the batch), or takes ``c / batch`` of the entry without batch 1.
     """
+    from ..models._hard import grouping_is_cheaper, residual_mflops_per_channel
+
     trace = trace if trace is not None else model.last_trace
     arch = arch or describe(model, trace.input_size)
     cost = _latency_model(model, table, batch)
+    n = trace.block_run.shape[0]
+    # Small channel-set groups run at a few samples, where a conv costs more than its share of
+    # the batch entry: interpolate between the batch-1 and batch-``batch`` entries when both exist.
+    single = None if batch == 1 or 1 not in table.batches(cost.model) else _latency_model(model, table, 1)
     total = cost.stem(arch) + cost.head(arch)
     for b in arch.blocks:
-        run = trace.block_run[:, b.index].float()
-        f = float(run.mean())
+        ran = trace.block_run[:, b.index]
+        f = float(ran.float().mean())
         if trace.gates_evaluated and b.layer_gate is not None:
             total += cost.gate(b, b.layer_gate)
         if trace.gates_evaluated and b.channel_gate is not None and f > 0:
             total += cost.gate(b, b.channel_gate)
         total += cost.shortcut(b)
-        if f > 0:
-            kept = trace.channels_kept[:, b.index][trace.block_run[:, b.index]].float().mean()
-            total += f * float(cost.residual(b, kept.reshape(1))[0])
-            if f < 1:
-                total += cost._ms("block_scatter", block_key(b))
+        if f == 0:
+            continue
+        n_run = int(ran.sum())
+        scatter = cost._ms("block_scatter", block_key(b)) * n_run / (n / 2)  # the entry moves half a batch
+        if f < 1:
+            total += scatter
+        masks = None if trace.group_masks is None else trace.group_masks[b.index]
+        if masks is None:
+            kept = float(trace.channels_kept[:, b.index][ran].float().mean())
+            total += _residual_at(cost, single, b, kept, n_run, n)
+            continue
+        keep = masks[ran]
+        sets, inverse = torch.unique(keep, dim=0, return_inverse=True)
+        per_channel = residual_mflops_per_channel(b.in_channels, b.out_channels, b.out_hw[0] * b.out_hw[1])
+        if sets.shape[0] > 1 and grouping_is_cheaper(per_channel, b.group_size, keep, sets, inverse):
+            counts = torch.bincount(inverse, minlength=sets.shape[0])
+            for s_row, c in zip(sets, counts.tolist()):
+                total += _residual_at(cost, single, b, float(s_row.sum() * b.group_size), c, n)
+            total += scatter  # the sets' samples are gathered and scattered once more
+        else:
+            total += _residual_at(cost, single, b, float(keep.any(0).sum() * b.group_size), n_run, n)
     return speed * cost.calibrated(total)
+
+
+def _residual_at(cost: LatencyModel, single: LatencyModel | None, b: BlockSpec, kept: float, samples: int, batch: int) -> float:
+    """Residual time of ``samples`` samples at ``kept`` channels, within a batch of ``batch``
+    (raw table units, before calibration)."""
+    k = torch.tensor([kept])
+    at_batch = float(cost.residual(b, k)[0])
+    if single is None or batch <= 1:
+        return samples / batch * at_batch
+    at_one = float(single.residual(b, k)[0])
+    return at_one + (samples - 1) / (batch - 1) * (at_batch - at_one)

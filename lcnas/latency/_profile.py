@@ -9,6 +9,7 @@ times exactly the code that inference runs.
 
 from __future__ import annotations
 
+import statistics
 import sys
 from dataclasses import replace
 from typing import Any
@@ -19,12 +20,11 @@ from tqdm.auto import tqdm
 from .._env import environment_metadata
 from ..cost import describe
 from ..models import ForcedDecisions, GateConfig, create_model
-from ..models._hard import _run_gate, gate_one, pool
 from ._keys import block_key, gate_key
 from ._table import LatencyEntry, LatencyTable
-from ._timing import Timing, measure
+from ._timing import Timing, measure, measure_difference, measure_interleaved
 
-__all__ = ["profile_model", "device_metadata", "random_decisions", "calibrate"]
+__all__ = ["profile_model", "device_metadata", "random_decisions", "calibrate", "fit_relative"]
 
 CALIBRATION_SEED = 20261124  # the generator's own executions; validation draws others
 
@@ -54,7 +54,7 @@ def profile_model(
     repeats: int = 30,
     progress: bool | None = None,
     argv: list[str] | None = None,
-    calibration_executions: int = 24,
+    calibration_executions: int = 48,
 ) -> LatencyTable:
     """Measure a latency table for ``model_name`` (all gate shapes in ``hiddens`` × ``poolings``),
     then fit its end-to-end calibration on ``calibration_executions`` random executions per batch size."""
@@ -76,6 +76,9 @@ def profile_model(
     def timed(fn) -> Timing:
         return measure(fn, warmup=warmup, repeats=repeats, device=dev)
 
+    def diff(fn, base) -> Timing:  # a gate: tens of µs on top of a block's hundreds, paired per round
+        return measure_difference(fn, base, warmup=warmup, repeats=2 * repeats, device=dev)
+
     shapes = {}  # one representative block per distinct shape
     for b in arch.blocks:
         shapes.setdefault(block_key(b), b)
@@ -84,6 +87,7 @@ def profile_model(
     blocks = model.blocks()
     for batch in batches:
         x0 = torch.rand(batch, *arch.input_size, device=dev)
+        _settle(lambda: model(x0), seconds=2.0)
         stem = timed(lambda: ex.stem(x0))
         add("stem", "", 0, batch, stem)
         last = torch.rand(batch, arch.head_features, *_final_hw(arch), device=dev).contiguous(memory_format=_CL)
@@ -111,21 +115,35 @@ def profile_model(
                 on = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool), channel_keep=tuple(keep))
                 add("block_run", key, n_groups * group_size, batch, timed(lambda: run_block(on)))
                 bar.update(1)
+            # Gates are timed through the executor as differences (gated minus ungated execution of the
+            # same block): that counts everything a gate costs at inference (pooling, MLP, decision,
+            # reading its scales, scaling the kept channels), not just the MLP call.
+            keep_all = [None] * nb
+            keep_all[b.index] = torch.ones(groups[b.index], dtype=torch.bool)
+            all_on = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool), channel_keep=tuple(keep_all))
+            gated_off = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool), evaluate_gates=True)
+            gated_on = replace(all_on, evaluate_gates=True)
+            chan_on = ForcedDecisions(channel_keep=tuple(keep_all), evaluate_gates=True)
             for hidden in hiddens:
                 for pooling in poolings:
                     cfg = GateConfig(hidden=hidden, pooling=pooling, group_size=group_size, scaling=scaling)
-                    gated = create_model(model_name, gating="lc", gate_config=cfg).to(dev).eval()
-                    g_block = gated.blocks()[b.index]
-                    gspec = describe(gated).blocks[b.index]
-                    lg = gated._hard._pack(b.index, g_block)["layer_gate"]
-                    cg = gated._hard._pack(b.index, g_block)["channel_gate"]
-                    decide = gate_one if batch == 1 else (lambda packed, v: _run_gate(packed, v)[:, 0] > 0)
-                    add("layer_gate", gate_key(gspec, gspec.layer_gate, pooling, pools=True), 0, batch,
-                        timed(lambda: decide(lg, pool(pooling, x))))
-                    v = pool(pooling, x)
-                    add("channel_gate", gate_key(gspec, gspec.channel_gate, pooling, pools=False), 0, batch, timed(lambda: decide(cg, v)))
-                    add("channel_gate", gate_key(gspec, gspec.channel_gate, pooling, pools=True), 0, batch,
-                        timed(lambda: decide(cg, pool(pooling, x))))
+                    lc = create_model(model_name, gating="lc", gate_config=cfg).to(dev).eval()
+                    ch = create_model(model_name, gating="channel", gate_config=cfg).to(dev).eval()
+                    gspec = describe(lc).blocks[b.index]
+
+                    def via(m: torch.nn.Module, forced: ForcedDecisions, i=b.index, xin=x, blks={id(lc): lc.blocks()[b.index], id(ch): ch.blocks()[b.index]}):
+                        blk = blks[id(m)]
+                        with m.forced(forced):
+                            return m._hard.block(i, blk, xin)
+
+                    layer = diff(lambda: via(lc, gated_off), lambda: run_block(off))
+                    chan_after_layer = diff(lambda: via(lc, gated_on), lambda: run_block(all_on))
+                    chan_after_layer = replace(chan_after_layer, latency_ms_median=max(0.0, chan_after_layer.latency_ms_median - layer.latency_ms_median),
+                                               latency_ms_p95=max(0.0, chan_after_layer.latency_ms_p95 - layer.latency_ms_median))
+                    chan_alone = diff(lambda: via(ch, chan_on), lambda: run_block(all_on))
+                    add("layer_gate", gate_key(gspec, gspec.layer_gate, pooling, pools=True), 0, batch, layer)
+                    add("channel_gate", gate_key(gspec, gspec.channel_gate, pooling, pools=False), 0, batch, chan_after_layer)
+                    add("channel_gate", gate_key(gspec, gspec.channel_gate, pooling, pools=True), 0, batch, chan_alone)
                     bar.update(2)
             if batch > 1:  # half the batch runs: gather, run at full width, scatter back
                 half = torch.arange(batch) < batch // 2
@@ -137,7 +155,7 @@ def profile_model(
                 t_part = timed(lambda: run_block(part, x.clone())).latency_ms_median - clone
                 t_full = timed(lambda: run_block(full)).latency_ms_median
                 scatter = max(0.0, t_part - 0.5 * (t_full - skip_ms[key]) - skip_ms[key])
-                add("block_scatter", key, 0, batch, Timing(scatter, scatter, 0.0, repeats))
+                add("block_scatter", key, 0, batch, _point(scatter, repeats))
                 bar.update(1)
         # The frame: a whole forward with every block skipped, minus its parts.
         all_off = ForcedDecisions(block_run=torch.zeros(len(arch.blocks), dtype=torch.bool))
@@ -147,58 +165,98 @@ def profile_model(
                 model(x0)
         whole = timed(forward_off).latency_ms_median
         frame = max(0.0, whole - stem.latency_ms_median - head.latency_ms_median - sum(skip_ms[block_key(b)] for b in arch.blocks))
-        add("frame", "", 0, batch, Timing(frame, frame, 0.0, repeats))
+        add("frame", "", 0, batch, _point(frame, repeats))
         bar.update(1)
     bar.close()
     measurement = {"batch_sizes": list(batches), "warmup": warmup, "repeats": repeats, "group_size": group_size,
                    "gate_hiddens": list(hiddens), "gate_poolings": list(poolings), "gate_scaling": scaling,
                    "timer": "cuda events" if dev.type == "cuda" else "time.perf_counter",
                    "rules": "medians of repeats after warm-up; fixed threads; inputs channels-last float32; "
-                            "frame and block_scatter are differences of measured medians (clamped at 0)"}
+                            "frame, block_scatter and the gates are differences of measured medians (clamped at 0); a gate is its block executed with the gate minus without"}
     table = LatencyTable(device=device_metadata(dev, torch.get_num_threads(), argv), measurement=measurement, entries=tuple(entries))
     if calibration_executions >= 2:
         cal = tuple(calibrate(model, table, batch=b, executions=calibration_executions if b == 1 else max(2, calibration_executions // 3),
-                              warmup=max(1, warmup // 3), repeats=max(3, repeats // 3), device=dev) for b in batches)
+                              warmup=2, repeats=max(3, repeats // 2 if b == 1 else repeats // 6), device=dev) for b in batches)
         table = replace(table, calibration=cal, measurement={**measurement, "calibration_executions": calibration_executions})
     return table
 
 
-def random_decisions(model, n: int, gen: torch.Generator) -> ForcedDecisions:
+def random_decisions(model, n: int, gen: torch.Generator, *, shared: bool = False) -> ForcedDecisions:
     """``n`` random executions from nearly empty to full: per sample a random block-run probability
-    and a random channel-keep probability, then independent draws per block and channel group."""
+    and a random channel-keep probability, then independent draws per block and channel group
+    (blocks and channels the model has no gate for are left on). ``shared``: one pair of
+    probabilities for all ``n`` samples, so a batch of them ranges from nearly empty to full
+    (per-sample probabilities average out to half a network in every large batch)."""
     blocks = model.blocks()
-    p_run = torch.rand(n, 1, generator=gen)
+    rows = 1 if shared else n
+    p_run = torch.rand(rows, 1, generator=gen)
     run = torch.rand(n, len(blocks), generator=gen) < p_run
-    p_keep = torch.rand(n, 1, generator=gen) * 0.9 + 0.1
-    keep = tuple(torch.rand(n, b.channel_gate.outputs, generator=gen) < p_keep for b in blocks)
+    p_keep = torch.rand(rows, 1, generator=gen) * 0.9 + 0.1
+    keep = tuple(None if b.channel_gate is None else torch.rand(n, b.channel_gate.outputs, generator=gen) < p_keep for b in blocks)
+    # Only what the model's gates can decide varies: a block without a layer gate always runs.
+    run |= torch.tensor([b.layer_gate is None for b in blocks])
     return ForcedDecisions(block_run=run, channel_keep=keep)
 
 
 @torch.no_grad()
 def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup: int, repeats: int, device: torch.device,
               seed: int = CALIBRATION_SEED):
-    """Least-squares line from the table's sum to measured end-to-end latency of random executions."""
+    """The line from the table's sum to measured end-to-end latency over random executions.
+
+    Executions are timed interleaved, one call each per round over ``repeats`` rounds (after an
+    untimed call that warms that path), so a drift of the machine during calibration hits every
+    execution alike instead of bending the line. The line minimises the squared *relative* error,
+    the quantity validation judges (±10 %), so cheap executions weigh as much as expensive ones.
+    """
     from ._predict import batch_latency_ms, sample_latency_ms
     from ._table import Calibration
 
     gen = torch.Generator().manual_seed(seed + batch)
     name = model.lcnas_spec["name"]
     x = torch.rand(batch, *describe(model).input_size, generator=gen).to(device)
-    raw, measured = [], []
-    for _ in range(executions):
-        forced = random_decisions(model, batch, gen)
+    # Half the executions also run the gates (decisions still forced), as a trained model does.
+    plans = [replace(random_decisions(model, batch, gen, shared=True), evaluate_gates=bool(i % 2)) for i in range(executions)]
+    raw = []
+    for forced in plans:
         with model.forced(forced):
-            measured.append(measure(lambda: model(x), warmup=warmup, repeats=repeats, device=device).latency_ms_median)
+            model(x)  # the trace the prediction reads
             raw.append(float(sample_latency_ms(model, table)[0]) if batch == 1 else batch_latency_ms(model, table, batch=batch))
-    r, m = torch.tensor(raw, dtype=torch.float64), torch.tensor(measured, dtype=torch.float64)
-    var = float(((r - r.mean()) ** 2).sum())
-    scale = float(((r - r.mean()) * (m - m.mean())).sum()) / var if var > 0 else float(m.mean() / r.mean())
-    if not scale > 0:  # degenerate spread: a pure ratio
-        scale = float(m.mean() / r.mean())
-    offset = float(m.mean() - scale * r.mean()) if var > 0 else 0.0
-    fit = r * scale + offset
-    mape = float(((fit - m).abs() / m).mean())
+    measured = [t.latency_ms_median for t in measure_interleaved(len(plans), lambda i: model(x), context=lambda i: model.forced(plans[i]),
+                                                                 warmup=warmup, repeats=repeats, device=device)]
+    scale, offset = fit_relative(raw, measured)
+    mape = statistics.fmean(abs((scale * r + offset) / m - 1) for r, m in zip(raw, measured))
     return Calibration(model=name, batch=batch, scale=scale, offset_ms=offset, executions=executions, fit_mape=mape)
+
+
+def fit_relative(raw: list[float], measured: list[float]) -> tuple[float, float]:
+    """(scale, offset) minimising Σ ((scale·raw + offset) / measured − 1)²; a pure ratio when the
+    points do not pin a line (one point, no spread, or a non-positive slope)."""
+    r = torch.tensor(raw, dtype=torch.float64)
+    m = torch.tensor(measured, dtype=torch.float64)
+    ratio = float((r / m).sum() / ((r / m) ** 2).sum())  # best pure scale for relative error
+    if len(raw) < 2 or float(r.std()) <= 1e-12 * float(r.abs().mean()):
+        return ratio, 0.0
+    a = torch.stack([r / m, 1 / m], 1)  # (scale·r + offset)/m ≈ 1
+    sol = torch.linalg.lstsq(a, torch.ones_like(m).unsqueeze(1)).solution.squeeze(1)
+    scale, offset = float(sol[0]), float(sol[1])
+    if not scale > 0:
+        return ratio, 0.0
+    return scale, offset
+
+
+def _settle(fn, *, seconds: float) -> None:
+    """Run ``fn`` for ``seconds`` before timing anything: a process's first second or two of a new
+    workload runs ~10 % slow (clock ramp, allocator and kernel caches)."""
+    import time
+
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+
+
+def _point(ms: float, count: int) -> Timing:
+    """An entry derived as a difference of medians: no spread of its own."""
+    return Timing(ms, ms, 0.0, count)
 
 
 def _final_hw(arch) -> tuple[int, int]:
@@ -206,14 +264,16 @@ def _final_hw(arch) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def speed_factor(model, table: LatencyTable, *, batch: int = 1, warmup: int = 10, repeats: int = 50,
-                 device: torch.device | str = "cpu") -> float:
-    """Measured ÷ predicted latency of ``model`` with every block and channel on (gates bypassed), now.
+def speed_factor(model, table: LatencyTable, *, batch: int = 1, executions: int = 12, warmup: int = 3, repeats: int = 15,
+                 device: torch.device | str = "cpu", seed: int = CALIBRATION_SEED + 7) -> float:
+    """Measured ÷ predicted latency over ``executions`` random executions of ``model``, now.
 
     A shared host, frequency scaling or a busy neighbour makes the whole machine faster or slower
-    than when the table was made, by tens of percent; block-to-block ratios stay put. Pass the
-    factor as ``speed=`` to the predictors to follow the machine as it is (a one-second probe of
-    the static network; no dynamic execution is measured for it).
+    than when the table was made, by up to tens of percent within an hour; relative unit costs
+    stay put. Pass the factor as ``speed=`` to the predictors to follow the machine as it is. The
+    probe runs the same kind of executions the calibration fitted (random decisions, gates
+    evaluated in half of them), interleaved, under a second at batch 1; it is the median ratio,
+    so a stray slow call does not move it.
     """
     from ._predict import batch_latency_ms, sample_latency_ms
 
@@ -221,12 +281,17 @@ def speed_factor(model, table: LatencyTable, *, batch: int = 1, warmup: int = 10
         raise ValueError("speed_factor needs a gated model (create_model(..., gating='lc'), or a gated checkpoint)")
     was_training = model.training
     model.eval()
-    x = torch.rand(batch, *describe(model).input_size).to(device)
-    all_on = ForcedDecisions(block_run=torch.ones(len(model.blocks()), dtype=torch.bool))
+    gen = torch.Generator().manual_seed(seed + batch)
+    x = torch.rand(batch, *describe(model).input_size, generator=gen).to(device)
+    plans = [replace(random_decisions(model, batch, gen, shared=True), evaluate_gates=bool(i % 2)) for i in range(executions)]
     try:
-        with model.forced(all_on):
-            measured = measure(lambda: model(x), warmup=warmup, repeats=repeats, device=device).latency_ms_median
-            predicted = float(sample_latency_ms(model, table)[0]) if batch == 1 else batch_latency_ms(model, table, batch=batch)
+        predicted = []
+        for forced in plans:
+            with model.forced(forced):
+                model(x)
+                predicted.append(float(sample_latency_ms(model, table)[0]) if batch == 1 else batch_latency_ms(model, table, batch=batch))
+        measured = measure_interleaved(len(plans), lambda i: model(x), context=lambda i: model.forced(plans[i]),
+                                       warmup=warmup, repeats=repeats, device=device)
     finally:
         model.train(was_training)
-    return measured / predicted
+    return statistics.median(m.latency_ms_median / p for m, p in zip(measured, predicted))

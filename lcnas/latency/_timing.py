@@ -5,11 +5,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Timing", "measure"]
+__all__ = ["Timing", "measure", "measure_difference", "measure_interleaved"]
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,57 @@ def measure(fn: Callable[[], object], *, warmup: int, repeats: int, device: torc
     p95 = times_ms[min(len(times_ms) - 1, int(round(0.95 * (len(times_ms) - 1))))]
     std = statistics.pstdev(times_ms) if len(times_ms) > 1 else 0.0
     return Timing(statistics.median(times_ms), p95, std, len(times_ms))
+
+
+def measure_interleaved(n: int, call: Callable[[int], object], *, context: Callable[[int], AbstractContextManager] | None = None,
+                        warmup: int = 2, repeats: int = 15, device: torch.device | str = "cpu", warmup_s: float = 1.5) -> list[Timing]:
+    """Time ``n`` executions round-robin: each round calls every ``call(i)`` once untimed (it warms
+    that path, as a repeated single measurement would) then once timed, inside ``context(i)``,
+    after ``warmup`` untimed rounds lasting at least ``warmup_s`` seconds.
+
+    A machine that drifts while measuring (a shared host) then shifts all ``n`` alike, instead of
+    making the first executions fast and the last slow.
+    """
+    context = context or (lambda i: nullcontext())
+    # Warm-up rounds for at least ``warmup_s``: a process's first second or two of a new workload
+    # runs ~10 % slow (clock ramp, allocator and kernel caches), which would bias a short probe.
+    start = time.perf_counter()
+    r = 0
+    while r < warmup or time.perf_counter() - start < warmup_s:
+        for i in range(n):
+            with context(i):
+                call(i)
+        r += 1
+    times: list[list[float]] = [[] for _ in range(n)]
+    for r in range(repeats):
+        for i in range(n):
+            with context(i):
+                call(i)
+                times[i].append(measure(lambda: call(i), warmup=0, repeats=1, device=device).latency_ms_median)
+    out = []
+    for t in times:
+        t.sort()
+        out.append(Timing(statistics.median(t), t[min(len(t) - 1, int(round(0.95 * (len(t) - 1))))],
+                          statistics.pstdev(t) if len(t) > 1 else 0.0, len(t)))
+    return out
+
+
+def measure_difference(fn: Callable[[], object], base: Callable[[], object], *, warmup: int, repeats: int,
+                       device: torch.device | str = "cpu") -> Timing:
+    """What ``fn`` costs beyond ``base``: the median of per-round differences, ``fn`` and ``base``
+    timed back to back in each round. A small cost (a gate: tens of µs) on top of a large, noisy
+    one (a block: hundreds) survives this; a difference of two separately taken medians does not.
+    """
+    for _ in range(warmup):
+        base()
+        fn()
+    diffs = []
+    for r in range(repeats):
+        first, second = (base, fn) if r % 2 == 0 else (fn, base)  # alternate order: no position bias
+        a = measure(first, warmup=0, repeats=1, device=device).latency_ms_median
+        b = measure(second, warmup=0, repeats=1, device=device).latency_ms_median
+        diffs.append(b - a if first is base else a - b)
+    diffs.sort()
+    mid = max(0.0, statistics.median(diffs))
+    p95 = max(0.0, diffs[min(len(diffs) - 1, int(round(0.95 * (len(diffs) - 1))))])
+    return Timing(mid, p95, statistics.pstdev(diffs) if len(diffs) > 1 else 0.0, len(diffs))

@@ -133,7 +133,9 @@ class DynamicResNet(ResNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         input_size = tuple(x.shape[1:])
         records = []
+        masks = None
         if not self.training and self.execution == "hard":
+            self._hard.masks = masks = {}
             x = self._hard.stem(x)
             for i, block in enumerate(self.blocks()):
                 x, run, kept = self._hard.block(i, block, x)
@@ -143,10 +145,10 @@ class DynamicResNet(ResNet):
             for i, block in enumerate(self.blocks()):
                 x, rec = self._block_masked(i, block, x)
                 records.append(rec)
-        self.last_trace = self._trace(records, input_size)
+        self.last_trace = self._trace(records, input_size, masks)
         return self.forward_head(x)
 
-    def _trace(self, records: list[_Decision], input_size) -> ExecutionTrace:
+    def _trace(self, records: list[_Decision], input_size, masks: dict[int, torch.Tensor] | None = None) -> ExecutionTrace:
         if isinstance(records[0].run, bool):  # batch-1 hard path records Python values
             run = torch.tensor([[r.run for r in records]])
             kept = torch.tensor([[r.keep for r in records]])
@@ -158,8 +160,12 @@ class DynamicResNet(ResNet):
             run_prob = torch.stack([r.run_prob for r in records], 1)
             kept_exp = torch.stack([r.kept_expected for r in records], 1)
             st = tuple(g for r in records for g in r.st)
+        group_masks = None
+        if masks:  # hard execution of a batch: what each block's convs ran on
+            group_masks = tuple(None if i not in masks else masks[i].cpu() for i in range(len(records)))
         return ExecutionTrace(block_run=run.bool().cpu(), channels_kept=kept.long().cpu(), gates_evaluated=self._gates_on(),
-                              input_size=input_size, run_prob=run_prob, kept_expected=kept_exp, gate_decisions=st)
+                              input_size=input_size, run_prob=run_prob, kept_expected=kept_exp, gate_decisions=st,
+                              group_masks=group_masks)
 
     # ---------------------------------------------------------------- decisions
     def _forced_run(self, i: int, n: int, device) -> torch.Tensor | None:

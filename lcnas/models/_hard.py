@@ -24,7 +24,7 @@ from torch import nn
 from ._fold import fold_conv_bn
 from ._resnet import Bottleneck, PadShortcut
 
-__all__ = ["HardExecutor", "grouping_is_cheaper", "gate_one", "pool", "GROUP_OVERHEAD_MFLOPS"]
+__all__ = ["HardExecutor", "grouping_is_cheaper", "gate_one", "pool", "residual_mflops_per_channel", "GROUP_OVERHEAD_MFLOPS"]
 
 # Each extra channel-set group in a batch costs a fixed overhead (gather, scatter, two more conv
 # calls) that does no useful work. benchmarks/grouping_rule.py fits time = overhead + rate × MFLOPs
@@ -94,6 +94,9 @@ class HardExecutor:
         self.model = model
         self.packs: dict[int, dict[str, Any]] = {}
         self._forced_cache: tuple | None = None
+        # Batch calls: block index → the N×G group masks it executed (for the trace; the batch
+        # latency predictor replays the grouping rule on them). Reset by the model per forward.
+        self.masks: dict[int, torch.Tensor] = {}
 
     def clear(self) -> None:
         self.packs.clear()
@@ -203,7 +206,8 @@ class HardExecutor:
             out = None
             if gates_on:
                 v = pool(cfg.pooling, x) if v is None else v
-                out = gate_one(pack["channel_gate"], v)
+                out_t = _run_gate(pack["channel_gate"], v)
+                out = out_t[0].tolist()
                 if keep_row is None:
                     keep_row = tuple(logit > pack["keep_logit"] for logit in out[:groups])
                     if not any(keep_row):  # a block with 0 channels would be a skip: keep the likeliest group
@@ -212,14 +216,28 @@ class HardExecutor:
             if keep_row is not None and not any(keep_row):
                 keep_row = (True,) + keep_row[1:]
             if out is not None and cfg.scaling:
-                g = cfg.group_size
-                scale = torch.tensor([[s for k, on in enumerate(keep_row) if on for s in [_scale(out[groups + k])] * g]])
+                # 2·sigmoid of the kept groups' scale outputs, one per kept channel: a cached index
+                # into the gate's output row (one gather) rather than a Python list per call.
+                scale = torch.index_select(out_t, 1, self._scale_index(pack, keep_row, groups, out_t.device)).sigmoid_().mul_(2.0)
         kept = block.conv1.out_channels if keep_row is None else sum(keep_row) * cfg.group_size
         res = _residual(pack["bottleneck"], block.stride, x, self._weights(pack, keep_row), scale)
         shortcut = self._shortcut(pack, block, x)
         if run_scale is None:
             return res.add_(shortcut).relu_(), True, kept
         return torch.add(shortcut, res, alpha=run_scale).relu_(), True, kept
+
+    def _scale_index(self, pack: dict[str, Any], keep_row: tuple[bool, ...], groups: int, device: torch.device) -> torch.Tensor:
+        """Column of each kept channel's scale in the channel gate's output row (cached per set)."""
+        cache = pack.setdefault("scale_index", OrderedDict())
+        hit = cache.get(keep_row)
+        if hit is None:
+            g = self.model.gate_config.group_size
+            hit = cache[keep_row] = torch.tensor([groups + k for k, on in enumerate(keep_row) if on for _ in range(g)], device=device)
+            if len(cache) > _PACK_CACHE_SIZE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(keep_row)
+        return hit
 
     def _forced_row(self, i: int) -> tuple[bool | None, tuple[bool, ...] | None]:
         """Forced (run, kept groups) of block ``i`` for a batch-1 call, as Python values (cached per forcing)."""
@@ -272,6 +290,10 @@ class HardExecutor:
                     c_scale = 2.0 * torch.sigmoid(out[:, groups:])
             keep = m._at_least_one(keep, None)
         kept_r = keep.sum(1) * cfg.group_size if keep is not None else torch.full((n_run,), block.conv1.out_channels, device=x.device)
+        if keep is not None:
+            full = torch.zeros(n, keep.shape[1], dtype=torch.bool, device=x.device)
+            full[slice(None) if run_idx is None else run_idx] = keep
+            self.masks[i] = full
         res = self._residual_sets(pack, block, xr, keep, c_scale)
         if run_scale is not None:
             res = res * (run_scale if run_idx is None else run_scale[run_idx])[:, None, None, None]
@@ -320,10 +342,14 @@ class HardExecutor:
 
 
 def _mflops_per_channel(block: nn.Module, x: torch.Tensor) -> float:
-    # Residual MFLOPs per kept inner channel (exact for basic blocks; linearised for bottlenecks).
     hw_out = -(-x.shape[2] // block.stride) * -(-x.shape[3] // block.stride)
     out_channels = (block.conv3 if isinstance(block, Bottleneck) else block.conv2).out_channels
-    return 2.0 * 9 * (block.conv1.in_channels + out_channels) * hw_out / 1e6
+    return residual_mflops_per_channel(block.conv1.in_channels, out_channels, hw_out)
+
+
+def residual_mflops_per_channel(in_channels: int, out_channels: int, hw_out: int) -> float:
+    """Residual MFLOPs per kept inner channel (exact for basic blocks; linearised for bottlenecks)."""
+    return 2.0 * 9 * (in_channels + out_channels) * hw_out / 1e6
 
 
 def _residual(bottleneck: bool, stride: int, x: torch.Tensor, weights: tuple, scale: torch.Tensor | None) -> torch.Tensor:

@@ -22,6 +22,9 @@ class ExecutionTrace:
         kept_expected: ``N×B`` expected kept channels (training only; differentiable).
         gate_decisions: every evaluated gate's ``N×outputs`` straight-through decisions (training
             only: 0/1 forward, the relaxed gradient backward), for rate terms.
+        group_masks: per block, the ``N×G`` channel groups each sample kept (hard execution of a
+            batch with channel gates; None elsewhere): which sets a batch ran, for the batch
+            latency predictor, which replays the executor's grouping-or-union rule on them.
     """
 
     block_run: torch.Tensor
@@ -31,6 +34,7 @@ class ExecutionTrace:
     run_prob: torch.Tensor | None = None
     kept_expected: torch.Tensor | None = None
     gate_decisions: tuple[torch.Tensor, ...] | None = None
+    group_masks: tuple[torch.Tensor | None, ...] | None = None
 
     @property
     def num_samples(self) -> int:

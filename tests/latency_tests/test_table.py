@@ -172,16 +172,93 @@ def test_speed_factor_rescales_predictions_to_the_machine_now(monkeypatch):
 
     model = lcnas.create_model("resnet20", gating="lc").eval()
     table = _fake_table(model)
-    n = len(model.blocks())
-    with torch.no_grad(), model.forced(ForcedDecisions(block_run=torch.ones(n, dtype=torch.bool))):
-        model(torch.rand(1, 3, 32, 32))
-    all_on_ms = float(sample_latency_ms(model, table)[0])
-    # the machine runs the static network in 1.5 × what the table predicts
-    monkeypatch.setattr(prof, "measure", lambda fn, **kw: (fn(), Timing(1.5 * all_on_ms, 1.5 * all_on_ms, 0.0, 1))[1])
-    factor = speed_factor(model, table)
+    seen = []
+
+    def fake_interleaved(n, call, *, context, **kw):
+        # the machine runs every probe execution in 1.5 × what the table predicts for it
+        out = []
+        for i in range(n):
+            with context(i), torch.no_grad():
+                call(i)
+                ms = 1.5 * float(sample_latency_ms(model, table)[0])
+            seen.append(model.last_trace.gates_evaluated)
+            out.append(Timing(ms, ms, 0.0, 1))
+        return out
+
+    monkeypatch.setattr(prof, "measure_interleaved", fake_interleaved)
+    factor = speed_factor(model, table, executions=6)
     assert factor == pytest.approx(1.5)
+    assert any(seen) and not all(seen)  # the probe covers executions with and without gates
     with torch.no_grad():
         model(torch.rand(1, 3, 32, 32))  # the gates decide
     assert float(sample_latency_ms(model, table, speed=factor)[0]) == pytest.approx(1.5 * float(sample_latency_ms(model, table)[0]))
     with pytest.raises(ValueError, match="gated model"):
         speed_factor(lcnas.create_model("resnet20"), table)
+
+
+def test_random_decisions_only_vary_what_the_gates_decide():
+    from lcnas.latency import random_decisions
+
+    gen = torch.Generator().manual_seed(0)
+    layer = lcnas.create_model("resnet20", gating="layer")
+    f = random_decisions(layer, 32, gen)
+    assert all(k is None for k in f.channel_keep) and not bool(f.block_run.all())
+    channel = lcnas.create_model("resnet20", gating="channel")
+    f = random_decisions(channel, 32, gen)
+    assert bool(f.block_run.all()) and all(k is not None for k in f.channel_keep)
+
+
+def _fake_batch_table(model, batch: int) -> LatencyTable:
+    """_fake_table at batch 1 plus the same units at ``batch`` costing 10× (block_scatter 2 ms)."""
+    one = _fake_table(model)
+    rows = [e.to_dict() for e in one.entries]
+    for e in one.entries:
+        rows.append({**e.to_dict(), "batch": batch, "latency_ms_median": 10 * e.latency_ms_median, "latency_ms_p95": 10 * e.latency_ms_median})
+    rows += [{"model": "resnet20", "unit": "block_scatter", "shape": block_key(b), "kept_channels": 0, "batch": batch,
+              "latency_ms_median": 2.0, "latency_ms_p95": 2.0, "latency_ms_std": 0.0, "count": 1} for b in describe(model).blocks]
+    return LatencyTable(device=one.device, measurement={}, entries=tuple(LatencyTable.from_dict(
+        {"schema": "lcnas-latency-table", "schema_version": 1, "device": one.device, "measurement": {}, "entries": rows}).entries))
+
+
+def test_batch_predictor_replays_the_executors_union_or_grouping_rule():
+    from lcnas.latency import batch_latency_ms
+    from lcnas.models._hard import grouping_is_cheaper
+
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    n = 8
+    table = _fake_batch_table(model, n)
+    arch = describe(model)
+    # Half the batch runs every block; of those, two channel sets: the first half of the groups
+    # or the first group only.
+    run = torch.zeros(n, len(arch.blocks), dtype=torch.bool)
+    run[: n // 2] = True
+    keep = []
+    for b in model.blocks():
+        g = b.channel_gate.outputs
+        k = torch.zeros(n, g, dtype=torch.bool)
+        k[0::2, : g // 2] = True
+        k[1::2, 0] = True
+        keep.append(k)
+    with torch.no_grad(), model.forced(ForcedDecisions(block_run=run, channel_keep=tuple(keep))):
+        model(torch.rand(n, 3, 32, 32))
+    trace = model.last_trace
+    assert trace.group_masks is not None and bool((trace.group_masks[0] == (keep[0] & run[:, :1])).all())
+
+    def residual(k, c):  # run entry minus skip entry, interpolated between batch 1 and batch n
+        one, big = k / 16, 10 * (k / 16)
+        return one + (c - 1) / (n - 1) * (big - one)
+
+    expected = 10 * (2.0 + 1.0)  # stem + head (frame is 0.25 × 10 too)
+    expected += 10 * 0.25
+    for b in arch.blocks:
+        expected += 10 * 1.0  # shortcut
+        expected += 2.0 * (n // 2) / (n / 2)  # gather/scatter of the running half
+        ran = keep[b.index][: n // 2]
+        sets, inverse = torch.unique(ran, dim=0, return_inverse=True)
+        per_channel = 2.0 * 9 * (b.in_channels + b.out_channels) * b.out_hw[0] * b.out_hw[1] / 1e6
+        if grouping_is_cheaper(per_channel, 4, ran, sets, inverse):
+            expected += sum(residual(float(s.sum()) * 4, int((inverse == i).sum())) for i, s in enumerate(sets))
+            expected += 2.0
+        else:
+            expected += residual(float(ran.any(0).sum()) * 4, n // 2)
+    assert batch_latency_ms(model, table, batch=n) == pytest.approx(expected)

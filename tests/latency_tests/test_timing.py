@@ -1,0 +1,82 @@
+"""The timing helpers behind the tables: interleaved rounds, paired differences, relative line fit."""
+
+from __future__ import annotations
+
+import itertools
+import types
+
+import pytest
+
+import lcnas.latency._timing as timing
+from lcnas.latency import fit_relative, measure_difference, measure_interleaved
+
+
+class FakeClock:
+    """perf_counter that advances by what the called function says it costs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = FakeClock()
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=c))  # this module only
+    return c
+
+
+def test_fit_relative_recovers_a_line_and_weighs_points_by_relative_error():
+    assert fit_relative([1.0, 2.0, 4.0], [2.5, 4.5, 8.5]) == pytest.approx((2.0, 0.5))
+    # one point, or no spread: a pure ratio, no invented offset
+    assert fit_relative([2.0], [3.0]) == pytest.approx((1.5, 0.0))
+    assert fit_relative([2.0, 2.0], [3.0, 3.0]) == pytest.approx((1.5, 0.0))
+    # falling points would give a negative slope: a ratio instead
+    scale, offset = fit_relative([1.0, 2.0], [2.0, 1.0])
+    assert scale > 0 and offset == 0.0
+
+
+def test_fit_relative_minimises_relative_not_absolute_error():
+    raw = [1.0, 10.0, 100.0]
+    measured = [1.3, 10.0, 100.0]  # the cheap execution is 30 % off a pure scale
+    scale, offset = fit_relative(raw, measured)
+    rel = [abs((scale * r + offset) / m - 1) for r, m in zip(raw, measured)]
+    # ordinary least squares on milliseconds: dominated by the 100 ms point
+    n = len(raw)
+    mr, mm = sum(raw) / n, sum(measured) / n
+    a = sum((r - mr) * (m - mm) for r, m in zip(raw, measured)) / sum((r - mr) ** 2 for r in raw)
+    b = mm - a * mr
+    rel_ols = [abs((a * r + b) / m - 1) for r, m in zip(raw, measured)]
+    assert sum(e * e for e in rel) < sum(e * e for e in rel_ols)
+    assert rel[0] < rel_ols[0]
+
+
+def test_measure_interleaved_spreads_a_drift_over_every_execution(clock):
+    # The machine slows down steadily while measuring; two identical executions must come out equal.
+    calls = itertools.count()
+
+    def call(i):
+        clock.now += 1.0 + 0.01 * next(calls)  # every call a bit slower than the last
+
+    a, b = measure_interleaved(2, call, warmup=1, repeats=20)
+    assert a.count == b.count == 20
+    assert abs(a.latency_ms_median - b.latency_ms_median) / a.latency_ms_median < 0.02
+
+
+def test_measure_difference_is_the_extra_cost_even_on_a_noisy_base(clock):
+    noise = itertools.cycle([0.0, 5.0, 1.0, 9.0, 2.0])  # base cost jumps around by far more than the gate
+
+    def base():
+        clock.now += 0.100 + 0.001 * next(noise)
+
+    extra = iter(itertools.cycle([0.0, 5.0, 1.0, 9.0, 2.0]))
+
+    def fn():
+        clock.now += 0.100 + 0.001 * next(extra) + 0.010  # the same noise pattern plus 10 ms
+
+    t = measure_difference(fn, base, warmup=1, repeats=40)
+    assert t.latency_ms_median == pytest.approx(10.0, rel=0.05)  # ms
+    # never negative: a cost below the noise floor is clamped at zero
+    assert measure_difference(base, base, warmup=0, repeats=10).latency_ms_median >= 0.0
