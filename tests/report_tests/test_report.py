@@ -34,3 +34,18 @@ def test_report_builds_from_a_tiny_run(tmp_path, cifar_tree, monkeypatch):
 
 def test_report_of_a_missing_run_is_a_clear_error(tmp_path):
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_dominance_names_what_the_reported_model_beats_and_what_it_does_not():
+    from lcnas.report._report import dominance
+
+    def row(name, acc, ms):
+        return {"model": name, "test_accuracy": acc, "bs1_latency_ms_median": ms}
+
+    summary = [row("searched", 91.0, 1.5), row("slower_worse", 90.0, 2.0), row("faster", 89.0, 1.2),
+               row("more_accurate", 92.0, 1.6), row("resnet20 (static)", 95.0, 0.1)]
+    lines = dominance(summary)
+    assert "dominates" in lines[0] and "slower_worse" in lines[0] and "faster" not in lines[0]
+    assert "faster" in lines[1] and "more_accurate" in lines[1]
+    assert not any("resnet20" in line for line in lines)  # static baselines are not part of the claim
+    assert dominance([row("alone", 90.0, 1.0)]) == []
