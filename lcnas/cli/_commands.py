@@ -158,9 +158,10 @@ class Latency:
         p.add_argument("--lut", required=True, help="latency table (path or shipped name)")
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
         p.add_argument("--images", type=int, default=200, help="test images to run")
-        p.add_argument("--repeats", type=int, default=10, help="timed runs per image (median)")
+        p.add_argument("--repeats", type=int, default=10, help="timed runs per image (median; images interleaved round by round)")
+        p.add_argument("--threads", type=int, default=None, help="torch threads (default: the table's, so the two compare)")
         p.add_argument("--probe", action="store_true",
-                       help="first time the all-on network and rescale the table to this machine's current speed")
+                       help="first time a dozen random executions and rescale the table to this machine's current speed")
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -171,23 +172,25 @@ class Latency:
         from .. import load_model
         from ..data import load_cifar10
         from ..errors import ConfigError
-        from ..latency import LatencyTable, measure, sample_latency_ms, speed_factor
+        from ..latency import LatencyTable, measure_interleaved, sample_latency_ms, speed_factor
 
         model = load_model(args.checkpoint)
         if getattr(model, "gating", "none") == "none":
             raise ConfigError(f"{args.checkpoint} is a static model; latency prediction needs a gated (layer/channel/lc) checkpoint")
         table = LatencyTable.load(args.lut)
+        torch.set_num_threads(args.threads or int(table.device["threads"]))
         images = load_cifar10(args.data_root, train=False).images[: args.images].float().div(255)
         speed = speed_factor(model, table) if args.probe else 1.0
-        predicted, measured = [], []
+        predicted = []
         with torch.no_grad():
             for i in range(images.shape[0]):
-                x = images[i : i + 1]
-                measured.append(measure(lambda: model(x), warmup=2, repeats=args.repeats).latency_ms_median)
+                model(images[i : i + 1])
                 predicted.append(float(sample_latency_ms(model, table, speed=speed)[0]))
+            measured = [t.latency_ms_median for t in
+                        measure_interleaved(images.shape[0], lambda i: model(images[i : i + 1]), repeats=args.repeats)]
         errors = [p / m - 1 for p, m in zip(predicted, measured)]
         q = lambda v: statistics.quantiles(v, n=20)[-1] if len(v) > 1 else v[0]  # noqa: E731
-        emit({"checkpoint": str(args.checkpoint), "images": len(measured), "speed_factor": speed,
+        emit({"checkpoint": str(args.checkpoint), "images": len(measured), "threads": torch.get_num_threads(), "speed_factor": speed,
               "predicted_ms_mean": statistics.fmean(predicted), "predicted_ms_p95": q(predicted),
               "measured_ms_mean": statistics.fmean(measured), "measured_ms_p95": q(measured),
               "mape": statistics.fmean(abs(e) for e in errors), "within_10pct": sum(abs(e) <= 0.1 for e in errors) / len(errors)},

@@ -274,6 +274,9 @@ def _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg: Tr
         correct += int((logits.argmax(1) == y).sum())
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}", img_s=f"{seen / (time.perf_counter() - start):.0f}")
     elapsed = time.perf_counter() - start
+    if seen == 0:  # every batch is full (drop_last): a split smaller than one batch trains nothing
+        raise ConfigError("the training split holds fewer images than one batch (batch_size); "
+                          "lower batch_size or raise train_subset")
     return {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": 100.0 * correct / seen,
             "lr": scheduler.get_last_lr()[0], "epoch_time_s": elapsed, "images_per_s": seen / elapsed}
 

@@ -60,3 +60,34 @@ def test_profile_writes_a_table_and_never_silently_overwrites(tmp_path, capsys):
     assert out.read_bytes() == before
     assert main(["profile", "--model", "resnet9", "--out", str(out)]) == 2
     assert "unknown model 'resnet9'" in capsys.readouterr().err
+
+
+def test_latency_predicts_and_measures_a_gated_checkpoint_at_the_tables_threads(tmp_path, cifar_tree, capsys):
+    import warnings
+
+    import torch
+
+    args = ["train", "--set", "dataset=synthetic", "--set", "model=resnet20", "--set", "gating=layer", "--set", "epochs=1",
+            "--set", "train_subset=64", "--set", "batch_size=32", "--set", "val_size=32", "--set", f"out_dir={tmp_path}", "--set", "name=gated",
+            "--set", "amp=none", "--no-progress", "--format", "json"]
+    assert main(args) == 0
+    capsys.readouterr()
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the shipped table may describe another CPU model
+            assert main(["latency", str(tmp_path / "gated" / "final.pt"), "--lut", "cpu-amd-epyc-2t.json", "--data-root", str(cifar_tree),
+                         "--images", "4", "--repeats", "2", "--threads", "1", "--format", "json"]) == 0
+        out = _json(capsys)
+    finally:
+        torch.set_num_threads(threads)
+    assert out["images"] == 4 and out["threads"] == 1 and out["speed_factor"] == 1.0
+    assert out["predicted_ms_mean"] > 0 and out["measured_ms_mean"] > 0 and 0 <= out["within_10pct"] <= 1
+    assert main(["latency", str(tmp_path / "gated" / "final.pt"), "--lut", str(tmp_path / "missing.json"), "--data-root", str(cifar_tree)]) == 2
+
+
+def test_a_training_split_smaller_than_one_batch_is_a_clear_error(tmp_path, capsys):
+    args = ["train", "--set", "dataset=synthetic", "--set", "model=resnet20", "--set", "epochs=1", "--set", "train_subset=64",
+            "--set", "batch_size=128", "--set", "val_size=32", "--set", f"out_dir={tmp_path}", "--set", "name=small", "--no-progress"]
+    assert main(args) == 2
+    assert "fewer images than one batch" in capsys.readouterr().err
