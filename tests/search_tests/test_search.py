@@ -222,3 +222,20 @@ def test_resumed_seeded_study_does_not_replay_its_first_trials(tiny_settings):
     params = [t.params for t in resumed.trials]
     assert [t.params for t in first.trials] == params[:2]  # completed trials intact
     assert len(params) == 4 and params[2] not in params[:2] and params[3] not in params[:2]
+
+
+def test_stratified_start_up_tries_every_categorical_choice(tiny_settings):
+    from collections import Counter
+
+    from lcnas.search._optuna import startup_trials, stratified_choices
+
+    space = tiny_settings.space
+    assert startup_trials(space, 2) == 2 and startup_trials(space, 16) == 5 and startup_trials(space, 100) == 10
+    rows = stratified_choices(space, 6, seed=0)
+    assert Counter(r["gating"] for r in rows) == {"layer": 3, "lc": 3}
+    assert Counter(r["gate.hidden"] for r in rows) == {0: 3, 16: 3}
+    assert all("gate.group_size" not in r and "loss.flops" not in r for r in rows)  # conditional and numeric: sampled
+    assert rows == stratified_choices(space, 6, seed=0)
+    # A real TPE study: its two start-up trials differ in gating, whatever the seed's random draws.
+    results = search(tiny_settings, backend="optuna", n_trials=2, progress=False, seed=5, sampler="tpe")
+    assert sorted(t.params["gating"] for t in results.trials) == ["layer", "lc"]
