@@ -122,6 +122,9 @@ class Profile:
         p.add_argument("--calibration-executions", type=int, default=48,
                        help="random end-to-end executions at batch 1 the calibration line is fitted on (a third of it at larger batches; 0: none)")
         p.add_argument("--replace", action="store_true", help="replace entries the file already holds for the same keys")
+        p.add_argument("--calibrate-only", action="store_true",
+                       help="keep the entries of --out and only fit its calibration for --model and --batch anew (seconds; "
+                            "for a machine whose state moved since the table was made)")
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -132,6 +135,21 @@ class Profile:
 
         model_info(args.model)  # unknown model: one clear error before measuring anything
         existing = LatencyTable.load(args.out) if args.out.exists() else None
+        if args.calibrate_only:
+            from ..latency import recalibrate
+
+            if existing is None:
+                raise LatencyTableError(f"--calibrate-only needs an existing table at {args.out}; make one first without it")
+            batches = tuple(int(b) for b in args.batch.split(","))
+            missing = [b for b in batches if b not in (existing.batches(args.model) if args.model in existing.models else [])]
+            if missing:
+                raise LatencyTableError(f"{args.out} has no {args.model} entries at batch {missing[0]}; profile them first")
+            table = recalibrate(existing, args.model, batches=batches, executions=args.calibration_executions,
+                                threads=args.threads or int(existing.device["threads"]), device=args.device)
+            table.save(args.out)
+            emit({"out": str(args.out), "model": args.model, "calibration": [c.to_dict() for c in table.calibration if c.model == args.model]},
+                 args.format)
+            return 0
         table = profile_model(args.model, batches=tuple(int(b) for b in args.batch.split(",")), group_size=args.group_size,
                               hiddens=tuple(int(h) for h in args.hidden.split(",")), poolings=tuple(args.pooling.split(",")),
                               device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,

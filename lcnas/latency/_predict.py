@@ -22,12 +22,20 @@ class LatencyModel:
     def __init__(self, table: LatencyTable, *, model: str, pooling: str, batch: int = 1) -> None:
         table.check_for(model, batch)
         self.table, self.model, self.pooling, self.batch = table, model, pooling, batch
-        self.scale, self.offset_ms = table.calibration_for(model, batch)
+        self.scale, self.gate_scale, self.offset_ms = table.calibration_for(model, batch)
         self._curves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def calibrated(self, raw_ms):
-        """The table's end-to-end correction applied to a sum of entries (a float or a tensor)."""
-        return raw_ms * self.scale + self.offset_ms
+    def calibrated(self, raw_ms, gates_ms=0.0):
+        """The table's end-to-end correction applied to a sum of entries, ``gates_ms`` of it gate
+        entries (floats or tensors): gates and compute each get their own scale."""
+        return (raw_ms - gates_ms) * self.scale + gates_ms * self.gate_scale + self.offset_ms
+
+    def latency_ms(self, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, *, gates_evaluated: bool = True) -> torch.Tensor:
+        """Calibrated per-sample latency: the architecture walk over the table, with its gate part
+        walked separately for the gate scale (differentiable in ``block_run`` and ``kept``)."""
+        raw = walk(arch, self, block_run, kept, gates_evaluated=gates_evaluated)
+        gates = walk(arch, _GatesOnly(self), block_run, kept, gates_evaluated=gates_evaluated)
+        return self.calibrated(raw, gates)
 
     def _ms(self, unit: str, shape: str = "", kept: int = 0) -> float:
         return self.table.latency_ms(self.model, unit, shape, kept, self.batch)
@@ -83,6 +91,35 @@ class LatencyModel:
         return ys[lo] + t * (ys[hi] - ys[lo])
 
 
+class _GatesOnly:
+    """The gate entries of a :class:`LatencyModel`, every other unit free: the walk's gate part."""
+
+    def __init__(self, inner: LatencyModel) -> None:
+        self.inner = inner
+
+    def stem(self, arch: ArchSpec) -> float:
+        return 0.0
+
+    def head(self, arch: ArchSpec) -> float:
+        return 0.0
+
+    def gate(self, block: BlockSpec, gate: GateSpec) -> float:
+        return self.inner.gate(block, gate)
+
+    def shortcut(self, block: BlockSpec) -> float:
+        return 0.0
+
+    def residual(self, block: BlockSpec, kept: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(kept)
+
+
+def sample_parts_ms(cost: LatencyModel, arch: ArchSpec, trace) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample (sum of table entries, the gates' part of it) at batch 1, uncalibrated."""
+    raw = walk(arch, cost, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated)
+    gates = walk(arch, _GatesOnly(cost), trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated)
+    return raw, gates
+
+
 def _latency_model(model: nn.Module, table: LatencyTable, batch: int) -> LatencyModel:
     spec = getattr(model, "lcnas_spec", {})
     pooling = model.gate_config.pooling if getattr(model, "gate_config", None) else "avg"
@@ -96,7 +133,7 @@ def sample_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, arch
     trace = trace if trace is not None else model.last_trace
     arch = arch or describe(model, trace.input_size)
     cost = _latency_model(model, table, 1)
-    return speed * cost.calibrated(walk(arch, cost, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated))
+    return speed * cost.latency_ms(arch, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated)
 
 
 def expected_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, arch: ArchSpec | None = None) -> torch.Tensor:
@@ -107,7 +144,7 @@ def expected_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, ar
         raise ValueError("expected latency needs a training-mode trace (gate probabilities)")
     arch = arch or describe(model, trace.input_size)
     cost = _latency_model(model, table, 1)
-    return cost.calibrated(walk(arch, cost, trace.run_prob, trace.kept_expected))
+    return cost.latency_ms(arch, trace.run_prob, trace.kept_expected)
 
 
 def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch: int, arch: ArchSpec | None = None,
@@ -123,23 +160,29 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
     samples interpolates between the batch-1 and batch-``batch`` entries (a conv on a few samples
     costs more than its share of the batch), or takes ``c / batch`` of the entry without batch 1.
     """
-    from ..models._hard import grouping_is_cheaper, residual_mflops_per_channel
-
     trace = trace if trace is not None else model.last_trace
     arch = arch or describe(model, trace.input_size)
     cost = _latency_model(model, table, batch)
+    return speed * cost.calibrated(*batch_parts_ms(model, table, cost, trace, arch, batch))
+
+
+def batch_parts_ms(model: nn.Module, table: LatencyTable, cost: LatencyModel, trace, arch: ArchSpec, batch: int) -> tuple[float, float]:
+    """(sum of table entries, the gates' part of it) for one batch execution, uncalibrated."""
+    from ..models._hard import grouping_is_cheaper, residual_mflops_per_channel
+
     n = trace.block_run.shape[0]
     # Small channel-set groups run at a few samples, where a conv costs more than its share of
     # the batch entry: interpolate between the batch-1 and batch-``batch`` entries when both exist.
-    single = None if batch == 1 or 1 not in table.batches(cost.model) else _latency_model(model, table, 1)
+    single = None if batch == 1 or 1 not in table.batches(cost.model) else LatencyModel(table, model=cost.model, pooling=cost.pooling, batch=1)
     total = cost.stem(arch) + cost.head(arch)
+    gates = 0.0
     for b in arch.blocks:
         ran = trace.block_run[:, b.index]
         f = float(ran.float().mean())
         if trace.gates_evaluated and b.layer_gate is not None:
-            total += cost.gate(b, b.layer_gate)
+            gates += cost.gate(b, b.layer_gate)
         if trace.gates_evaluated and b.channel_gate is not None and f > 0:
-            total += cost.gate(b, b.channel_gate)
+            gates += cost.gate(b, b.channel_gate)
         total += cost.shortcut(b)
         if f == 0:
             continue
@@ -162,7 +205,7 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
             total += scatter  # the sets' samples are gathered and scattered once more
         else:
             total += _residual_at(cost, single, b, float(keep.any(0).sum() * b.group_size), n_run, n)
-    return speed * cost.calibrated(total)
+    return total + gates, gates
 
 
 def _residual_at(cost: LatencyModel, single: LatencyModel | None, b: BlockSpec, kept: float, samples: int, batch: int) -> float:

@@ -24,7 +24,7 @@ from ._keys import block_key, gate_key
 from ._table import LatencyEntry, LatencyTable
 from ._timing import Timing, measure, measure_difference, measure_interleaved
 
-__all__ = ["profile_model", "device_metadata", "random_decisions", "calibrate", "fit_relative"]
+__all__ = ["profile_model", "device_metadata", "random_decisions", "calibrate", "recalibrate", "fit_calibration", "fit_relative"]
 
 CALIBRATION_SEED = 20261124  # the generator's own executions; validation draws others
 
@@ -181,6 +181,25 @@ def profile_model(
     return table
 
 
+@torch.no_grad()
+def recalibrate(table: LatencyTable, model_name: str, *, batches: tuple[int, ...], executions: int = 48, threads: int | None = None,
+                device: str = "cpu", warmup: int = 2, repeats: int = 15) -> LatencyTable:
+    """``table`` with ``model_name``'s calibration at ``batches`` fitted anew on this machine now,
+    entries untouched: for a machine whose state moved since the table was made."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    group_size = int(table.measurement.get("group_size", 4))
+    model = create_model(model_name, gating="lc", gate_config=GateConfig(group_size=group_size)).to(dev).eval()
+    x0 = torch.rand(1, *describe(model).input_size, device=dev)
+    _settle(lambda: model(x0), seconds=2.0)
+    fresh = {(model_name, b): calibrate(model, replace(table, calibration=()), batch=b,
+                                        executions=executions if b == 1 else max(2, executions // 3), warmup=warmup,
+                                        repeats=repeats if b == 1 else max(3, repeats // 3), device=dev) for b in batches}
+    kept = tuple(c for c in table.calibration if (c.model, c.batch) not in fresh)
+    return replace(table, calibration=kept + tuple(fresh.values()))
+
+
 def random_decisions(model, n: int, gen: torch.Generator, *, shared: bool = False) -> ForcedDecisions:
     """``n`` random executions from nearly empty to full: per sample a random block-run probability
     and a random channel-keep probability, then independent draws per block and channel group
@@ -208,24 +227,50 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup
     execution alike instead of bending the line. The line minimises the squared *relative* error,
     the quantity validation judges (±10 %), so cheap executions weigh as much as expensive ones.
     """
-    from ._predict import batch_latency_ms, sample_latency_ms
+    from ._predict import _latency_model, batch_parts_ms, sample_parts_ms
     from ._table import Calibration
 
     gen = torch.Generator().manual_seed(seed + batch)
     name = model.lcnas_spec["name"]
-    x = torch.rand(batch, *describe(model).input_size, generator=gen).to(device)
+    arch = describe(model)
+    cost = _latency_model(model, table, batch)
+    x = torch.rand(batch, *arch.input_size, generator=gen).to(device)
     # Half the executions also run the gates (decisions still forced), as a trained model does.
     plans = [replace(random_decisions(model, batch, gen, shared=True), evaluate_gates=bool(i % 2)) for i in range(executions)]
-    raw = []
+    raw, gates = [], []
     for forced in plans:
         with model.forced(forced):
             model(x)  # the trace the prediction reads
-            raw.append(float(sample_latency_ms(model, table)[0]) if batch == 1 else batch_latency_ms(model, table, batch=batch))
+            r, g = sample_parts_ms(cost, arch, model.last_trace) if batch == 1 else batch_parts_ms(model, table, cost, model.last_trace, arch, batch)
+        raw.append(float(r[0]) if batch == 1 else r)
+        gates.append(float(g[0]) if batch == 1 else g)
     measured = [t.latency_ms_median for t in measure_interleaved(len(plans), lambda i: model(x), context=lambda i: model.forced(plans[i]),
                                                                  warmup=warmup, repeats=repeats, device=device)]
+    scale, gate_scale, offset = fit_calibration(raw, gates, measured)
+    fit = [(r - g) * scale + g * gate_scale + offset for r, g in zip(raw, gates)]
+    mape = statistics.fmean(abs(f / m - 1) for f, m in zip(fit, measured))
+    return Calibration(model=name, batch=batch, scale=scale, offset_ms=offset, executions=executions, fit_mape=mape, gate_scale=gate_scale)
+
+
+def fit_calibration(raw: list[float], gates: list[float], measured: list[float]) -> tuple[float, float, float]:
+    """(scale, gate_scale, offset) minimising Σ ((scale·(raw−gates) + gate_scale·gates + offset) / measured − 1)².
+
+    Gates get a scale of their own because they behave unlike compute inside a whole forward (a
+    few small calls each: faster than timed alone, where compute is slower). Falls back to one
+    line (:func:`fit_relative`, gate_scale = scale) when the gates do not vary independently of
+    the rest or a scale comes out non-positive."""
+    r = torch.tensor(raw, dtype=torch.float64)
+    g = torch.tensor(gates, dtype=torch.float64)
+    m = torch.tensor(measured, dtype=torch.float64)
     scale, offset = fit_relative(raw, measured)
-    mape = statistics.fmean(abs((scale * r + offset) / m - 1) for r, m in zip(raw, measured))
-    return Calibration(model=name, batch=batch, scale=scale, offset_ms=offset, executions=executions, fit_mape=mape)
+    if len(raw) < 4 or float(g.std()) <= 1e-9 * max(float(r.abs().mean()), 1e-12):
+        return scale, scale, offset
+    a = torch.stack([(r - g) / m, g / m, 1 / m], 1)
+    sol = torch.linalg.lstsq(a, torch.ones_like(m).unsqueeze(1)).solution.squeeze(1)
+    s_c, s_g, off = (float(v) for v in sol)
+    if not (s_c > 0 and s_g > 0):
+        return scale, scale, offset
+    return s_c, s_g, off
 
 
 def fit_relative(raw: list[float], measured: list[float]) -> tuple[float, float]:

@@ -10,10 +10,11 @@ Units: ``frame`` (fixed per-forward cost: the block loop and the trace), ``stem`
 ``block_skip`` (a skipped block: its shortcut), ``layer_gate`` / ``channel_gate`` (pooling + MLP +
 decision), ``block_scatter`` (gathering the running samples of a batch and scattering them back).
 
-``calibration`` (optional): per model and batch size, ``scale`` and ``offset_ms`` of a least-squares
-line from the sum of table entries to measured end-to-end latency, fitted by the generator on its own
-random executions. Units timed in isolation run with hot caches; a whole forward does not (the
-weights of all blocks exceed the L2 cache), so the plain sum underestimates by a roughly constant factor.
+``calibration`` (optional): per model and batch size, ``scale`` (compute entries), ``gate_scale``
+(gate entries) and ``offset_ms``: a least-relative-error fit from the table's sums to measured
+end-to-end latency, made by the generator on its own random executions. Units timed alone run with
+hot caches and a hot interpreter; in a whole forward the compute runs slower (its weights were
+evicted by the previous blocks) and the gates, a few small calls each, run faster than alone.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class LatencyEntry:
 
 @dataclass(frozen=True)
 class Calibration:
-    """measured end-to-end latency ≈ ``scale`` × (sum of table entries) + ``offset_ms``."""
+    """measured end-to-end latency ≈ ``scale`` × (sum of compute entries) + ``gate_scale`` ×
+    (sum of gate entries) + ``offset_ms``; without ``gate_scale`` the gates take ``scale``."""
 
     model: str
     batch: int
@@ -71,10 +73,14 @@ class Calibration:
     offset_ms: float
     executions: int
     fit_mape: float  # mean absolute percentage error of the fit on its own executions
+    gate_scale: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "batch": self.batch, "scale": self.scale, "offset_ms": self.offset_ms,
-                "executions": self.executions, "fit_mape": self.fit_mape}
+        out = {"model": self.model, "batch": self.batch, "scale": self.scale, "offset_ms": self.offset_ms,
+               "executions": self.executions, "fit_mape": self.fit_mape}
+        if self.gate_scale is not None:
+            out["gate_scale"] = self.gate_scale
+        return out
 
 
 @dataclass(frozen=True)
@@ -89,12 +95,12 @@ class LatencyTable:
     def __post_init__(self) -> None:
         self._index.update({e.key: e for e in self.entries})
 
-    def calibration_for(self, model: str, batch: int) -> tuple[float, float]:
-        """(scale, offset_ms) for ``model`` at ``batch``; (1, 0) when the table has none."""
+    def calibration_for(self, model: str, batch: int) -> tuple[float, float, float]:
+        """(scale, gate_scale, offset_ms) for ``model`` at ``batch``; (1, 1, 0) when the table has none."""
         for c in self.calibration:
             if c.model == model and c.batch == batch:
-                return c.scale, c.offset_ms
-        return 1.0, 0.0
+                return c.scale, (c.scale if c.gate_scale is None else c.gate_scale), c.offset_ms
+        return 1.0, 1.0, 0.0
 
     @property
     def models(self) -> list[str]:
@@ -196,11 +202,12 @@ class LatencyTable:
         for i, raw in enumerate(data.get("calibration", [])):
             try:
                 c = Calibration(model=str(raw["model"]), batch=int(raw["batch"]), scale=float(raw["scale"]),
-                                offset_ms=float(raw["offset_ms"]), executions=int(raw["executions"]), fit_mape=float(raw["fit_mape"]))
+                                offset_ms=float(raw["offset_ms"]), executions=int(raw["executions"]), fit_mape=float(raw["fit_mape"]),
+                                gate_scale=None if raw.get("gate_scale") is None else float(raw["gate_scale"]))
             except (KeyError, TypeError, ValueError) as e:
                 raise bad(f"calibration[{i}] is malformed ({type(e).__name__}: {e}); fields: model, batch, scale, offset_ms, executions, fit_mape") from None
-            if not c.scale > 0:
-                raise bad(f"calibration[{i}].scale must be > 0, got {c.scale}")
+            if not c.scale > 0 or (c.gate_scale is not None and not c.gate_scale > 0):
+                raise bad(f"calibration[{i}]: scale and gate_scale must be > 0, got {c.scale} and {c.gate_scale}")
             calibration.append(c)
         return cls(device=dict(data["device"]), measurement=dict(data["measurement"]), entries=tuple(entries), source=source,
                    calibration=tuple(calibration))

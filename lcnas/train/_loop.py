@@ -242,13 +242,12 @@ def _latency_cost(cfg: TrainConfig, model: torch.nn.Module, arch):
     """(cost model, static predicted batch-1 latency in ms) for the latency loss term."""
     if not cfg.lut:
         raise ConfigError("loss.latency > 0 needs a latency table: set lut to a file made by `lcnas profile` or a shipped device name")
-    from ..cost import walk
     from ..latency import LatencyModel, LatencyTable
 
     cost = LatencyModel(LatencyTable.load(cfg.lut), model=cfg.model, pooling=model.gate_config.pooling, batch=1)
     ones = torch.ones(1, len(arch.blocks))
     widths = torch.tensor([[float(b.width) for b in arch.blocks]])
-    return cost, float(cost.calibrated(walk(arch, cost, ones, widths, gates_evaluated=False))[0])
+    return cost, float(cost.latency_ms(arch, ones, widths, gates_evaluated=False)[0])
 
 
 def _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg: TrainConfig, device, epoch: int, progress: bool | None,

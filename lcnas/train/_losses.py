@@ -107,7 +107,7 @@ def lcnet_loss(
     if weights.latency:
         if latency_cost is None or not static_latency_ms:
             raise ValueError("loss.latency > 0 needs a latency table: set lut to a table made by `lcnas profile`")
-        expected = latency_cost.calibrated(walk(arch, latency_cost, trace.run_prob, trace.kept_expected)).to(logits.device)
+        expected = latency_cost.latency_ms(arch, trace.run_prob, trace.kept_expected).to(logits.device)
         ratio = expected.mean() / static_latency_ms
         total = total + weights.latency * (ratio - weights.latency_target) ** 2
         parts["latency_ratio"] = float(ratio.detach())

@@ -262,3 +262,42 @@ def test_batch_predictor_replays_the_executors_union_or_grouping_rule():
         else:
             expected += residual(float(ran.any(0).sum()) * 4, n // 2)
     assert batch_latency_ms(model, table, batch=n) == pytest.approx(expected)
+
+
+def test_two_scale_calibration_applies_to_gates_and_compute_and_loads_without_gate_scale(tiny_table, tmp_path):
+    from dataclasses import replace
+
+    from lcnas.latency import Calibration
+
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    table = _fake_table(model)
+    run = torch.ones(len(model.blocks()), dtype=torch.bool)
+    with torch.no_grad(), model.forced(ForcedDecisions(block_run=run, evaluate_gates=True)):
+        model(torch.rand(1, 3, 32, 32))
+    plain = float(sample_latency_ms(model, table)[0])
+    gates_ms = 0.5 * 2 * len(model.blocks())  # fake table: every gate 0.5 ms, two per running block
+    two = replace(table, calibration=(Calibration("resnet20", 1, 2.0, 0.5, 10, 0.03, gate_scale=0.5),))
+    assert float(sample_latency_ms(model, two)[0]) == pytest.approx(2.0 * (plain - gates_ms) + 0.5 * gates_ms + 0.5)
+    data = two.to_dict()
+    assert data["calibration"][0]["gate_scale"] == 0.5
+    del data["calibration"][0]["gate_scale"]  # a table from before: gates take the compute scale
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert LatencyTable.load(tmp_path / "old.json").calibration_for("resnet20", 1) == (2.0, 2.0, 0.5)
+    data["calibration"][0]["gate_scale"] = -1
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(LatencyTableError, match="gate_scale must be > 0"):
+        LatencyTable.load(tmp_path / "bad.json")
+
+
+def test_profile_calibrate_only_refits_the_calibration_and_keeps_the_entries(tiny_table, tmp_path, capsys):
+    from lcnas.cli import main
+
+    path = tiny_table.save(tmp_path / "t.json")
+    assert main(["profile", "--model", "resnet20", "--out", str(path), "--calibrate-only", "--calibration-executions", "4",
+                 "--threads", "1", "--format", "json"]) == 0
+    after = LatencyTable.load(path)
+    assert [e.to_dict() for e in after.entries] == [e.to_dict() for e in tiny_table.entries]
+    (cal,) = [c for c in after.calibration if c.model == "resnet20" and c.batch == 1]
+    assert cal.executions == 4 and cal.scale > 0 and cal.gate_scale is not None
+    assert main(["profile", "--model", "resnet20", "--out", str(tmp_path / "none.json"), "--calibrate-only"]) == 2
+    assert main(["profile", "--model", "resnet20", "--batch", "64", "--out", str(path), "--calibrate-only"]) == 2

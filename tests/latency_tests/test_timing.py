@@ -80,3 +80,17 @@ def test_measure_difference_is_the_extra_cost_even_on_a_noisy_base(clock):
     assert t.latency_ms_median == pytest.approx(10.0, rel=0.05)  # ms
     # never negative: a cost below the noise floor is clamped at zero
     assert measure_difference(base, base, warmup=0, repeats=10).latency_ms_median >= 0.0
+
+
+def test_fit_calibration_gives_gates_their_own_scale():
+    from lcnas.latency import fit_calibration
+
+    # truth: compute × 1.2, gates × 0.8, + 0.2 ms; half the executions without gates
+    rest = [1.0, 2.0, 3.0, 4.0, 1.5, 2.5, 3.5, 0.5]
+    gates = [0.0, 0.5, 0.0, 1.0, 0.0, 0.7, 0.0, 0.3]
+    measured = [1.2 * r + 0.8 * g + 0.2 for r, g in zip(rest, gates)]
+    raw = [r + g for r, g in zip(rest, gates)]
+    assert fit_calibration(raw, gates, measured) == pytest.approx((1.2, 0.8, 0.2))
+    # gates that never vary: one line for everything
+    scale, gate_scale, offset = fit_calibration(raw, [0.0] * len(raw), measured)
+    assert gate_scale == scale
