@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from contextlib import nullcontext
 from dataclasses import replace
 
 import torch
@@ -69,12 +70,12 @@ def main() -> None:
             with model.forced(f):
                 model(x1)
                 pred.append(float(sample_latency_ms(model, table)[0]))
-        meas = [t.latency_ms_median for t in measure_interleaved(len(plans), lambda i: model(x1), context=lambda i: model.forced(plans[i]),
-                                                                 repeats=args.repeats)]
-        rows.extend({"model": name, "batch": 1, "predicted_ms": p, "predicted_probed_ms": p * speed, "measured_ms": m,
-                     "blocks_run": int(f.block_run.sum()), "gates_evaluated": f.evaluate_gates} for p, m, f in zip(pred, meas, plans))
+        meas, ref = timed_with_reference(model, table, len(plans), lambda i: model(x1), lambda i: model.forced(plans[i]), 1, gen, args.repeats)
+        rows.extend({"model": name, "batch": 1, "predicted_ms": p, "predicted_probed_ms": p * speed, "predicted_reference_ms": p * ref,
+                     "measured_ms": m, "blocks_run": int(f.block_run.sum()), "gates_evaluated": f.evaluate_gates} for p, m, f in zip(pred, meas, plans))
         result[f"{name}_bs1"] = summarize(pred, meas)
         result[f"{name}_bs1_probed"] = {**summarize([p * speed for p in pred], meas), "speed_factor": speed}
+        result[f"{name}_bs1_reference"] = {**summarize([p * ref for p in pred], meas), "speed_factor": ref}
         if 64 in table.batches(name):
             speed64 = speed_factor(model, table, batch=64, executions=6, repeats=5)
             x64 = torch.rand(64, 3, 32, 32, generator=gen)
@@ -84,12 +85,13 @@ def main() -> None:
                 with model.forced(f):
                     model(x64)
                     pred64.append(batch_latency_ms(model, table, batch=64))
-            meas64 = [t.latency_ms_median for t in measure_interleaved(len(plans64), lambda i: model(x64), context=lambda i: model.forced(plans64[i]),
-                                                                       repeats=max(3, args.repeats // 3))]
-            rows.extend({"model": name, "batch": 64, "predicted_ms": p, "predicted_probed_ms": p * speed64, "measured_ms": m}
-                        for p, m in zip(pred64, meas64))
+            meas64, ref64 = timed_with_reference(model, table, len(plans64), lambda i: model(x64), lambda i: model.forced(plans64[i]), 64, gen,
+                                                 max(3, args.repeats // 3), ref_n=6)
+            rows.extend({"model": name, "batch": 64, "predicted_ms": p, "predicted_probed_ms": p * speed64, "predicted_reference_ms": p * ref64,
+                         "measured_ms": m} for p, m in zip(pred64, meas64))
             result[f"{name}_bs64"] = summarize(pred64, meas64)
             result[f"{name}_bs64_probed"] = {**summarize([p * speed64 for p in pred64], meas64), "speed_factor": speed64}
+            result[f"{name}_bs64_reference"] = {**summarize([p * ref64 for p in pred64], meas64), "speed_factor": ref64}
         print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in result[f"{name}_bs1"].items()}, file=sys.stderr)
     for ckpt in filter(None, args.checkpoints.split(",")):
         from lcnas.data import load_cifar10
@@ -101,24 +103,46 @@ def main() -> None:
         for i in range(images.shape[0]):
             model(images[i : i + 1])
             pred.append(float(sample_latency_ms(model, table)[0]))
-        meas = [t.latency_ms_median for t in measure_interleaved(images.shape[0], lambda i: model(images[i : i + 1]), repeats=args.repeats)]
+        meas, ref = timed_with_reference(model, table, images.shape[0], lambda i: model(images[i : i + 1]), lambda i: nullcontext(), 1, gen,
+                                         args.repeats)
         result[f"{ckpt}_bs1"] = summarize(pred, meas)
         result[f"{ckpt}_bs1_probed"] = {**summarize([p * speed for p in pred], meas), "speed_factor": speed}
-        rows.extend({"model": ckpt, "batch": 1, "predicted_ms": p, "predicted_probed_ms": p * speed, "measured_ms": m, "real_images": True}
-                    for p, m in zip(pred, meas))
+        result[f"{ckpt}_bs1_reference"] = {**summarize([p * ref for p in pred], meas), "speed_factor": ref}
+        rows.extend({"model": ckpt, "batch": 1, "predicted_ms": p, "predicted_probed_ms": p * speed, "predicted_reference_ms": p * ref,
+                     "measured_ms": m, "real_images": True} for p, m in zip(pred, meas))
         print(ckpt, {k: round(v, 3) if isinstance(v, float) else v for k, v in result[f"{ckpt}_bs1"].items()}, file=sys.stderr)
     bs1 = [r for r in rows if r["batch"] == 1]
     result["all_bs1"] = summarize([r["predicted_ms"] for r in bs1], [r["measured_ms"] for r in bs1])
     result["all_bs1_probed"] = summarize([r["predicted_probed_ms"] for r in bs1], [r["measured_ms"] for r in bs1])
+    result["all_bs1_reference"] = summarize([r["predicted_reference_ms"] for r in bs1], [r["measured_ms"] for r in bs1])
     bs64 = [r for r in rows if r["batch"] == 64]
     if bs64:
         result["all_bs64"] = summarize([r["predicted_ms"] for r in bs64], [r["measured_ms"] for r in bs64])
+        result["all_bs64_probed"] = summarize([r["predicted_probed_ms"] for r in bs64], [r["measured_ms"] for r in bs64])
+        result["all_bs64_reference"] = summarize([r["predicted_reference_ms"] for r in bs64], [r["measured_ms"] for r in bs64])
     result["table_age_hours"] = _age_hours(table.device.get("date_utc"))
-    for k in ("all_bs1", "all_bs1_probed", "all_bs64"):
+    for k in ("all_bs1", "all_bs1_probed", "all_bs1_reference", "all_bs64", "all_bs64_probed", "all_bs64_reference"):
         if k in result:
             print(f"{k}: {result[k]['within_10pct']:.1%} within ±10 %, MAPE {result[k]['mape']:.1%}", file=sys.stderr)
     write_json(args.out, {"benchmark": "latency_validation", "lut": args.lut, "settings": vars(args), "results": result,
                           "executions": rows, "environment": environment_metadata()})
+
+
+def timed_with_reference(model, table, n: int, call, context, batch: int, gen: torch.Generator, repeats: int, ref_n: int = 12):
+    """Measure ``n`` executions interleaved with ``ref_n`` reference executions (other random
+    decisions of the same model) in the same rounds; return the ``n`` medians and the reference's
+    measured ÷ predicted ratio: the machine's speed while these very executions ran."""
+    x_ref = torch.rand(batch, 3, 32, 32, generator=gen)
+    ref = [replace(random_decisions(model, batch, gen, shared=True), evaluate_gates=bool(i % 2)) for i in range(ref_n)]
+    ref_pred = []
+    for f in ref:
+        with model.forced(f):
+            model(x_ref)
+            ref_pred.append(float(sample_latency_ms(model, table)[0]) if batch == 1 else batch_latency_ms(model, table, batch=batch))
+    timings = measure_interleaved(n + ref_n, lambda i: call(i) if i < n else model(x_ref),
+                                  context=lambda i: context(i) if i < n else model.forced(ref[i - n]), repeats=repeats)
+    speed = median([timings[n + j].latency_ms_median / ref_pred[j] for j in range(ref_n)])
+    return [t.latency_ms_median for t in timings[:n]], speed
 
 
 def _age_hours(date_utc: str | None) -> float | None:

@@ -197,7 +197,10 @@ def recalibrate(table: LatencyTable, model_name: str, *, batches: tuple[int, ...
                                         executions=executions if b == 1 else max(2, executions // 3), warmup=warmup,
                                         repeats=repeats if b == 1 else max(3, repeats // 3), device=dev) for b in batches}
     kept = tuple(c for c in table.calibration if (c.model, c.batch) not in fresh)
-    return replace(table, calibration=kept + tuple(fresh.values()))
+    from .._env import environment_metadata
+
+    when = {**table.measurement.get("recalibrated_utc", {}), model_name: environment_metadata(None)["date_utc"]}
+    return replace(table, calibration=kept + tuple(fresh.values()), measurement={**table.measurement, "recalibrated_utc": when})
 
 
 def random_decisions(model, n: int, gen: torch.Generator, *, shared: bool = False) -> ForcedDecisions:
