@@ -175,6 +175,7 @@ def profile_model(
                             "frame, block_scatter and the gates are differences of measured medians (clamped at 0); a gate is its block executed with the gate minus without"}
     table = LatencyTable(device=device_metadata(dev, torch.get_num_threads(), argv), measurement=measurement, entries=tuple(entries))
     if calibration_executions >= 2:
+        model = _calibration_model(model_name, measurement).to(dev).eval()  # gates of a shape the table measured
         cal = tuple(calibrate(model, table, batch=b, executions=calibration_executions if b == 1 else max(2, calibration_executions // 3),
                               warmup=2, repeats=max(3, repeats // 2 if b == 1 else repeats // 6), device=dev) for b in batches)
         table = replace(table, calibration=cal, measurement={**measurement, "calibration_executions": calibration_executions})
@@ -189,8 +190,7 @@ def recalibrate(table: LatencyTable, model_name: str, *, batches: tuple[int, ...
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
-    group_size = int(table.measurement.get("group_size", 4))
-    model = create_model(model_name, gating="lc", gate_config=GateConfig(group_size=group_size)).to(dev).eval()
+    model = _calibration_model(model_name, table.measurement).to(dev).eval()
     x0 = torch.rand(1, *describe(model).input_size, device=dev)
     _settle(lambda: model(x0), seconds=2.0)
     fresh = {(model_name, b): calibrate(model, replace(table, calibration=()), batch=b,
@@ -290,6 +290,16 @@ def fit_relative(raw: list[float], measured: list[float]) -> tuple[float, float]
     if not scale > 0:
         return ratio, 0.0
     return scale, offset
+
+
+def _calibration_model(model_name: str, measurement: dict[str, Any]):
+    """An LC model whose gates have a shape the table measured (hidden 16 and avg pooling when
+    measured, else the first measured ones), for the calibration's end-to-end executions."""
+    hiddens = list(measurement.get("gate_hiddens", [16]))
+    poolings = list(measurement.get("gate_poolings", ["avg"]))
+    cfg = GateConfig(hidden=16 if 16 in hiddens else hiddens[0], pooling="avg" if "avg" in poolings else poolings[0],
+                     group_size=int(measurement.get("group_size", 4)), scaling=bool(measurement.get("gate_scaling", True)))
+    return create_model(model_name, gating="lc", gate_config=cfg)
 
 
 def _settle(fn, *, seconds: float) -> None:

@@ -211,7 +211,7 @@ def test_trial_with_the_shipped_latency_table_reports_predicted_latency(tiny_spa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the table may describe another CPU model than this machine's
         result = run_trial(s, {"gating": "lc", "gate.hidden": 16, "loss.flops": 1.0, "loss.flops_target": 0.5, "gate.group_size": 8}, number=0)
-    assert 0 < result.latency_ms_mean <= result.latency_ms_p95 + 1e-9
+    assert 0 < result.latency_ms_mean <= result.latency_ms_p95 * (1 + 1e-6)  # float32 mean of equal values
     assert result.feasible is False  # nothing runs in a microsecond
 
 
