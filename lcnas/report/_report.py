@@ -239,12 +239,23 @@ def _png(plt, fig) -> bytes:
     return buf.getvalue()
 
 
+def search_results_path(source: str) -> Path | None:
+    """The results file or folder of the search a pick came from: a path as given, or, for an
+    Optuna SQLite URL (``sqlite:///<out>/study.db#name``), the search folder holding the study."""
+    location = source.split("#")[0]
+    if location.startswith("sqlite:///"):
+        location = str(Path(location[len("sqlite:///"):]).parent)
+    path = Path(location)
+    if path.is_dir() and (path / "results.json").exists() or path.is_file() and path.suffix == ".json":
+        return path
+    return None
+
+
 def _front_figure(plt, picked: dict[str, Any]) -> bytes | None:
     from ..search import load_results
 
-    source = picked.get("search", "")
-    path = Path(source.split("#")[0])
-    if not (path.exists() and (path.is_dir() or path.suffix == ".json")):
+    path = search_results_path(picked.get("search", ""))
+    if path is None:
         return None
     results = load_results(path)
     metric = results.settings.cost_metric

@@ -49,3 +49,15 @@ def test_dominance_names_what_the_reported_model_beats_and_what_it_does_not():
     assert "faster" in lines[1] and "more_accurate" in lines[1]
     assert not any("resnet20" in line for line in lines)  # static baselines are not part of the claim
     assert dominance([row("alone", 90.0, 1.0)]) == []
+
+
+def test_the_search_of_a_pick_is_found_from_its_optuna_sqlite_url(tmp_path):
+    from lcnas.report._report import search_results_path
+
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "results.json").write_text("{}")
+    assert search_results_path(f"sqlite:///{tmp_path}/search/study.db#lcnas") == tmp_path / "search"
+    assert search_results_path(str(tmp_path / "search")) == tmp_path / "search"
+    assert search_results_path(str(tmp_path / "search" / "results.json")) == tmp_path / "search" / "results.json"
+    assert search_results_path("postgresql://user@host/db#lcnas") is None
+    assert search_results_path(str(tmp_path / "nowhere")) is None
