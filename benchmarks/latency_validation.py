@@ -28,7 +28,7 @@ from _common import median
 from lcnas import create_model, load_model
 from lcnas._env import environment_metadata
 from lcnas._io import write_json
-from lcnas.latency import LatencyTable, batch_latency_ms, measure_interleaved, random_decisions, sample_latency_ms, speed_factor
+from lcnas.latency import LatencyTable, batch_latency_ms, measure_interleaved, random_decisions, random_plans, sample_latency_ms, speed_factor
 from lcnas.models import ForcedDecisions, GateConfig
 
 
@@ -79,7 +79,7 @@ def main() -> None:
         if 64 in table.batches(name):
             speed64 = speed_factor(model, table, batch=64, executions=6, repeats=5)
             x64 = torch.rand(64, 3, 32, 32, generator=gen)
-            plans64 = [replace(random_decisions(model, 64, gen, shared=True), evaluate_gates=bool(i % 2)) for i in range(args.batches)]
+            plans64 = random_plans(model, args.batches, 64, gen)
             pred64 = []
             for f in plans64:
                 with model.forced(f):
@@ -133,7 +133,7 @@ def timed_with_reference(model, table, n: int, call, context, batch: int, gen: t
     decisions of the same model) in the same rounds; return the ``n`` medians and the reference's
     measured ÷ predicted ratio: the machine's speed while these very executions ran."""
     x_ref = torch.rand(batch, 3, 32, 32, generator=gen)
-    ref = [replace(random_decisions(model, batch, gen, shared=True), evaluate_gates=bool(i % 2)) for i in range(ref_n)]
+    ref = random_plans(model, ref_n, batch, gen)
     ref_pred = []
     for f in ref:
         with model.forced(f):

@@ -141,7 +141,7 @@ class Profile:
             if existing is None:
                 raise LatencyTableError(f"--calibrate-only needs an existing table at {args.out}; make one first without it")
             batches = tuple(int(b) for b in args.batch.split(","))
-            missing = [b for b in batches if b not in (existing.batches(args.model) if args.model in existing.models else [])]
+            missing = [b for b in batches if b not in existing.batches(args.model)]
             if missing:
                 raise LatencyTableError(f"{args.out} has no {args.model} entries at batch {missing[0]}; profile them first")
             table = recalibrate(existing, args.model, batches=batches, executions=args.calibration_executions,

@@ -30,12 +30,17 @@ class LatencyModel:
         entries (floats or tensors): gates and compute each get their own scale."""
         return (raw_ms - gates_ms) * self.scale + gates_ms * self.gate_scale + self.offset_ms
 
-    def latency_ms(self, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, *, gates_evaluated: bool = True) -> torch.Tensor:
-        """Calibrated per-sample latency: the architecture walk over the table, with its gate part
-        walked separately for the gate scale (differentiable in ``block_run`` and ``kept``)."""
+    def parts_ms(self, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, *,
+                 gates_evaluated: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample (sum of table entries, the gates' part of it), uncalibrated: the architecture
+        walk over the table, and its gate part walked separately for the gate scale."""
         raw = walk(arch, self, block_run, kept, gates_evaluated=gates_evaluated)
         gates = walk(arch, _GatesOnly(self), block_run, kept, gates_evaluated=gates_evaluated)
-        return self.calibrated(raw, gates)
+        return raw, gates
+
+    def latency_ms(self, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, *, gates_evaluated: bool = True) -> torch.Tensor:
+        """Calibrated per-sample latency (differentiable in ``block_run`` and ``kept``)."""
+        return self.calibrated(*self.parts_ms(arch, block_run, kept, gates_evaluated=gates_evaluated))
 
     def _ms(self, unit: str, shape: str = "", kept: int = 0) -> float:
         return self.table.latency_ms(self.model, unit, shape, kept, self.batch)
@@ -113,13 +118,6 @@ class _GatesOnly:
         return torch.zeros_like(kept)
 
 
-def sample_parts_ms(cost: LatencyModel, arch: ArchSpec, trace) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sample (sum of table entries, the gates' part of it) at batch 1, uncalibrated."""
-    raw = walk(arch, cost, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated)
-    gates = walk(arch, _GatesOnly(cost), trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated)
-    return raw, gates
-
-
 def _latency_model(model: nn.Module, table: LatencyTable, batch: int) -> LatencyModel:
     spec = getattr(model, "lcnas_spec", {})
     pooling = model.gate_config.pooling if getattr(model, "gate_config", None) else "avg"
@@ -163,17 +161,18 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
     trace = trace if trace is not None else model.last_trace
     arch = arch or describe(model, trace.input_size)
     cost = _latency_model(model, table, batch)
-    return speed * cost.calibrated(*batch_parts_ms(model, table, cost, trace, arch, batch))
+    return speed * cost.calibrated(*batch_parts_ms(cost, arch, trace))
 
 
-def batch_parts_ms(model: nn.Module, table: LatencyTable, cost: LatencyModel, trace, arch: ArchSpec, batch: int) -> tuple[float, float]:
-    """(sum of table entries, the gates' part of it) for one batch execution, uncalibrated."""
+def batch_parts_ms(cost: LatencyModel, arch: ArchSpec, trace) -> tuple[float, float]:
+    """(sum of table entries, the gates' part of it) for the trace's samples run as one batch of
+    ``cost.batch``, uncalibrated."""
     from ..models._hard import grouping_is_cheaper, residual_mflops_per_channel
 
     n = trace.block_run.shape[0]
     # Small channel-set groups run at a few samples, where a conv costs more than its share of
     # the batch entry: interpolate between the batch-1 and batch-``batch`` entries when both exist.
-    single = None if batch == 1 or 1 not in table.batches(cost.model) else LatencyModel(table, model=cost.model, pooling=cost.pooling, batch=1)
+    single = None if cost.batch == 1 or 1 not in cost.table.batches(cost.model) else LatencyModel(cost.table, model=cost.model, pooling=cost.pooling, batch=1)
     total = cost.stem(arch) + cost.head(arch)
     gates = 0.0
     for b in arch.blocks:

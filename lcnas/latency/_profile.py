@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +25,7 @@ from ._keys import block_key, gate_key
 from ._table import LatencyEntry, LatencyTable
 from ._timing import Timing, measure, measure_difference, measure_interleaved
 
-__all__ = ["profile_model", "device_metadata", "random_decisions", "calibrate", "recalibrate", "fit_calibration", "fit_relative"]
+__all__ = ["profile_model", "device_metadata", "random_decisions", "random_plans", "calibrate", "recalibrate", "fit_calibration", "fit_relative"]
 
 CALIBRATION_SEED = 20261124  # the generator's own executions; validation draws others
 
@@ -186,19 +187,16 @@ def profile_model(
 def recalibrate(table: LatencyTable, model_name: str, *, batches: tuple[int, ...], executions: int = 48, threads: int | None = None,
                 device: str = "cpu", warmup: int = 2, repeats: int = 15) -> LatencyTable:
     """``table`` with ``model_name``'s calibration at ``batches`` fitted anew on this machine now,
-    entries untouched: for a machine whose state moved since the table was made."""
+    entries untouched: for a machine whose state moved since the table was made. (The timing
+    warms up on the calibration's own executions: :func:`measure_interleaved`.)"""
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     model = _calibration_model(model_name, table.measurement).to(dev).eval()
-    x0 = torch.rand(1, *describe(model).input_size, device=dev)
-    _settle(lambda: model(x0), seconds=2.0)
     fresh = {(model_name, b): calibrate(model, replace(table, calibration=()), batch=b,
                                         executions=executions if b == 1 else max(2, executions // 3), warmup=warmup,
                                         repeats=repeats if b == 1 else max(3, repeats // 3), device=dev) for b in batches}
     kept = tuple(c for c in table.calibration if (c.model, c.batch) not in fresh)
-    from .._env import environment_metadata
-
     when = {**table.measurement.get("recalibrated_utc", {}), model_name: environment_metadata(None)["date_utc"]}
     return replace(table, calibration=kept + tuple(fresh.values()), measurement={**table.measurement, "recalibrated_utc": when})
 
@@ -220,17 +218,25 @@ def random_decisions(model, n: int, gen: torch.Generator, *, shared: bool = Fals
     return ForcedDecisions(block_run=run, channel_keep=keep)
 
 
+def random_plans(model, executions: int, batch: int, gen: torch.Generator) -> list[ForcedDecisions]:
+    """``executions`` random executions of a batch of ``batch`` (probabilities shared by the batch),
+    half of them also running the gates (decisions still forced), as a trained model does: what
+    the calibration fits, the probe times and validation holds out."""
+    return [replace(random_decisions(model, batch, gen, shared=True), evaluate_gates=bool(i % 2)) for i in range(executions)]
+
+
 @torch.no_grad()
 def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup: int, repeats: int, device: torch.device,
               seed: int = CALIBRATION_SEED):
-    """The line from the table's sum to measured end-to-end latency over random executions.
+    """The calibration (:func:`fit_calibration`) from the table's sums to measured end-to-end
+    latency over random executions (:func:`random_plans`).
 
     Executions are timed interleaved, one call each per round over ``repeats`` rounds (after an
     untimed call that warms that path), so a drift of the machine during calibration hits every
-    execution alike instead of bending the line. The line minimises the squared *relative* error,
+    execution alike instead of bending the fit. The fit minimises the squared *relative* error,
     the quantity validation judges (±10 %), so cheap executions weigh as much as expensive ones.
     """
-    from ._predict import _latency_model, batch_parts_ms, sample_parts_ms
+    from ._predict import _latency_model, batch_parts_ms
     from ._table import Calibration
 
     gen = torch.Generator().manual_seed(seed + batch)
@@ -238,15 +244,18 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup
     arch = describe(model)
     cost = _latency_model(model, table, batch)
     x = torch.rand(batch, *arch.input_size, generator=gen).to(device)
-    # Half the executions also run the gates (decisions still forced), as a trained model does.
-    plans = [replace(random_decisions(model, batch, gen, shared=True), evaluate_gates=bool(i % 2)) for i in range(executions)]
+    plans = random_plans(model, executions, batch, gen)
     raw, gates = [], []
     for forced in plans:
         with model.forced(forced):
             model(x)  # the trace the prediction reads
-            r, g = sample_parts_ms(cost, arch, model.last_trace) if batch == 1 else batch_parts_ms(model, table, cost, model.last_trace, arch, batch)
-        raw.append(float(r[0]) if batch == 1 else r)
-        gates.append(float(g[0]) if batch == 1 else g)
+        trace = model.last_trace
+        if batch == 1:
+            r, g = (float(v[0]) for v in cost.parts_ms(arch, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated))
+        else:
+            r, g = batch_parts_ms(cost, arch, trace)
+        raw.append(r)
+        gates.append(g)
     measured = [t.latency_ms_median for t in measure_interleaved(len(plans), lambda i: model(x), context=lambda i: model.forced(plans[i]),
                                                                  warmup=warmup, repeats=repeats, device=device)]
     scale, gate_scale, offset = fit_calibration(raw, gates, measured)
@@ -305,8 +314,6 @@ def _calibration_model(model_name: str, measurement: dict[str, Any]):
 def _settle(fn, *, seconds: float) -> None:
     """Run ``fn`` for ``seconds`` before timing anything: a process's first second or two of a new
     workload runs ~10 % slow (clock ramp, allocator and kernel caches)."""
-    import time
-
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         fn()
@@ -341,7 +348,7 @@ def speed_factor(model, table: LatencyTable, *, batch: int = 1, executions: int 
     model.eval()
     gen = torch.Generator().manual_seed(seed + batch)
     x = torch.rand(batch, *describe(model).input_size, generator=gen).to(device)
-    plans = [replace(random_decisions(model, batch, gen, shared=True), evaluate_gates=bool(i % 2)) for i in range(executions)]
+    plans = random_plans(model, executions, batch, gen)
     try:
         predicted = []
         for forced in plans:

@@ -43,7 +43,12 @@ def measure(fn: Callable[[], object], *, warmup: int, repeats: int, device: torc
             t0 = time.perf_counter()
             fn()
             times_ms.append((time.perf_counter() - t0) * 1e3)
-    times_ms.sort()
+    return _summary(times_ms)
+
+
+def _summary(times_ms: list[float]) -> Timing:
+    """Median, p95 (nearest rank), population std and count of a list of times."""
+    times_ms = sorted(times_ms)
     p95 = times_ms[min(len(times_ms) - 1, int(round(0.95 * (len(times_ms) - 1))))]
     std = statistics.pstdev(times_ms) if len(times_ms) > 1 else 0.0
     return Timing(statistics.median(times_ms), p95, std, len(times_ms))
@@ -74,12 +79,7 @@ def measure_interleaved(n: int, call: Callable[[int], object], *, context: Calla
             with context(i):
                 call(i)
                 times[i].append(measure(lambda: call(i), warmup=0, repeats=1, device=device).latency_ms_median)
-    out = []
-    for t in times:
-        t.sort()
-        out.append(Timing(statistics.median(t), t[min(len(t) - 1, int(round(0.95 * (len(t) - 1))))],
-                          statistics.pstdev(t) if len(t) > 1 else 0.0, len(t)))
-    return out
+    return [_summary(t) for t in times]
 
 
 def measure_difference(fn: Callable[[], object], base: Callable[[], object], *, warmup: int, repeats: int,
@@ -97,7 +97,5 @@ def measure_difference(fn: Callable[[], object], base: Callable[[], object], *, 
         a = measure(first, warmup=0, repeats=1, device=device).latency_ms_median
         b = measure(second, warmup=0, repeats=1, device=device).latency_ms_median
         diffs.append(b - a if first is base else a - b)
-    diffs.sort()
-    mid = max(0.0, statistics.median(diffs))
-    p95 = max(0.0, diffs[min(len(diffs) - 1, int(round(0.95 * (len(diffs) - 1))))])
-    return Timing(mid, p95, statistics.pstdev(diffs) if len(diffs) > 1 else 0.0, len(diffs))
+    t = _summary(diffs)  # a cost below the noise floor reads as zero, never negative
+    return Timing(max(0.0, t.latency_ms_median), max(0.0, t.latency_ms_p95), t.latency_ms_std, t.count)

@@ -141,11 +141,9 @@ class HardExecutor:
         """Folded weights for one kept group set: pre-packed, contiguous, cached."""
         if keep_row is None or all(keep_row):
             return pack["full"]
-        cache = pack["subsets"]
-        hit = cache.get(keep_row)
-        if hit is not None:
-            cache.move_to_end(keep_row)
-            return hit
+        return _lru(pack["subsets"], keep_row, lambda: self._pack_subset(pack, keep_row))
+
+    def _pack_subset(self, pack: dict[str, Any], keep_row: tuple[bool, ...]) -> tuple:
         g = self.model.gate_config.group_size
         idx = torch.tensor([k * g + j for k, on in enumerate(keep_row) if on for j in range(g)])
         (w1, b1), (w2, b2), *last = pack["folded"]
@@ -154,11 +152,7 @@ class HardExecutor:
             packed = (w1[idx], b1[idx], w2[idx][:, idx], b2[idx], w3[:, idx], b3)
         else:
             packed = (w1[idx], b1[idx], w2[:, idx], b2)
-        hit = tuple(t.contiguous(memory_format=_CL) if t.dim() == 4 else t.contiguous() for t in packed)
-        cache[keep_row] = hit
-        if len(cache) > _PACK_CACHE_SIZE:
-            cache.popitem(last=False)
-        return hit
+        return tuple(t.contiguous(memory_format=_CL) if t.dim() == 4 else t.contiguous() for t in packed)
 
     # ---------------------------------------------------------------- execution
     def block(self, i: int, block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Any, Any]:
@@ -228,16 +222,9 @@ class HardExecutor:
 
     def _scale_index(self, pack: dict[str, Any], keep_row: tuple[bool, ...], groups: int, device: torch.device) -> torch.Tensor:
         """Column of each kept channel's scale in the channel gate's output row (cached per set)."""
-        cache = pack.setdefault("scale_index", OrderedDict())
-        hit = cache.get(keep_row)
-        if hit is None:
-            g = self.model.gate_config.group_size
-            hit = cache[keep_row] = torch.tensor([groups + k for k, on in enumerate(keep_row) if on for _ in range(g)], device=device)
-            if len(cache) > _PACK_CACHE_SIZE:
-                cache.popitem(last=False)
-        else:
-            cache.move_to_end(keep_row)
-        return hit
+        g = self.model.gate_config.group_size
+        return _lru(pack.setdefault("scale_index", OrderedDict()), keep_row,
+                    lambda: torch.tensor([groups + k for k, on in enumerate(keep_row) if on for _ in range(g)], device=device))
 
     def _forced_row(self, i: int) -> tuple[bool | None, tuple[bool, ...] | None]:
         """Forced (run, kept groups) of block ``i`` for a batch-1 call, as Python values (cached per forcing)."""
@@ -339,6 +326,18 @@ class HardExecutor:
                 mult = mult * c_scale[:, union]
             mult = mult.repeat_interleave(g, 1)
         return _residual(bottleneck, stride, x, self._weights(pack, tuple(union.tolist())), mult)
+
+
+def _lru(cache: OrderedDict, key, make):
+    """``cache[key]``, made by ``make()`` on a miss; at most ``_PACK_CACHE_SIZE`` entries, least recently used out."""
+    hit = cache.get(key)
+    if hit is not None:
+        cache.move_to_end(key)
+        return hit
+    hit = cache[key] = make()
+    if len(cache) > _PACK_CACHE_SIZE:
+        cache.popitem(last=False)
+    return hit
 
 
 def _mflops_per_channel(block: nn.Module, x: torch.Tensor) -> float:

@@ -130,7 +130,7 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
         models[f"{name} (static, lcnas engine)"] = (engine, ForcedDecisions(block_run=torch.ones(len(engine.blocks()), dtype=torch.bool)))
     rows = []
     for name, (model, forced) in models.items():
-        with engine_context(model, forced):
+        with _engine_context(model, forced):
             rows.append(model_stats(name, model, images, labels, table=table if forced is None else None, latency_images=latency_images))
     # Batch-1 latency again, all models interleaved image by image, so a drifting machine hits every
     # model alike and the comparison between them holds (the per-model pass above is for predictions).
@@ -161,7 +161,8 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
     return write_bytes(out / "report.md", md.encode())
 
 
-def engine_context(model, forced):
+def _engine_context(model, forced):
+    """Inside it the model runs with ``forced`` decisions (the static-engine rows), else as it is."""
     return nullcontext() if forced is None else model.forced(forced)
 
 
@@ -172,12 +173,12 @@ def _interleaved_bs1_ms(models: dict[str, tuple], images: torch.Tensor, rounds: 
     out: dict[str, list[float]] = {name: [] for name in models}
     for name, (model, forced) in models.items():
         model.eval()
-        with engine_context(model, forced):
+        with _engine_context(model, forced):
             for x in xs[:10]:
                 model(x)
     for r in range(rounds):
         for name, (model, forced) in models.items():
-            with engine_context(model, forced):
+            with _engine_context(model, forced):
                 for x in xs[r::rounds]:
                     start = time.perf_counter()
                     model(x)
