@@ -313,7 +313,7 @@ def _calibration_model(model_name: str, measurement: dict[str, Any]):
 
 def _settle(fn, *, seconds: float) -> None:
     """Run ``fn`` for ``seconds`` before timing anything: a process's first second or two of a new
-    workload runs ~10 % slow (clock ramp, allocator and kernel caches)."""
+    workload runs slower (clock ramp, allocator and kernel caches)."""
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         fn()

@@ -65,7 +65,7 @@ def measure_interleaved(n: int, call: Callable[[int], object], *, context: Calla
     """
     context = context or (lambda i: nullcontext())
     # Warm-up rounds for at least ``warmup_s``: a process's first second or two of a new workload
-    # runs ~10 % slow (clock ramp, allocator and kernel caches), which would bias a short probe.
+    # runs slower (clock ramp, allocator and kernel caches), which would bias a short probe.
     start = time.perf_counter()
     r = 0
     while r < warmup or time.perf_counter() - start < warmup_s:
