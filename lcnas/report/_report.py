@@ -52,9 +52,11 @@ class ModelStats:
 
 @torch.no_grad()
 def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, table=None,
-                latency_images: int = 200, batch_size: int = 500) -> ModelStats:
+                latency_images: int = 200, batch_size: int = 500, time_latency: bool = True) -> ModelStats:
     """Accuracy, per-sample MFLOPs, block/channel rates and measured (and predicted) batch-1 latency.
-    A gated model run with every block forced on and its gates bypassed counts as static."""
+    A gated model run with every block forced on and its gates bypassed counts as static.
+    ``time_latency=False`` leaves the measured latency empty (a caller that times models
+    interleaved); the batch-1 pass then runs only when there are predictions to make."""
     from ..cost import describe, sample_mflops, static_mflops
 
     model.eval()
@@ -83,15 +85,17 @@ def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels:
         block_rate, keep_rate = [1.0] * len(arch.blocks), [1.0] * len(arch.blocks)
     class_mflops = [float(per_sample[labels == c].mean()) if (labels == c).any() else 0.0 for c in range(int(labels.max()) + 1)]
     measured, predicted = [], []
-    for i in range(min(latency_images, n)):
+    predict = table is not None and gated
+    for i in range(min(latency_images, n) if time_latency or predict else 0):
         x = images[i : i + 1].float().div(255)
-        if i == 0:
+        if i == 0 and time_latency:
             for _ in range(10):
                 model(x)
         start = time.perf_counter()
         model(x)
-        measured.append((time.perf_counter() - start) * 1e3)
-        if table is not None and gated:
+        if time_latency:
+            measured.append((time.perf_counter() - start) * 1e3)
+        if predict:
             from ..latency import sample_latency_ms
 
             predicted.append(float(sample_latency_ms(model, table, arch=arch)[0]))
@@ -131,9 +135,10 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
     rows = []
     for name, (model, forced) in models.items():
         with _engine_context(model, forced):
-            rows.append(model_stats(name, model, images, labels, table=table if forced is None else None, latency_images=latency_images))
-    # Batch-1 latency again, all models interleaved image by image, so a drifting machine hits every
-    # model alike and the comparison between them holds (the per-model pass above is for predictions).
+            rows.append(model_stats(name, model, images, labels, table=table if forced is None else None, latency_images=latency_images,
+                                    time_latency=False))
+    # Batch-1 latency with all models interleaved image by image, so a drifting machine hits every
+    # model alike and the comparison between them holds.
     measured = _interleaved_bs1_ms(models, images[:latency_images])
     rows = [replace(r, latency_ms_measured=measured[r.name]) for r in rows]
     main = rows[0]

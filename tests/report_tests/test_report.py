@@ -61,3 +61,23 @@ def test_the_search_of_a_pick_is_found_from_its_optuna_sqlite_url(tmp_path):
     assert search_results_path(str(tmp_path / "search" / "results.json")) == tmp_path / "search" / "results.json"
     assert search_results_path("postgresql://user@host/db#lcnas") is None
     assert search_results_path(str(tmp_path / "nowhere")) is None
+
+
+def test_model_stats_skips_its_own_timing_when_the_caller_times_models_interleaved():
+    import torch
+
+    from lcnas import create_model
+    from lcnas.report import model_stats
+
+    model = create_model("resnet20").eval()
+    calls = []
+    model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(6) % 10
+    with torch.no_grad():
+        timed = model_stats("m", model, images, labels, latency_images=4, batch_size=3)
+        assert len(timed.latency_ms_measured) == 4 and calls.count(1) == 14  # 10 warm-up calls + 4 timed
+        calls.clear()
+        untimed = model_stats("m", model, images, labels, latency_images=4, batch_size=3, time_latency=False)
+    assert untimed.latency_ms_measured == [] and calls == [3, 3]  # the two accuracy batches only: no batch-1 pass
+    assert untimed.accuracy == timed.accuracy and untimed.mflops == timed.mflops
