@@ -238,3 +238,18 @@ def test_new_config_fields_are_picked_up():
 def test_yaml_file_of_the_nested_space(tmp_path):
     path = _write(tmp_path, yaml.safe_dump(NESTED, sort_keys=False))
     assert load_space(path) == parse_space(NESTED)
+
+
+def test_every_shipped_space_parses_and_translates_to_each_engine():
+    from lcnas.search._translate import to_nni
+
+    assert {"lcnet_cifar10", "lcnet_cifar10_latency"} <= set(shipped_spaces())
+    for name in shipped_spaces():
+        space = load_space(name)
+        assert space.name == name and space.description
+        assert SearchSpace.from_dict(json.loads(json.dumps(space.to_dict()))) == space
+        assert to_nni(space)  # conditions become nested choices; nothing lossy refused
+    lean = load_space("lcnet_cifar10_latency")
+    assert lean.param("gating").choices == ("layer", "lc") and "loss.flops" not in lean.names
+    assert lean.param("gate.group_size").condition == ("gating", ("lc",))
+    assert {p.name for p in lean.active({"gating": "layer"})} >= {"loss.latency", "loss.latency_target"}
