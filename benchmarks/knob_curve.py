@@ -11,8 +11,8 @@ threshold, all copies interleaved image by image in rounds, so machine drift hit
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
-import time
 
 import torch
 
@@ -22,6 +22,7 @@ from lcnas import load_model
 from lcnas._env import environment_metadata
 from lcnas._io import write_json
 from lcnas.data import load_cifar10
+from lcnas.report import interleaved_bs1_ms
 from lcnas.train import evaluate
 
 
@@ -35,31 +36,21 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    if getattr(load_model(args.checkpoint), "gating", "none") == "none":
+    base = load_model(args.checkpoint)
+    if getattr(base, "gating", "none") == "none":
         raise SystemExit(f"{args.checkpoint} is a static model: the knob needs a gated (layer/channel/lc) checkpoint")
     test = load_cifar10(args.data_root, train=False, download=False)
-    images = test.images[: args.latency_images].float().div(255)
-    thresholds = [float(t) for t in args.thresholds.split(",")]
-    rows, copies = [], []
-    for threshold in thresholds:
-        model = load_model(args.checkpoint)
+    rows, copies = [], {}
+    for threshold in (float(t) for t in args.thresholds.split(",")):
+        model = copies[threshold] = copy.deepcopy(base)
         model.set_thresholds(layer=threshold, channel=threshold)
         stats = evaluate(model, test, batch_size=500)
-        copies.append(model)
         rows.append({"threshold": threshold, "test_accuracy": stats["accuracy"], "mflops_mean": stats["mflops_mean"],
                      "mflops_p95": stats["mflops_p95"], "block_rate": stats["block_rate"]})
         print(f"threshold {threshold:.2f}: acc {stats['accuracy']:.2f} %  {stats['mflops_mean']:.1f} MFLOPs (p95 {stats['mflops_p95']:.1f})")
-    times: list[list[float]] = [[] for _ in copies]
-    for model in copies:
-        for i in range(20):  # warm-up: packing caches
-            model(images[i : i + 1])
-    for r in range(args.rounds):
-        for k, model in enumerate(copies):
-            for i in range(r, images.shape[0], args.rounds):
-                start = time.perf_counter()
-                model(images[i : i + 1])
-                times[k].append((time.perf_counter() - start) * 1e3)
-    for row, t in zip(rows, times):
+    times = interleaved_bs1_ms({t: (m, None) for t, m in copies.items()}, test.images[: args.latency_images], rounds=args.rounds)
+    for row in rows:
+        t = times[row["threshold"]]
         row["bs1_latency_ms_median"], row["bs1_latency_ms_p95"] = median(t), statistics.quantiles(t, n=20)[-1]
         print(f"threshold {row['threshold']:.2f}: {row['bs1_latency_ms_median']:.3f} ms (median), {row['bs1_latency_ms_p95']:.3f} ms (p95)")
     write_json(args.out, {"benchmark": "knob_curve", "checkpoint": args.checkpoint, "rows": rows, "environment": environment_metadata()})

@@ -125,11 +125,13 @@ def do_report(args) -> None:
             m(images[i : i + 1])
     for r in range(args.rounds):
         for name, m in models.items():  # a model or a callable
+            this_round = []
             for i in range(r, images.shape[0], args.rounds):
                 start = time.perf_counter()
                 m(images[i : i + 1])
-                times[name].append((time.perf_counter() - start) * 1e3)
-            per_round[name].append(median(times[name][-len(range(r, images.shape[0], args.rounds)):]))
+                this_round.append((time.perf_counter() - start) * 1e3)
+            times[name].extend(this_round)
+            per_round[name].append(median(this_round))
     for name in models:
         rows[name]["bs1_latency_ms_median"] = median(times[name])
         rows[name]["bs1_latency_ms_p95"] = statistics.quantiles(times[name], n=20)[-1]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._report import ModelStats, build_report, model_stats
+from ._report import ModelStats, build_report, interleaved_bs1_ms, model_stats
 
-__all__ = ["ModelStats", "build_report", "model_stats"]
+__all__ = ["ModelStats", "build_report", "interleaved_bs1_ms", "model_stats"]

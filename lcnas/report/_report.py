@@ -23,7 +23,7 @@ from .._env import environment_metadata
 from .._io import write_bytes, write_json
 from ..errors import ConfigError
 
-__all__ = ["build_report", "ModelStats", "model_stats"]
+__all__ = ["build_report", "ModelStats", "model_stats", "interleaved_bs1_ms"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -139,7 +139,7 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
                                     time_latency=False))
     # Batch-1 latency with all models interleaved image by image, so a drifting machine hits every
     # model alike and the comparison between them holds.
-    measured = _interleaved_bs1_ms(models, images[:latency_images])
+    measured = interleaved_bs1_ms(models, images[:latency_images])
     rows = [replace(r, latency_ms_measured=measured[r.name]) for r in rows]
     main = rows[0]
     figures = {}
@@ -172,8 +172,9 @@ def _engine_context(model, forced):
 
 
 @torch.no_grad()
-def _interleaved_bs1_ms(models: dict[str, tuple], images: torch.Tensor, rounds: int = 5) -> dict[str, list[float]]:
-    """Per model, one timed batch-1 call per image; models alternate within every round."""
+def interleaved_bs1_ms(models: dict[str, tuple], images: torch.Tensor, rounds: int = 5) -> dict[str, list[float]]:
+    """Per model (name → (model, forced decisions or None)), one timed batch-1 call per uint8 image,
+    in milliseconds, in round order; models alternate within every round."""
     xs = [images[i : i + 1].float().div(255) for i in range(images.shape[0])]
     out: dict[str, list[float]] = {name: [] for name in models}
     for name, (model, forced) in models.items():
