@@ -50,7 +50,7 @@ def main() -> None:
         print(f"threshold {threshold:.2f}: acc {stats['accuracy']:.2f} %  {stats['mflops_mean']:.1f} MFLOPs (p95 {stats['mflops_p95']:.1f})")
     times = interleaved_bs1_ms({t: (m, None) for t, m in copies.items()}, test.images[: args.latency_images], rounds=args.rounds)
     for row in rows:
-        t = times[row["threshold"]]
+        t = times[row["threshold"]].ms
         row["bs1_latency_ms_median"], row["bs1_latency_ms_p95"] = median(t), statistics.quantiles(t, n=20)[-1]
         print(f"threshold {row['threshold']:.2f}: {row['bs1_latency_ms_median']:.3f} ms (median), {row['bs1_latency_ms_p95']:.3f} ms (p95)")
     write_json(args.out, {"benchmark": "knob_curve", "checkpoint": args.checkpoint, "rows": rows, "environment": environment_metadata()})

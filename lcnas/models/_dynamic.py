@@ -71,7 +71,8 @@ class DynamicResNet(ResNet):
         self.gating = gating
         self.gate_config = gate_config
         self.execution = "hard"
-        self.last_trace: ExecutionTrace | None = None
+        self._last_trace: ExecutionTrace | None = None
+        self._pending_trace: tuple | None = None
         self._forced: ForcedDecisions | None = None
         self._hard = HardExecutor(self)
         stages = set(gate_config.stages or range(1, len(self.stages) + 1))
@@ -145,10 +146,20 @@ class DynamicResNet(ResNet):
             for i, block in enumerate(self.blocks()):
                 x, rec = self._block_masked(i, block, x)
                 records.append(rec)
-        self.last_trace = self._trace(records, input_size, masks)
-        return self.forward_head(x)
+        # The trace is built when first read: at batch 1 its tensors cost as much as a block.
+        self._pending_trace = (records, input_size, masks, self._gates_on())
+        self._last_trace = None
+        return self._hard.head(x) if masks is not None else self.forward_head(x)
 
-    def _trace(self, records: list[_Decision], input_size, masks: dict[int, torch.Tensor] | None = None) -> ExecutionTrace:
+    @property
+    def last_trace(self) -> ExecutionTrace | None:
+        """What the last forward pass executed, per sample (None before the first)."""
+        if self._pending_trace is not None:
+            self._last_trace = self._trace(*self._pending_trace)
+            self._pending_trace = None
+        return self._last_trace
+
+    def _trace(self, records: list[_Decision], input_size, masks: dict[int, torch.Tensor] | None, gates_evaluated: bool) -> ExecutionTrace:
         if isinstance(records[0].run, bool):  # batch-1 hard path records Python values
             run = torch.tensor([[r.run for r in records]])
             kept = torch.tensor([[r.keep for r in records]])
@@ -163,7 +174,7 @@ class DynamicResNet(ResNet):
         group_masks = None
         if masks:  # hard execution of a batch: what each block's convs ran on
             group_masks = tuple(None if i not in masks else masks[i].cpu() for i in range(len(records)))
-        return ExecutionTrace(block_run=run.bool().cpu(), channels_kept=kept.long().cpu(), gates_evaluated=self._gates_on(),
+        return ExecutionTrace(block_run=run.bool().cpu(), channels_kept=kept.long().cpu(), gates_evaluated=gates_evaluated,
                               input_size=input_size, run_prob=run_prob, kept_expected=kept_exp, gate_decisions=st,
                               group_masks=group_masks)
 

@@ -5,7 +5,10 @@ the convs, weights in channels-last (2× faster than NCHW for these small convs 
 gate MLPs as plain ``addmm`` operands, and, per block, the folded weights restricted to each kept
 channel-group set (an LRU of pre-packed contiguous tensors, so a repeated set costs no copy).
 
-Batch size 1 takes a plain-control-flow path with Python decisions. Batches group samples by path:
+Batch size 1 takes a plain-control-flow path with Python decisions, where per-op overhead rather
+than arithmetic is the cost: average pooling is one matrix-vector product over the activation's
+memory (any layout), a block's layer and channel gates share one stacked first layer (one
+``addmv`` for both), and the classifier head is one ``addmv``. Batches group samples by path:
 the samples that run a block are gathered, run and scattered back; among them, samples with
 different channel sets either run one conv per distinct set or one conv over the union of their
 sets with the rest masked, whichever :func:`grouping_is_cheaper` predicts is faster.
@@ -67,8 +70,39 @@ def _pack_gate(gate: nn.Module | None) -> tuple | None:
 
 
 def gate_one(packed: tuple, v: torch.Tensor) -> list[float]:
-    """A gate's outputs for one sample as Python floats: the batch-1 decision path."""
+    """A gate's outputs for one sample as Python floats (``v``: ``1×features``)."""
     return _run_gate(packed, v)[0].tolist()
+
+
+def _pack_gates_one(block: nn.Module) -> tuple | None:
+    """Batch-1 form of a block's gates: (stacked first-layer weight, bias, layer head, channel head).
+
+    A head is (first row, end row, later layers as (weight ``out×in``, bias)) or None where the
+    block has no such gate. Stacking the first layers makes both gates' first step one ``addmv``.
+    """
+    gates = (block.layer_gate, block.channel_gate)
+    if all(g is None for g in gates):
+        return None
+    weights, biases, heads, row = [], [], [], 0
+    for gate in gates:
+        if gate is None:
+            heads.append(None)
+            continue
+        (w1, b1), *rest = gate.folded_linears()
+        weights.append(w1)
+        biases.append(b1)
+        heads.append((row, row + w1.shape[0], tuple((w.contiguous(), b) for w, b in rest)))
+        row += w1.shape[0]
+    return (torch.cat(weights).contiguous(), torch.cat(biases), *heads)
+
+
+def _head_one(h: torch.Tensor, head: tuple) -> torch.Tensor:
+    """One gate's outputs (1-D) from the stacked first-layer output ``h``."""
+    lo, hi, rest = head
+    out = h if (lo == 0 and hi == h.shape[0]) else h[lo:hi]
+    for w, b in rest:
+        out = torch.addmv(b, w, out.relu())
+    return out
 
 
 def _run_gate(packed: tuple, v: torch.Tensor) -> torch.Tensor:
@@ -94,6 +128,7 @@ class HardExecutor:
         self.model = model
         self.packs: dict[int, dict[str, Any]] = {}
         self._forced_cache: tuple | None = None
+        self._inv_hw: dict[tuple, torch.Tensor] = {}  # (HW, dtype, device) → 1/HW vector: average pooling as mv
         # Batch calls: block index → the N×G group masks it executed (for the trace; the batch
         # latency predictor replays the grouping rule on them). Reset by the model per forward.
         self.masks: dict[int, torch.Tensor] = {}
@@ -101,6 +136,25 @@ class HardExecutor:
     def clear(self) -> None:
         self.packs.clear()
         self._forced_cache = None
+        self._inv_hw: dict[tuple, torch.Tensor] = {}
+
+    def pool_one(self, kind: str, x: torch.Tensor) -> torch.Tensor:
+        """A ``1×C×H×W`` input pooled to a ``C`` (``2C`` for avgmax) vector."""
+        if kind != "avg":
+            return pool(kind, x)[0]
+        m = x[0].flatten(1)  # C×HW: a view in NCHW and in channels-last memory alike
+        key = (m.shape[1], m.dtype, m.device)
+        inv = self._inv_hw.get(key)
+        if inv is None:
+            inv = self._inv_hw[key] = torch.full((m.shape[1],), 1.0 / m.shape[1], dtype=m.dtype, device=m.device)
+        return torch.mv(m, inv)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pooling + classifier; one ``addmv`` on the pooled vector at batch 1."""
+        fc = self.model.fc
+        if x.shape[0] != 1 or fc.bias is None:
+            return self.model.forward_head(x)
+        return torch.addmv(fc.bias, fc.weight, self.pool_one("avg", x))[None]
 
     # ---------------------------------------------------------------- packing
     def stem(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,6 +182,7 @@ class HardExecutor:
             "bottleneck": isinstance(block, Bottleneck),
             "layer_gate": _pack_gate(block.layer_gate),
             "channel_gate": _pack_gate(block.channel_gate),
+            "gates_one": _pack_gates_one(block),
             "run_logit": _logit(cfg.layer_threshold),
             "keep_logit": _logit(cfg.channel_threshold),
         }
@@ -178,18 +233,19 @@ class HardExecutor:
         # costs a pooling and one or two addmm calls, and the block only what it runs.
         m, cfg = self.model, self.model.gate_config
         forced = m._forced
-        gates_on = forced is None or forced.evaluate_gates
+        gates = pack["gates_one"] if forced is None or forced.evaluate_gates else None
         forced_run, forced_keep = self._forced_row(i)
-        v = None
+        h = None
         run = True if forced_run is None else forced_run
         run_scale = None
-        if pack["layer_gate"] is not None and gates_on:
-            v = pool(cfg.pooling, x)
-            out = gate_one(pack["layer_gate"], v)
-            if forced_run is None:
-                run = out[0] > pack["run_logit"]
-            if cfg.scaling:
-                run_scale = _scale(out[1])
+        if gates is not None:
+            h = torch.addmv(gates[1], gates[0], self.pool_one(cfg.pooling, x))  # both gates' first layers
+            if gates[2] is not None:
+                out = _head_one(h, gates[2]).tolist()
+                if forced_run is None:
+                    run = out[0] > pack["run_logit"]
+                if cfg.scaling:
+                    run_scale = _scale(out[1])
         if not run:
             return self._skipped(pack, block, x), False, 0
 
@@ -198,10 +254,9 @@ class HardExecutor:
             groups = block.channel_gate.outputs
             keep_row = forced_keep
             out = None
-            if gates_on:
-                v = pool(cfg.pooling, x) if v is None else v
-                out_t = _run_gate(pack["channel_gate"], v)
-                out = out_t[0].tolist()
+            if h is not None:
+                out_t = _head_one(h, gates[3])
+                out = out_t.tolist()
                 if keep_row is None:
                     keep_row = tuple(logit > pack["keep_logit"] for logit in out[:groups])
                     if not any(keep_row):  # a block with 0 channels would be a skip: keep the likeliest group
@@ -212,7 +267,7 @@ class HardExecutor:
             if out is not None and cfg.scaling:
                 # 2·sigmoid of the kept groups' scale outputs, one per kept channel: a cached index
                 # into the gate's output row (one gather) rather than a Python list per call.
-                scale = torch.index_select(out_t, 1, self._scale_index(pack, keep_row, groups, out_t.device)).sigmoid_().mul_(2.0)
+                scale = torch.index_select(out_t, 0, self._scale_index(pack, keep_row, groups, out_t.device)).sigmoid_().mul_(2.0)[None]
         kept = block.conv1.out_channels if keep_row is None else sum(keep_row) * cfg.group_size
         res = _residual(pack["bottleneck"], block.stride, x, self._weights(pack, keep_row), scale)
         shortcut = self._shortcut(pack, block, x)

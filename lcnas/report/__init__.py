@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._report import ModelStats, build_report, interleaved_bs1_ms, model_stats
+from ._report import Bs1Timing, ModelStats, build_report, interleaved_bs1_ms, latency_ratio, model_stats, static_engine
 
-__all__ = ["ModelStats", "build_report", "interleaved_bs1_ms", "model_stats"]
+__all__ = ["Bs1Timing", "ModelStats", "build_report", "interleaved_bs1_ms", "latency_ratio", "model_stats", "static_engine"]

@@ -23,7 +23,7 @@ from .._env import environment_metadata
 from .._io import write_bytes, write_json
 from ..errors import ConfigError
 
-__all__ = ["build_report", "ModelStats", "model_stats", "interleaved_bs1_ms"]
+__all__ = ["build_report", "ModelStats", "model_stats", "interleaved_bs1_ms", "Bs1Timing", "latency_ratio", "static_engine"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -128,10 +128,7 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
         models[Path(other).parent.name] = (load_model(other), None)
     for name in baselines:
         models[f"{name} (static)"] = (create_model(name, pretrained=True), None)
-        # The same static network through lcnas's engine (BN folded, channels-last, gates bypassed):
-        # the fastest static execution here, so the fair latency baseline for a dynamic model.
-        engine = create_model(name, gating="layer", pretrained=True).eval()
-        models[f"{name} (static, lcnas engine)"] = (engine, ForcedDecisions(block_run=torch.ones(len(engine.blocks()), dtype=torch.bool)))
+        models[f"{name} (static, lcnas engine)"] = static_engine(name)
     rows = []
     for name, (model, forced) in models.items():
         with _engine_context(model, forced):
@@ -140,7 +137,7 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
     # Batch-1 latency with all models interleaved image by image, so a drifting machine hits every
     # model alike and the comparison between them holds.
     measured = interleaved_bs1_ms(models, images[:latency_images])
-    rows = [replace(r, latency_ms_measured=measured[r.name]) for r in rows]
+    rows = [replace(r, latency_ms_measured=measured[r.name].ms) for r in rows]
     main = rows[0]
     figures = {}
     picked_path = run_dir / "picked.json"
@@ -158,6 +155,7 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
             write_bytes(out / fname, data)
     summary = [{"model": r.name, "test_accuracy": r.accuracy, "mflops_mean": r.mflops_mean,
                 "mflops_p95": float(torch.tensor(r.mflops).quantile(0.95)), "bs1_latency_ms_median": r.latency_ms_median,
+                "bs1_latency_ms_per_round": measured[r.name].round_medians_ms,
                 "predicted_latency_ms_mean": statistics.fmean(r.latency_ms_predicted) if r.latency_ms_predicted else None} for r in rows]
     write_json(out / "report.json", {"run": str(run_dir), "models": summary, "picked": picked, "lut": lut,
                                      "test_images": int(images.shape[0]), "latency_images": latency_images,
@@ -171,12 +169,32 @@ def _engine_context(model, forced):
     return nullcontext() if forced is None else model.forced(forced)
 
 
+def static_engine(name: str) -> tuple[torch.nn.Module, Any]:
+    """The shipped static ``name`` through lcnas's engine (BN folded, channels-last, gates bypassed),
+    as (model, forced decisions): the fastest static execution here, so the fair latency baseline
+    for a dynamic model."""
+    from ..models import ForcedDecisions, create_model
+
+    engine = create_model(name, gating="layer", pretrained=True).eval()
+    return engine, ForcedDecisions(block_run=torch.ones(len(engine.blocks()), dtype=torch.bool))
+
+
+@dataclass(frozen=True)
+class Bs1Timing:
+    """One model's batch-1 calls from :func:`interleaved_bs1_ms`."""
+
+    ms: list[float]  # every call, in round order
+    round_medians_ms: list[float]  # each round's median: compare models round by round (drift cancels)
+
+
 @torch.no_grad()
-def interleaved_bs1_ms(models: dict[str, tuple], images: torch.Tensor, rounds: int = 5) -> dict[str, list[float]]:
+def interleaved_bs1_ms(models: dict[str, tuple], images: torch.Tensor, rounds: int = 5) -> dict[str, Bs1Timing]:
     """Per model (name → (model, forced decisions or None)), one timed batch-1 call per uint8 image,
-    in milliseconds, in round order; models alternate within every round."""
+    in milliseconds; models alternate within every round, so a drifting host hits every model alike."""
     xs = [images[i : i + 1].float().div(255) for i in range(images.shape[0])]
-    out: dict[str, list[float]] = {name: [] for name in models}
+    rounds = max(1, min(rounds, len(xs)))  # every round times at least one image
+    calls: dict[str, list[float]] = {name: [] for name in models}
+    medians: dict[str, list[float]] = {name: [] for name in models}
     for name, (model, forced) in models.items():
         model.eval()
         with _engine_context(model, forced):
@@ -184,19 +202,29 @@ def interleaved_bs1_ms(models: dict[str, tuple], images: torch.Tensor, rounds: i
                 model(x)
     for r in range(rounds):
         for name, (model, forced) in models.items():
+            this_round = []
             with _engine_context(model, forced):
                 for x in xs[r::rounds]:
                     start = time.perf_counter()
                     model(x)
-                    out[name].append((time.perf_counter() - start) * 1e3)
-    return out
+                    this_round.append((time.perf_counter() - start) * 1e3)
+            calls[name] += this_round
+            medians[name].append(statistics.median(this_round))
+    return {name: Bs1Timing(ms=calls[name], round_medians_ms=medians[name]) for name in models}
+
+
+def latency_ratio(a_rounds: list[float], b_rounds: list[float]) -> float:
+    """Median over rounds of a's latency over b's in the same round (< 1: a is faster)."""
+    return statistics.median(a / b for a, b in zip(a_rounds, b_rounds, strict=True))
 
 
 def dominance(summary: list[dict]) -> list[str]:
     """For the first (reported) model: which other dynamic models it beats on accuracy and measured
-    latency together, and which it does not (Pareto dominance: at least as accurate and at least as fast)."""
+    latency together, and which it does not (Pareto dominance: at least as accurate and at least as
+    fast, the latter by the median per-round latency ratio, as the benchmarks judge it)."""
     main, others = summary[0], [r for r in summary[1:] if "(static" not in r["model"]]
-    beaten = [r["model"] for r in others if main["test_accuracy"] >= r["test_accuracy"] and main["bs1_latency_ms_median"] <= r["bs1_latency_ms_median"]]
+    beaten = [r["model"] for r in others if main["test_accuracy"] >= r["test_accuracy"]
+              and latency_ratio(main["bs1_latency_ms_per_round"], r["bs1_latency_ms_per_round"]) <= 1.0]
     not_beaten = [r["model"] for r in others if r["model"] not in beaten]
     lines = []
     if beaten:

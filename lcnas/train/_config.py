@@ -35,7 +35,8 @@ class TrainConfig:
 
     Gated (LC-Net) training: ``gating`` layer | channel | lc, ``gate`` the
     :class:`~lcnas.models.GateConfig` fields, ``loss`` the :class:`~lcnas.train.LossWeights`
-    fields, ``init_from`` "pretrained" (the shipped static backbone) or a checkpoint path,
+    fields, ``init_from`` "pretrained" (the shipped static backbone) or a checkpoint path (a
+    gated checkpoint whose gates have this run's shapes continues with its gates too),
     ``teacher`` the same for distillation, ``gate_lr`` the gates' peak rate (default ``lr``),
     ``lut`` a latency table (path or shipped device name) for the ``loss.latency`` term.
     """

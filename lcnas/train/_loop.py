@@ -154,9 +154,20 @@ def _build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
         state = _backbone_state(cfg.init_from, cfg.model, num_classes)
         if cfg.gating == "none":
             model.load_state_dict(state)
+        elif _gates_fit(model, state):
+            # A gated checkpoint with the same gates: continue fine-tuning it (e.g. at a new compute
+            # target or for more epochs) instead of relearning its gates from the all-on start.
+            model.load_state_dict(state)
         else:
             model.load_backbone({k: v for k, v in state.items() if "_gate." not in k})
     return model
+
+
+def _gates_fit(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    """True when ``state`` holds gates of exactly ``model``'s gates (same names and shapes)."""
+    own = {k: v.shape for k, v in model.state_dict().items() if "_gate." in k}
+    theirs = {k: v.shape for k, v in state.items() if "_gate." in k}
+    return bool(own) and own == theirs
 
 
 def _backbone_state(source: str, model_name: str, num_classes: int) -> dict[str, torch.Tensor]:

@@ -98,6 +98,15 @@ def test_all_gates_open_equals_static_backbone(name, size, gating):
             assert gated.last_trace.block_run.all()
 
 
+def _flop_counter() -> FlopCounterMode:
+    """FlopCounterMode with a formula for ``addmv`` (2 per MAC, as ``addmm``), which it lacks: at batch 1
+    the gates' and the classifier's linear layers run as ``addmv``. Average pooling runs as ``mv``
+    there and stays uncounted, as the cost walk does not count pooling."""
+    def addmv_flop(self_shape, mat_shape, vec_shape, *args, out_shape=None, **kwargs) -> int:
+        return 2 * mat_shape[0] * mat_shape[1]
+    return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmv: addmv_flop})
+
+
 @pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
 @pytest.mark.parametrize("name,size", CASES)
 def test_trace_flops_equal_flop_counter_at_batch_1(name, size, gating):
@@ -105,7 +114,7 @@ def test_trace_flops_equal_flop_counter_at_batch_1(name, size, gating):
     gen = torch.Generator().manual_seed(4)
     for _ in range(3):
         x = torch.rand(1, 3, size, size, generator=gen)
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), _flop_counter() as counter:
             model(x)
         measured = counter.get_total_flops() / 1e6
         assert sample_mflops(model).item() == pytest.approx(measured, rel=0.01)
@@ -118,7 +127,7 @@ def test_forced_random_decisions_flops_and_skip():
     run = torch.rand(len(blocks), generator=gen) < 0.5
     keep = tuple(torch.rand(b.channel_gate.outputs, generator=gen) < 0.5 for b in blocks)
     x = torch.rand(1, 3, 32, 32)
-    with torch.no_grad(), model.forced(ForcedDecisions(block_run=run, channel_keep=keep)), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), model.forced(ForcedDecisions(block_run=run, channel_keep=keep)), _flop_counter() as counter:
         model(x)
     trace = model.last_trace
     assert torch.equal(trace.block_run[0], run)
@@ -224,3 +233,40 @@ def test_training_trace_carries_straight_through_decisions_for_rate_terms():
     assert all(((d.detach() - d.detach().round()).abs() < 1e-5).all() for d in decisions)  # 0/1 up to rounding
     model.eval()(torch.rand(2, 3, 32, 32))
     assert model.last_trace.gate_decisions is None
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+@pytest.mark.parametrize("pooling", ["avg", "max", "avgmax"])
+@pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
+def test_batch_1_gate_path_equals_masked_reference_for_every_gate_shape(hidden, pooling, gating):
+    # Batch 1 stacks a block's gates into one first layer and pools with a matrix-vector product:
+    # every gate shape must still take the masked reference's decisions and scales.
+    model = _random_gated("resnet20", gating, hidden=hidden, pooling=pooling)
+    for seed in range(3):
+        x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+        for layout in (torch.contiguous_format, torch.channels_last):
+            hard, th, masked, tm = _hard_and_masked(model, x.contiguous(memory_format=layout))
+            assert torch.equal(th.block_run, tm.block_run) and torch.equal(th.channels_kept, tm.channels_kept)
+            assert (hard - masked).abs().max() <= 1e-4 * max(1.0, masked.abs().max().item())
+
+
+def test_pooling_as_matrix_vector_product_equals_mean_in_both_layouts():
+    model = lcnas.create_model("resnet20", gating="layer").eval()
+    x = torch.randn(1, 16, 8, 8)
+    for t in (x, x.contiguous(memory_format=torch.channels_last), x[:, :, ::2, ::2]):
+        assert torch.allclose(model._hard.pool_one("avg", t), t.mean((2, 3))[0], atol=1e-6)
+        assert torch.equal(model._hard.pool_one("max", t), t.amax((2, 3))[0])
+
+
+def test_the_trace_describes_the_last_forward_even_when_read_later():
+    model = _random_gated("resnet20", "lc")
+    nb = len(model.blocks())
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        with model.forced(ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))):
+            model(x)
+        trace = model.last_trace  # read after the forcing ended: still the forced pass
+        assert not trace.block_run.any() and trace.gates_evaluated is False
+        model(x)
+        assert model.last_trace.gates_evaluated is True and model.last_trace is not trace
+        assert model.last_trace is model.last_trace  # built once per forward

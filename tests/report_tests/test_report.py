@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import warnings
 
+import pytest
+
 from lcnas.cli import main
 from lcnas.train import load_train_config, train
 
@@ -39,16 +41,29 @@ def test_report_of_a_missing_run_is_a_clear_error(tmp_path):
 def test_dominance_names_what_the_reported_model_beats_and_what_it_does_not():
     from lcnas.report._report import dominance
 
-    def row(name, acc, ms):
-        return {"model": name, "test_accuracy": acc, "bs1_latency_ms_median": ms}
+    def row(name, acc, rounds):
+        return {"model": name, "test_accuracy": acc, "bs1_latency_ms_median": sorted(rounds)[len(rounds) // 2], "bs1_latency_ms_per_round": rounds}
 
-    summary = [row("searched", 91.0, 1.5), row("slower_worse", 90.0, 2.0), row("faster", 89.0, 1.2),
-               row("more_accurate", 92.0, 1.6), row("resnet20 (static)", 95.0, 0.1)]
+    # Rounds 3-5 ran on a host three times as slow: per-round ratios see through it.
+    summary = [row("searched", 91.0, [1.0, 1.0, 3.0, 3.0, 3.0]), row("slower_worse", 90.0, [2.0, 2.0, 6.0, 6.0, 6.0]),
+               row("faster", 89.0, [0.8, 0.8, 2.4, 2.4, 2.4]), row("more_accurate", 92.0, [1.1, 1.1, 3.3, 3.3, 3.3]),
+               row("resnet20 (static)", 95.0, [0.1, 0.1, 0.3, 0.3, 0.3]),
+               # Faster by plain medians (1.1 vs 3.0 ms), slower than "searched" in four rounds of five.
+               row("round_by_round_slower", 90.5, [1.1, 1.1, 3.1, 3.1, 0.9])]
     lines = dominance(summary)
-    assert "dominates" in lines[0] and "slower_worse" in lines[0] and "faster" not in lines[0]
+    assert "dominates" in lines[0] and "slower_worse" in lines[0] and "round_by_round_slower" in lines[0] and "faster" not in lines[0]
     assert "faster" in lines[1] and "more_accurate" in lines[1]
     assert not any("resnet20" in line for line in lines)  # static baselines are not part of the claim
-    assert dominance([row("alone", 90.0, 1.0)]) == []
+    assert dominance([row("alone", 90.0, [1.0, 1.0, 1.0])]) == []
+
+
+def test_latency_ratio_compares_models_round_by_round():
+    from lcnas.report import latency_ratio
+
+    assert latency_ratio([1.0, 2.0, 1.0], [2.0, 4.0, 2.0]) == 0.5
+    assert latency_ratio([1.0, 3.0, 1.2], [1.0, 2.0, 1.0]) == pytest.approx(1.2)
+    with pytest.raises(ValueError):
+        latency_ratio([1.0], [1.0, 2.0])
 
 
 def test_the_search_of_a_pick_is_found_from_its_optuna_sqlite_url(tmp_path):

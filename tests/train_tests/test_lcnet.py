@@ -106,3 +106,24 @@ def test_gate_settings_are_validated_and_nested_overrides_work(tmp_path):
         TrainConfig(gating="lc", gate={"pooling": "median"})
     cfg = load_train_config(None, ["gating=lc", "gate.hidden=8", "gate.group_size=2", "loss.flops=1.5"])
     assert cfg.gate == {"hidden": 8, "group_size": 2} and cfg.loss == {"flops": 1.5}
+
+
+def test_init_from_a_gated_checkpoint_continues_with_its_gates(tmp_path):
+    from lcnas.train._loop import _build_model
+
+    gate = {"hidden": 0, "group_size": 4}
+    train(_cfg(tmp_path, name="first", gating="lc", gate=gate, loss={"flops": 2.0, "flops_target": 0.5}), progress=False)
+    state = torch.load(tmp_path / "first" / "final.pt", weights_only=False)["state_dict"]
+    gate_keys = [k for k in state if "_gate." in k]
+    assert gate_keys
+
+    same = _build_model(_cfg(tmp_path, name="again", gating="lc", gate=gate, init_from=str(tmp_path / "first" / "final.pt")), 10)
+    assert all(torch.equal(same.state_dict()[k], state[k]) for k in gate_keys)  # gates carried over
+
+    # Gates of another shape (hidden 8): only the backbone carries over; the gates start all-on.
+    other = _build_model(_cfg(tmp_path, name="other", gating="lc", gate={"hidden": 8, "group_size": 4},
+                              init_from=str(tmp_path / "first" / "final.pt")), 10)
+    conv = "layer1.0.conv1.weight"
+    assert torch.equal(other.state_dict()[conv], state[conv])
+    assert not any(k in state and other.state_dict()[k].shape == state[k].shape and torch.equal(other.state_dict()[k], state[k])
+                   for k in other.state_dict() if "_gate.mlp" in k)
