@@ -47,11 +47,11 @@ SETTINGS = {
     # Layer-only with linear gates (the cheapest at batch 1) against the device table's latency.
     "layer32_lat_long": [*_LAYER_LAT, "epochs=12"],
     "lc32_t30_long": ["epochs=12", "lr=0.01", "threads=1", "loss.flops=6", "loss.flops_target=0.30", "loss.rate_target=0.5"],
-    # Continued fine-tuning (gates included) of the two 12-epoch runs for 20 more epochs: the
+    # Continued fine-tuning (gates included) of the two 12-epoch runs for 12 more epochs: the
     # 12-epoch curves were still rising when the rate decayed. The LC run's target is raised so
     # it regains compute towards half of ResNet-32's FLOPs.
-    "layer32_lat_xl": ["init_from=runs/layer32_lat_long/final.pt", *_LAYER_LAT, "epochs=20"],
-    "lc32_t40_xl": ["init_from=runs/lc32_t30_long/final.pt", "epochs=20", "lr=0.01", "threads=1", "loss.flops=6",
+    "layer32_lat_xl": ["init_from=runs/layer32_lat_long/final.pt", *_LAYER_LAT, "epochs=12"],
+    "lc32_t40_xl": ["init_from=runs/lc32_t30_long/final.pt", "epochs=12", "lr=0.01", "threads=1", "loss.flops=6",
                     "loss.flops_target=0.40", "loss.rate_target=0.5"],
 }
 

@@ -314,7 +314,7 @@ class HardExecutor:
         kept = torch.zeros(n, dtype=torch.long, device=x.device)
         if n_run == 0:
             return self._skipped(pack, block, x), torch.zeros(n, dtype=torch.bool, device=x.device), kept
-        xr = x if run_idx is None else x[run_idx]
+        xr = x if run_idx is None else _gather(x, run_idx)
 
         keep, c_scale = None, None
         if pack["channel_gate"] is not None:
@@ -345,14 +345,14 @@ class HardExecutor:
         # is ours to overwrite (identity shortcut), which saves a full copy per block.
         if "shortcut" in pack:  # conv shortcut: computed once for the whole batch
             sc = self._shortcut(pack, block, x)
-            ran = res.add_(sc[run_idx]).relu_()
+            ran = res.add_(_gather(sc, run_idx)).relu_()
             out = sc.relu_()
         else:
             ran = res.add_(block.shortcut(xr)).relu_()
             out = block.shortcut(x)
             if torch.is_grad_enabled() and out is x:
                 out = out.clone()
-        out[run_idx] = ran
+        out.index_copy_(0, run_idx, ran)
         kept[run_idx] = kept_r.long()
         return out, run, kept
 
@@ -368,10 +368,10 @@ class HardExecutor:
                 idx = (inverse == s).nonzero().squeeze(1)
                 row = sets[s]
                 scale = None if c_scale is None else c_scale[idx][:, row].repeat_interleave(g, 1)
-                res = _residual(bottleneck, stride, x[idx], self._weights(pack, tuple(row.tolist())), scale)
+                res = _residual(bottleneck, stride, _gather(x, idx), self._weights(pack, tuple(row.tolist())), scale)
                 if out is None:
                     out = res.new_empty((x.shape[0],) + res.shape[1:]).contiguous(memory_format=_CL)
-                out[idx] = res
+                out.index_copy_(0, idx, res)
             return out
         union = keep.any(0)
         mult = None
@@ -381,6 +381,14 @@ class HardExecutor:
                 mult = mult * c_scale[:, union]
             mult = mult.repeat_interleave(g, 1)
         return _residual(bottleneck, stride, x, self._weights(pack, tuple(union.tolist())), mult)
+
+
+def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x[idx]`` along the batch, channels-last kept. For a channels-last ``x`` it is a row gather of
+    the NHWC view: 4-5× faster here than advanced indexing, which walks the NCHW strides."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=_CL):
+        return x.permute(0, 2, 3, 1).index_select(0, idx).permute(0, 3, 1, 2)
+    return x[idx]
 
 
 def _lru(cache: OrderedDict, key, make):
