@@ -6,6 +6,8 @@ One trained model, no retraining: for each keep threshold (applied to layer and 
 evaluates test accuracy and mean/p95 MFLOPs per sample from the hard-execution traces, and the
 median batch-1 latency over real test images. Latency is timed with one copy of the model per
 threshold, all copies interleaved image by image in rounds, so machine drift hits every threshold alike.
+With ``--baseline resnet20`` the shipped static network through lcnas's engine is timed in the same
+rounds, and each threshold gets its median per-round latency ratio to it (< 1: faster).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import torch
 
 from _common import median
 
-from lcnas import load_model
+from lcnas import create_model, load_model
 from lcnas._env import environment_metadata
 from lcnas._io import write_json
 from lcnas.data import load_cifar10
-from lcnas.report import interleaved_bs1_ms
+from lcnas.report import interleaved_bs1_ms, latency_ratio, static_engine
 from lcnas.train import evaluate
 
 
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--thresholds", default="0.2,0.3,0.4,0.5,0.6,0.7,0.8")
     ap.add_argument("--latency-images", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--baseline", default=None, help="a shipped static model (e.g. resnet20) timed in the same rounds")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
@@ -48,12 +51,30 @@ def main() -> None:
         rows.append({"threshold": threshold, "test_accuracy": stats["accuracy"], "mflops_mean": stats["mflops_mean"],
                      "mflops_p95": stats["mflops_p95"], "block_rate": stats["block_rate"]})
         print(f"threshold {threshold:.2f}: acc {stats['accuracy']:.2f} %  {stats['mflops_mean']:.1f} MFLOPs (p95 {stats['mflops_p95']:.1f})")
-    times = interleaved_bs1_ms({t: (m, None) for t, m in copies.items()}, test.images[: args.latency_images], rounds=args.rounds)
+    timed: dict = {t: (m, None) for t, m in copies.items()}
+    baseline = None
+    if args.baseline:
+        base_model, base_forced = static_engine(args.baseline)
+        baseline = {"model": f"{args.baseline} (static, lcnas engine)",
+                    "test_accuracy": evaluate(create_model(args.baseline, pretrained=True), test, batch_size=500)["accuracy"]}
+        timed[baseline["model"]] = (base_model, base_forced)
+    times = interleaved_bs1_ms(timed, test.images[: args.latency_images], rounds=args.rounds)
     for row in rows:
-        t = times[row["threshold"]].ms
-        row["bs1_latency_ms_median"], row["bs1_latency_ms_p95"] = median(t), statistics.quantiles(t, n=20)[-1]
-        print(f"threshold {row['threshold']:.2f}: {row['bs1_latency_ms_median']:.3f} ms (median), {row['bs1_latency_ms_p95']:.3f} ms (p95)")
-    write_json(args.out, {"benchmark": "knob_curve", "checkpoint": args.checkpoint, "rows": rows, "environment": environment_metadata()})
+        t = times[row["threshold"]]
+        row["bs1_latency_ms_median"], row["bs1_latency_ms_p95"] = median(t.ms), statistics.quantiles(t.ms, n=20)[-1]
+        row["bs1_latency_ms_per_round"] = t.round_medians_ms
+        line = f"threshold {row['threshold']:.2f}: {row['bs1_latency_ms_median']:.3f} ms (median), {row['bs1_latency_ms_p95']:.3f} ms (p95)"
+        if baseline:
+            row["latency_ratio_vs_baseline"] = latency_ratio(t.round_medians_ms, times[baseline["model"]].round_medians_ms)
+            line += f", ×{row['latency_ratio_vs_baseline']:.3f} of {baseline['model']}"
+        print(line)
+    if baseline:
+        b = times[baseline["model"]]
+        baseline.update(bs1_latency_ms_median=median(b.ms), bs1_latency_ms_per_round=b.round_medians_ms)
+        baseline["thresholds_more_accurate_and_not_slower"] = [r["threshold"] for r in rows if r["test_accuracy"] > baseline["test_accuracy"]
+                                                              and r["latency_ratio_vs_baseline"] <= 1.0]
+    write_json(args.out, {"benchmark": "knob_curve", "checkpoint": args.checkpoint, "settings": vars(args), "rows": rows,
+                          "baseline": baseline, "environment": environment_metadata()})
 
 
 if __name__ == "__main__":
