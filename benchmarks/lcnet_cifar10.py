@@ -26,7 +26,7 @@ from lcnas import create_model, load_model
 from lcnas._env import environment_metadata
 from lcnas._io import write_json
 from lcnas.data import load_cifar10
-from lcnas.report import interleaved_bs1_ms, latency_ratio, static_engine
+from lcnas.report import interleaved_bs1_ms, latency_ratio, round_ratios, static_engine
 from lcnas.train import evaluate, load_train_config, train
 
 STUDY = "studies/lc_resnet32_cifar10.yaml"
@@ -178,11 +178,13 @@ def _goals(rows: dict) -> dict:
         peers = [s for s in dyn if s["kind"] == "searched" and s.get("epochs") == h.get("epochs")]
         if not peers:
             continue
-        ratios = {s["model"]: [a / b for a, b in zip(s["bs1_latency_ms_per_round"], h["bs1_latency_ms_per_round"])] for s in peers}
-        by = [s["model"] for s in peers if s["test_accuracy"] >= h["test_accuracy"]
-              and latency_ratio(s["bs1_latency_ms_per_round"], h["bs1_latency_ms_per_round"]) <= 1.0]
-        front[h["model"]] = {"dominated_by": by, "epochs": h.get("epochs"),
-                             "latency_ratio_vs_searched": {m: {"median": statistics.median(v), "min": min(v), "max": max(v)} for m, v in ratios.items()}}
+        ratios = {}
+        for s in peers:
+            per_round = round_ratios(s["bs1_latency_ms_per_round"], h["bs1_latency_ms_per_round"])
+            ratios[s["model"]] = {"median": latency_ratio(s["bs1_latency_ms_per_round"], h["bs1_latency_ms_per_round"]),
+                                  "min": min(per_round), "max": max(per_round)}
+        by = [s["model"] for s in peers if s["test_accuracy"] >= h["test_accuracy"] and ratios[s["model"]]["median"] <= 1.0]
+        front[h["model"]] = {"dominated_by": by, "epochs": h.get("epochs"), "latency_ratio_vs_searched": ratios}
     return {"searched_dominates_hand_set": {"met": bool(front) and all(v["dominated_by"] for v in front.values()), "hand_set": front,
                                             "needs": "every hand-set setting dominated by a searched model of the same epochs"},
             "half_flops_of_resnet32_within_0.5pt": {"met": bool(half), "models": half,
@@ -201,11 +203,15 @@ def _epochs(path: Path) -> int:
     """Epochs of fine-tuning behind a checkpoint, those of a gated run it continued included."""
     from lcnas.checkpoint import read_checkpoint
 
-    config = read_checkpoint(path)["config"]
-    before = config.get("init_from")
-    if before and before != "pretrained" and Path(before).exists() and read_checkpoint(before)["model"].get("gating", "none") != "none":
-        return int(config["epochs"]) + _epochs(Path(before))
-    return int(config["epochs"])
+    total, ckpt = 0, read_checkpoint(path)
+    while True:  # walk back through the runs each one continued (one read per checkpoint)
+        total += int(ckpt["config"]["epochs"])
+        before = ckpt["config"].get("init_from")
+        if not before or before == "pretrained" or not Path(before).exists():
+            return total
+        ckpt = read_checkpoint(before)
+        if ckpt["model"].get("gating", "none") == "none":
+            return total
 
 
 def _selected(args) -> list[str]:

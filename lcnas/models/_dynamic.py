@@ -135,7 +135,8 @@ class DynamicResNet(ResNet):
         input_size = tuple(x.shape[1:])
         records = []
         masks = None
-        if not self.training and self.execution == "hard":
+        hard = not self.training and self.execution == "hard"
+        if hard:
             self._hard.masks = masks = {}
             x = self._hard.stem(x)
             for i, block in enumerate(self.blocks()):
@@ -149,7 +150,7 @@ class DynamicResNet(ResNet):
         # The trace is built when first read: at batch 1 its tensors cost as much as a block.
         self._pending_trace = (records, input_size, masks, self._gates_on())
         self._last_trace = None
-        return self._hard.head(x) if masks is not None else self.forward_head(x)
+        return self._hard.head(x) if hard else self.forward_head(x)
 
     @property
     def last_trace(self) -> ExecutionTrace | None:

@@ -27,7 +27,7 @@ from torch import nn
 from ._fold import fold_conv_bn
 from ._resnet import Bottleneck, PadShortcut
 
-__all__ = ["HardExecutor", "grouping_is_cheaper", "gate_one", "pool", "residual_mflops_per_channel", "GROUP_OVERHEAD_MFLOPS"]
+__all__ = ["HardExecutor", "grouping_is_cheaper", "pool", "residual_mflops_per_channel", "GROUP_OVERHEAD_MFLOPS"]
 
 # Each extra channel-set group in a batch costs a fixed overhead (gather, scatter, two more conv
 # calls) that does no useful work. benchmarks/grouping_rule.py fits time = overhead + rate × MFLOPs
@@ -67,11 +67,6 @@ def _pack_gate(gate: nn.Module | None) -> tuple | None:
     if gate is None:
         return None
     return tuple((w.t().contiguous(), b) for w, b in gate.folded_linears())
-
-
-def gate_one(packed: tuple, v: torch.Tensor) -> list[float]:
-    """A gate's outputs for one sample as Python floats (``v``: ``1×features``)."""
-    return _run_gate(packed, v)[0].tolist()
 
 
 def _pack_gates_one(block: nn.Module) -> tuple | None:
@@ -136,7 +131,7 @@ class HardExecutor:
     def clear(self) -> None:
         self.packs.clear()
         self._forced_cache = None
-        self._inv_hw: dict[tuple, torch.Tensor] = {}
+        self._inv_hw.clear()
 
     def pool_one(self, kind: str, x: torch.Tensor) -> torch.Tensor:
         """A ``1×C×H×W`` input pooled to a ``C`` (``2C`` for avgmax) vector."""

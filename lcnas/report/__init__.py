@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._report import Bs1Timing, ModelStats, build_report, interleaved_bs1_ms, latency_ratio, model_stats, static_engine
+from ._report import Bs1Timing, ModelStats, build_report, interleaved_bs1_ms, latency_ratio, model_stats, round_ratios, static_engine
 
-__all__ = ["Bs1Timing", "ModelStats", "build_report", "interleaved_bs1_ms", "latency_ratio", "model_stats", "static_engine"]
+__all__ = ["Bs1Timing", "ModelStats", "build_report", "interleaved_bs1_ms", "latency_ratio", "model_stats", "round_ratios", "static_engine"]

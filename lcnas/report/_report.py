@@ -23,7 +23,7 @@ from .._env import environment_metadata
 from .._io import write_bytes, write_json
 from ..errors import ConfigError
 
-__all__ = ["build_report", "ModelStats", "model_stats", "interleaved_bs1_ms", "Bs1Timing", "latency_ratio", "static_engine"]
+__all__ = ["build_report", "ModelStats", "model_stats", "interleaved_bs1_ms", "Bs1Timing", "latency_ratio", "round_ratios", "static_engine"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -213,9 +213,14 @@ def interleaved_bs1_ms(models: dict[str, tuple], images: torch.Tensor, rounds: i
     return {name: Bs1Timing(ms=calls[name], round_medians_ms=medians[name]) for name in models}
 
 
+def round_ratios(a_rounds: list[float], b_rounds: list[float]) -> list[float]:
+    """a's latency over b's, round by round (rounds of :func:`interleaved_bs1_ms`)."""
+    return [a / b for a, b in zip(a_rounds, b_rounds, strict=True)]
+
+
 def latency_ratio(a_rounds: list[float], b_rounds: list[float]) -> float:
     """Median over rounds of a's latency over b's in the same round (< 1: a is faster)."""
-    return statistics.median(a / b for a, b in zip(a_rounds, b_rounds, strict=True))
+    return statistics.median(round_ratios(a_rounds, b_rounds))
 
 
 def dominance(summary: list[dict]) -> list[str]:
