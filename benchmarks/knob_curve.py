@@ -24,6 +24,7 @@ from lcnas import create_model, load_model
 from lcnas._env import environment_metadata
 from lcnas._io import write_json
 from lcnas.data import load_cifar10
+from lcnas.errors import LcnasError
 from lcnas.report import interleaved_bs1_ms, latency_ratio, static_engine
 from lcnas.train import evaluate
 
@@ -42,6 +43,11 @@ def main() -> None:
     base = load_model(args.checkpoint)
     if getattr(base, "gating", "none") == "none":
         raise SystemExit(f"{args.checkpoint} is a static model: the knob needs a gated (layer/channel/lc) checkpoint")
+    # The baseline first: an unknown name or a model without shipped weights fails before any evaluation.
+    try:
+        baseline_engine = static_engine(args.baseline) if args.baseline else None
+    except LcnasError as e:
+        raise SystemExit(f"--baseline {args.baseline}: {e}") from None
     test = load_cifar10(args.data_root, train=False, download=False)
     rows, copies = [], {}
     for threshold in (float(t) for t in args.thresholds.split(",")):
@@ -53,11 +59,10 @@ def main() -> None:
         print(f"threshold {threshold:.2f}: acc {stats['accuracy']:.2f} %  {stats['mflops_mean']:.1f} MFLOPs (p95 {stats['mflops_p95']:.1f})")
     timed: dict = {t: (m, None) for t, m in copies.items()}
     baseline = None
-    if args.baseline:
-        base_model, base_forced = static_engine(args.baseline)
+    if baseline_engine is not None:
         baseline = {"model": f"{args.baseline} (static, lcnas engine)",
                     "test_accuracy": evaluate(create_model(args.baseline, pretrained=True), test, batch_size=500)["accuracy"]}
-        timed[baseline["model"]] = (base_model, base_forced)
+        timed[baseline["model"]] = baseline_engine
     times = interleaved_bs1_ms(timed, test.images[: args.latency_images], rounds=args.rounds)
     for row in rows:
         t = times[row["threshold"]]
