@@ -5,8 +5,10 @@ the convs, weights in channels-last (2× faster than NCHW for these small convs 
 gate MLPs as plain ``addmm`` operands, and, per block, the folded weights restricted to each kept
 channel-group set (an LRU of pre-packed contiguous tensors, so a repeated set costs no copy).
 
-Batch size 1 takes a plain-control-flow path with Python decisions, where per-op overhead rather
-than arithmetic is the cost: average pooling is one matrix-vector product over the activation's
+Batch size 1 takes a plain-control-flow path with Python decisions. Its convolutions run on lcnas's
+native kernel when it could be built (``_native.py``: a direct convolution whose cost scales with
+the kept channels, the block's bias/scale/residual/ReLU fused in), else on PyTorch's. Per-op
+overhead rather than arithmetic is the rest of the cost: average pooling is one matrix-vector product over the activation's
 memory (any layout), a block's layer and channel gates share one stacked first layer (one
 ``addmv`` for both), and the classifier head is one ``addmv``. Batches group samples by path:
 the samples that run a block are gathered, run and scattered back; among them, samples with
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._fold import fold_conv_bn
+from ._native import NativeConv, native, packable, padded
 from ._resnet import Bottleneck, PadShortcut
 
 __all__ = ["HardExecutor", "grouping_is_cheaper", "pool", "residual_mflops_per_channel", "GROUP_OVERHEAD_MFLOPS"]
@@ -159,7 +162,20 @@ class HardExecutor:
             w, b = fold_conv_bn(m.conv1, m.bn1)
             pack = self.packs[-1] = {"w": w.contiguous(memory_format=_CL), "b": b}
         x = m.normalize(x).contiguous(memory_format=_CL)
+        nat = self._native_for(x)
+        if nat is not None and packable(m.conv1) and m.conv1.out_channels == padded(m.conv1.out_channels):
+            conv = pack.get("native")
+            if conv is None:
+                conv = pack["native"] = nat.pack(pack["w"], pack["b"], m.conv1.stride[0], m.conv1.padding[0])
+            return m.maxpool(nat(x, conv, relu=True))
         return m.maxpool(F.conv2d(x, pack["w"], pack["b"], m.conv1.stride, m.conv1.padding).relu_())
+
+    @staticmethod
+    def _native_for(x: torch.Tensor) -> NativeConv | None:
+        """The native kernel if it may run ``x`` (one float32 CPU image, no autograd through it)."""
+        if x.shape[0] != 1 or x.device.type != "cpu" or x.dtype != torch.float32 or (x.requires_grad and torch.is_grad_enabled()):
+            return None
+        return native()
 
     def _pack(self, i: int, block: nn.Module) -> dict[str, Any]:
         pack = self.packs.get(i)
@@ -184,6 +200,12 @@ class HardExecutor:
         if block.downsample is not None and not isinstance(block.downsample, PadShortcut):
             wd, bd = fold_conv_bn(block.downsample[0], block.downsample[1])
             pack["shortcut"] = (wd.contiguous(memory_format=_CL), bd, block.downsample[0].stride)
+        # The native kernel adds the shortcut in its epilogue, so the block's output width must be
+        # one the kernel writes unpadded (a multiple of its vector width).
+        conv_mods = [c for c, _ in convs] + ([block.downsample[0]] if "shortcut" in pack else [])
+        pack["convs"] = [c for c, _ in convs]
+        pack["native_ok"] = all(packable(c) for c in conv_mods) and convs[-1][0].out_channels == padded(convs[-1][0].out_channels)
+        pack["native"] = OrderedDict()
         self.packs[i] = pack
         return pack
 
@@ -260,10 +282,16 @@ class HardExecutor:
             if keep_row is not None and not any(keep_row):
                 keep_row = (True,) + keep_row[1:]
             if out is not None and cfg.scaling:
-                # 2·sigmoid of the kept groups' scale outputs, one per kept channel: a cached index
-                # into the gate's output row (one gather) rather than a Python list per call.
-                scale = torch.index_select(out_t, 0, self._scale_index(pack, keep_row, groups, out_t.device)).sigmoid_().mul_(2.0)[None]
+                # 2·sigmoid of the kept groups' scale outputs, one per kept channel (padded to the
+                # native kernel's width): a cached index into the gate's output row (one gather)
+                # rather than a Python list per call.
+                scale = torch.index_select(out_t, 0, self._scale_index(pack, keep_row, groups, out_t.device)).sigmoid_().mul_(2.0)
         kept = block.conv1.out_channels if keep_row is None else sum(keep_row) * cfg.group_size
+        nat = self._native_for(x) if pack["native_ok"] else None
+        if nat is not None:
+            return self._block_native(nat, pack, block, x, keep_row, scale, run_scale), True, kept
+        if scale is not None:
+            scale = scale[:kept][None]
         res = _residual(pack["bottleneck"], block.stride, x, self._weights(pack, keep_row), scale)
         shortcut = self._shortcut(pack, block, x)
         if run_scale is None:
@@ -271,10 +299,43 @@ class HardExecutor:
         return torch.add(shortcut, res, alpha=run_scale).relu_(), True, kept
 
     def _scale_index(self, pack: dict[str, Any], keep_row: tuple[bool, ...], groups: int, device: torch.device) -> torch.Tensor:
-        """Column of each kept channel's scale in the channel gate's output row (cached per set)."""
+        """Column of each kept channel's scale in the channel gate's output row (cached per set),
+        padded to the native kernel's width by repeating a column (padded channels are zero)."""
         g = self.model.gate_config.group_size
-        return _lru(pack.setdefault("scale_index", OrderedDict()), keep_row,
-                    lambda: torch.tensor([groups + k for k, on in enumerate(keep_row) if on for _ in range(g)], device=device))
+
+        def make() -> torch.Tensor:
+            cols = [groups + k for k, on in enumerate(keep_row) if on for _ in range(g)]
+            return torch.tensor(cols + cols[:1] * (padded(len(cols)) - len(cols)), device=device)
+
+        return _lru(pack.setdefault("scale_index", OrderedDict()), keep_row, make)
+
+    def _block_native(self, nat: NativeConv, pack: dict[str, Any], block: nn.Module, x: torch.Tensor,
+                      keep_row: tuple[bool, ...] | None, scale: torch.Tensor | None, run_scale: float | None) -> torch.Tensor:
+        """A running block at batch 1 on the native kernel: ReLU and the channel scale fused into the
+        inner convs, ``relu(shortcut + run_scale·residual)`` into the last."""
+        x = x.contiguous(memory_format=_CL)
+        convs = _lru(pack["native"], keep_row if keep_row is not None and not all(keep_row) else None,
+                     lambda: self._pack_native(nat, pack, keep_row))
+        sc = pack.get("shortcut")
+        if sc is not None:
+            shortcut = nat(x, _lru(pack["native"], "shortcut", lambda: nat.pack(sc[0], sc[1], sc[2][0], 0)))
+        else:
+            shortcut = block.shortcut(x).contiguous(memory_format=_CL)
+        h = x
+        for conv in convs[:-1]:
+            h = nat(h, conv, relu=True, channel_scale=scale)
+        return nat(h, convs[-1], alpha=1.0 if run_scale is None else run_scale, residual=shortcut, relu=True)
+
+    def _pack_native(self, nat: NativeConv, pack: dict[str, Any], keep_row: tuple[bool, ...] | None) -> tuple:
+        """The block's convs for one kept set in the native layout; each conv reads the previous
+        one's padded output, so its input rows are padded to match."""
+        w = self._weights(pack, keep_row)
+        packed, cin = [], None
+        for j, conv in enumerate(pack["convs"]):
+            p = nat.pack(w[2 * j], w[2 * j + 1], conv.stride[0], conv.padding[0], in_channels=cin)
+            packed.append(p)
+            cin = p.padded_out
+        return tuple(packed)
 
     def _forced_row(self, i: int) -> tuple[bool | None, tuple[bool, ...] | None]:
         """Forced (run, kept groups) of block ``i`` for a batch-1 call, as Python values (cached per forcing)."""

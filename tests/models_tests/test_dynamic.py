@@ -3,6 +3,8 @@ the trace equal FlopCounterMode on the executed path."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -10,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import lcnas
 from lcnas.cost import sample_mflops, static_mflops
 from lcnas.models import ForcedDecisions, GateConfig
+from lcnas.models._native import NativeConv, native, native_status
 
 CASES = [("resnet20", 32), ("resnet56", 32), ("resnet18", 64), ("resnet50", 64)]
 
@@ -38,10 +41,20 @@ def _hard_and_masked(model, x):
     return hard, trace_hard, masked, trace_masked
 
 
+@pytest.fixture(params=["native", "aten"])
+def conv_path(request, monkeypatch):
+    """Batch-1 convolutions on lcnas's native kernel (must be buildable here) or on PyTorch's."""
+    if request.param == "aten":
+        monkeypatch.setenv("LCNAS_NATIVE", "0")
+    else:
+        assert native() is not None, native_status()
+    return request.param
+
+
 @pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
 @pytest.mark.parametrize("name,size", CASES)
-@pytest.mark.parametrize("batch", [1, 5])
-def test_hard_execution_equals_masked_reference(name, size, gating, batch):
+@pytest.mark.parametrize("batch,conv_path", [(1, "native"), (1, "aten"), (5, "aten")], indirect=["conv_path"])
+def test_hard_execution_equals_masked_reference(name, size, gating, batch, conv_path):
     model = _random_gated(name, gating)
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     hard, th, masked, tm = _hard_and_masked(model, x)
@@ -107,32 +120,59 @@ def _flop_counter() -> FlopCounterMode:
     return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmv: addmv_flop})
 
 
+@contextlib.contextmanager
+def _native_flops(monkeypatch, use_native: bool):
+    """Count the native kernel's convolutions too (FlopCounterMode sees only aten ops): a list
+    whose sum is their MFLOPs, from each call's packed shapes and output size."""
+    counted: list[float] = []
+    if not use_native:
+        monkeypatch.setenv("LCNAS_NATIVE", "0")
+        yield counted
+        return
+    assert native() is not None, native_status()
+    call = NativeConv.__call__
+
+    def counting(self, x, conv, **kw):
+        y = call(self, x, conv, **kw)
+        counted.append(conv.mflops(y.shape[2] * y.shape[3]))
+        return y
+
+    monkeypatch.setattr(NativeConv, "__call__", counting)
+    yield counted
+
+
+@pytest.mark.parametrize("use_native", [True, False], ids=["native", "aten"])
 @pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
 @pytest.mark.parametrize("name,size", CASES)
-def test_trace_flops_equal_flop_counter_at_batch_1(name, size, gating):
+def test_trace_flops_equal_flop_counter_at_batch_1(name, size, gating, use_native, monkeypatch):
     model = _random_gated(name, gating)
     gen = torch.Generator().manual_seed(4)
-    for _ in range(3):
-        x = torch.rand(1, 3, size, size, generator=gen)
-        with torch.no_grad(), _flop_counter() as counter:
-            model(x)
-        measured = counter.get_total_flops() / 1e6
-        assert sample_mflops(model).item() == pytest.approx(measured, rel=0.01)
+    with _native_flops(monkeypatch, use_native) as native_mflops:
+        for _ in range(3):
+            native_mflops.clear()
+            x = torch.rand(1, 3, size, size, generator=gen)
+            with torch.no_grad(), _flop_counter() as counter:
+                model(x)
+            measured = counter.get_total_flops() / 1e6 + sum(native_mflops)
+            assert sample_mflops(model).item() == pytest.approx(measured, rel=0.01)
+            assert bool(native_mflops) == use_native
 
 
-def test_forced_random_decisions_flops_and_skip():
+@pytest.mark.parametrize("use_native", [True, False], ids=["native", "aten"])
+def test_forced_random_decisions_flops_and_skip(use_native, monkeypatch):
     model = _random_gated("resnet56", "lc")
     gen = torch.Generator().manual_seed(5)
     blocks = model.blocks()
     run = torch.rand(len(blocks), generator=gen) < 0.5
     keep = tuple(torch.rand(b.channel_gate.outputs, generator=gen) < 0.5 for b in blocks)
     x = torch.rand(1, 3, 32, 32)
-    with torch.no_grad(), model.forced(ForcedDecisions(block_run=run, channel_keep=keep)), _flop_counter() as counter:
+    with _native_flops(monkeypatch, use_native) as native_mflops, torch.no_grad(), \
+            model.forced(ForcedDecisions(block_run=run, channel_keep=keep)), _flop_counter() as counter:
         model(x)
     trace = model.last_trace
     assert torch.equal(trace.block_run[0], run)
     assert not trace.gates_evaluated
-    assert sample_mflops(model).item() == pytest.approx(counter.get_total_flops() / 1e6, rel=0.01)
+    assert sample_mflops(model).item() == pytest.approx(counter.get_total_flops() / 1e6 + sum(native_mflops), rel=0.01)
     assert sample_mflops(model).item() < 0.6 * static_mflops(model)
 
 
@@ -238,7 +278,7 @@ def test_training_trace_carries_straight_through_decisions_for_rate_terms():
 @pytest.mark.parametrize("hidden", [0, 8])
 @pytest.mark.parametrize("pooling", ["avg", "max", "avgmax"])
 @pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
-def test_batch_1_gate_path_equals_masked_reference_for_every_gate_shape(hidden, pooling, gating):
+def test_batch_1_gate_path_equals_masked_reference_for_every_gate_shape(hidden, pooling, gating, conv_path):
     # Batch 1 stacks a block's gates into one first layer and pools with a matrix-vector product:
     # every gate shape must still take the masked reference's decisions and scales.
     model = _random_gated("resnet20", gating, hidden=hidden, pooling=pooling)
@@ -270,3 +310,19 @@ def test_the_trace_describes_the_last_forward_even_when_read_later():
         model(x)
         assert model.last_trace.gates_evaluated is True and model.last_trace is not trace
         assert model.last_trace is model.last_trace  # built once per forward
+
+
+@pytest.mark.parametrize("group_size", [1, 4, 8])
+@pytest.mark.parametrize("name,size", [("resnet20", 32), ("resnet50", 64)])
+def test_native_kernel_with_unaligned_channel_sets_equals_masked_reference(name, size, group_size, conv_path):
+    # Kept widths that are not multiples of the kernel's 8-float vectors are zero-padded between
+    # a block's convs; the channel scales are padded to match. Forced sets make every width occur.
+    model = _random_gated(name, "lc", group_size=group_size)
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(3):
+        keep = tuple(torch.rand(b.channel_gate.outputs, generator=gen) < 0.6 for b in model.blocks())
+        x = torch.rand(1, 3, size, size, generator=gen)
+        with model.forced(ForcedDecisions(channel_keep=keep, evaluate_gates=True)):
+            hard, th, masked, tm = _hard_and_masked(model, x)
+        assert torch.equal(th.channels_kept, tm.channels_kept)
+        assert (hard - masked).abs().max() <= 1e-4 * max(1.0, masked.abs().max().item())

@@ -1,0 +1,188 @@
+"""The native batch-1 convolution: built from ``_native_conv.cpp`` at first use, called via ctypes.
+
+At batch 1 PyTorch's CPU convolution is im2col + GEMM, whose cost barely falls when output
+channels are dropped (see ``benchmarks/conv_cost.py``). The native kernel is a direct NHWC
+convolution whose cost is proportional to kept outputs × inputs, with the residual block's epilogue
+fused in. The hard executor uses it for every batch-1 float32 CPU convolution when it is available.
+
+It is compiled once per machine and source version into the lcnas cache folder
+(``$LCNAS_CACHE_DIR``, else ``$XDG_CACHE_HOME/lcnas``, else ``~/.cache/lcnas``) with the C++
+compiler in ``$CXX`` (else ``g++``, ``c++``, ``clang++``). Without a compiler, or with
+``LCNAS_NATIVE=0``, the executor keeps PyTorch's convolutions; :func:`native_status` says which
+path is in use and why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .._env import cpu_model
+
+__all__ = ["NativeConv", "PackedConv", "native", "native_status", "cache_dir", "packable", "padded"]
+
+_SOURCE = Path(__file__).with_name("_native_conv.cpp")
+_FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
+_LANE = 8  # floats per vector in the kernel: packed output widths are multiples of this
+_CL = torch.channels_last
+
+_state: dict[str, object] = {}
+
+
+def cache_dir() -> Path:
+    """Where lcnas keeps machine-specific build products."""
+    env = os.environ.get("LCNAS_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lcnas"
+
+
+@dataclass(frozen=True)
+class PackedConv:
+    """One convolution's folded weights in the kernel's layout: ``[K][K][Cin][Kp]``, bias ``[Kp]``."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    out_channels: int  # real outputs; Kp - out_channels trailing outputs are zero
+    padded_out: int
+    kernel: int
+    stride: int
+    pad: int
+    in_channels: int  # real inputs; the weight may carry zero rows for a padded input
+
+    def mflops(self, out_hw: int) -> float:
+        """Useful MFLOPs (2 per multiply-add, padding excluded) for ``out_hw`` output pixels."""
+        return 2.0 * self.kernel * self.kernel * self.in_channels * self.out_channels * out_hw / 1e6
+
+
+class NativeConv:
+    """Handle on the loaded kernel library."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        lib = ctypes.CDLL(str(path))
+        fn = lib.lcnas_conv_nhwc
+        p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+        fn.argtypes = [p, i, i, i, i, i, i, p, p, i, f, p, i, p, p, i]
+        fn.restype = i
+        self._fn = fn
+
+    @staticmethod
+    def pack(weight: torch.Tensor, bias: torch.Tensor, stride: int, pad: int, in_channels: int | None = None) -> PackedConv:
+        """Pack a ``Cout×Cin×K×K`` weight (square kernel, groups 1, dilation 1) and its bias.
+
+        ``in_channels`` > Cin adds zero input rows, so the conv reads an input whose trailing
+        channels are another packed conv's zero padding.
+        """
+        cout, cin, kh, kw = weight.shape
+        if kh != kw:
+            raise ValueError(f"native conv needs a square kernel, got {kh}×{kw}")
+        kp = padded(cout)
+        w = weight.detach().float().permute(2, 3, 1, 0)
+        if in_channels is not None and in_channels > cin:
+            w = torch.cat([w, w.new_zeros(kh, kw, in_channels - cin, cout)], 2)
+        b = bias.detach().float()
+        if kp != cout:
+            w = torch.cat([w, w.new_zeros(kh, kw, w.shape[2], kp - cout)], 3)
+            b = torch.cat([b, b.new_zeros(kp - cout)])
+        return PackedConv(w.contiguous(), b.contiguous(), cout, kp, kh, stride, pad, cin)
+
+    def __call__(self, x: torch.Tensor, conv: PackedConv, *, alpha: float = 1.0, residual: torch.Tensor | None = None,
+                 relu: bool = False, channel_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """``channel_scale·relu(alpha·conv(x) + residual)`` (each part optional) for a ``1×C×H×W``
+        channels-last float32 ``x``; returns ``1×Kp×Ho×Wo`` channels-last."""
+        _, cin, h, w = x.shape
+        if cin != conv.weight.shape[2]:
+            raise ValueError(f"native conv: input has {cin} channels, the packed weight expects {conv.weight.shape[2]}")
+        ho = (h + 2 * conv.pad - conv.kernel) // conv.stride + 1
+        wo = (w + 2 * conv.pad - conv.kernel) // conv.stride + 1
+        y = torch.empty((1, conv.padded_out, ho, wo), dtype=torch.float32, memory_format=_CL)
+        rc = self._fn(x.data_ptr(), h, w, cin, conv.kernel, conv.stride, conv.pad,
+                      conv.weight.data_ptr(), conv.bias.data_ptr(), conv.padded_out,
+                      alpha, None if residual is None else residual.data_ptr(), int(relu),
+                      None if channel_scale is None else channel_scale.data_ptr(),
+                      y.data_ptr(), torch.get_num_threads())
+        if rc != 0:
+            raise RuntimeError(f"native conv rejected its arguments (code {rc}): Kp={conv.padded_out}, Cin={cin}")
+        return y
+
+
+def padded(channels: int) -> int:
+    """The kernel's output width for ``channels`` outputs (next multiple of its vector width)."""
+    return -(-channels // _LANE) * _LANE
+
+
+def packable(conv: torch.nn.Conv2d) -> bool:
+    """Whether the native kernel computes this conv: square kernel/stride/padding, no groups or dilation."""
+    k, s, p, d = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    return (conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(p, str)
+            and k[0] == k[1] and s[0] == s[1] and p[0] == p[1] and d == (1, 1))
+
+
+def _compilers() -> list[str]:
+    env = os.environ.get("CXX")
+    if env:
+        return [env]
+    return [c for c in (shutil.which(n) for n in ("g++", "c++", "clang++")) if c]
+
+
+def _build() -> NativeConv:
+    source = _SOURCE.read_bytes()
+    errors = []
+    for cxx in _compilers():
+        for openmp in (True, False):  # OpenMP splits output rows over torch's threads; optional
+            flags = _FLAGS + (("-fopenmp",) if openmp else ())
+            key = hashlib.sha256(b"\0".join([source, cxx.encode(), " ".join(flags).encode(), cpu_model().encode()])).hexdigest()[:16]
+            out = cache_dir() / "native" / key / "libconv.so"
+            if out.is_file():
+                return NativeConv(out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+            os.close(fd)
+            try:
+                proc = subprocess.run([cxx, *flags, str(_SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300)
+                if proc.returncode == 0:
+                    os.replace(tmp, out)  # atomic: a concurrent build never sees half a library
+                    return NativeConv(out)
+                errors.append(f"{cxx} {' '.join(flags)}: {proc.stderr.strip()[-400:]}")
+            except (OSError, subprocess.TimeoutExpired) as e:
+                errors.append(f"{cxx}: {e}")
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    if not errors:
+        raise RuntimeError("no C++ compiler found (set $CXX, or install g++)")
+    raise RuntimeError("; ".join(errors))
+
+
+def native() -> NativeConv | None:
+    """The loaded kernel, building it on first call; None when disabled or unavailable (warns once)."""
+    if os.environ.get("LCNAS_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if "lib" not in _state:
+        try:
+            _state["lib"] = _build()
+            _state["why"] = f"native kernel {_state['lib'].path}"
+        except Exception as e:  # noqa: BLE001 - any build/load failure falls back to PyTorch convs
+            _state["lib"] = None
+            _state["why"] = f"native kernel unavailable ({e}); batch-1 convolutions use PyTorch"
+            warnings.warn(f"lcnas: {_state['why']}", RuntimeWarning, stacklevel=2)
+    return _state["lib"]  # type: ignore[return-value]
+
+
+def native_status() -> str:
+    """Which batch-1 convolution the hard executor uses, and why."""
+    if os.environ.get("LCNAS_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return "native kernel disabled by LCNAS_NATIVE=0; batch-1 convolutions use PyTorch"
+    native()
+    return str(_state["why"])

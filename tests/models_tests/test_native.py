@@ -1,0 +1,121 @@
+"""The native batch-1 convolution: equals PyTorch's, fuses the block epilogue, builds once into the
+cache, and falls back to PyTorch (with one warning) when it cannot be built."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lcnas
+from lcnas.models import ForcedDecisions, _native
+from lcnas.models._native import NativeConv, native, native_status
+
+CL = torch.channels_last
+
+
+@pytest.fixture()
+def kernel():
+    lib = native()
+    assert lib is not None, native_status()  # a compiler is part of the test environment
+    return lib
+
+
+@pytest.mark.parametrize("cin,cout,size,k,stride,pad", [
+    (3, 16, 32, 3, 1, 1), (16, 8, 32, 3, 1, 1), (16, 12, 32, 3, 2, 1), (32, 64, 16, 1, 2, 0),
+    (64, 5, 8, 3, 1, 1), (3, 64, 33, 7, 2, 3), (20, 24, 7, 3, 1, 1),
+])
+def test_conv_equals_pytorch(kernel, cin, cout, size, k, stride, pad):
+    gen = torch.Generator().manual_seed(cin + cout)
+    x = torch.randn(1, cin, size, size, generator=gen).contiguous(memory_format=CL)
+    w, b = torch.randn(cout, cin, k, k, generator=gen), torch.randn(cout, generator=gen)
+    y = kernel(x, kernel.pack(w, b, stride, pad))
+    ref = F.conv2d(x, w, b, stride, pad)
+    assert y.shape[1] == -(-cout // 8) * 8 and y.is_contiguous(memory_format=CL)
+    assert torch.allclose(y[:, :cout], ref, atol=1e-4, rtol=1e-4)
+    assert not y[:, cout:].any()  # padded outputs are exactly zero, so the next conv may read them
+
+
+def test_fused_epilogue_and_padded_input(kernel):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 16, 8, 8, generator=gen).contiguous(memory_format=CL)
+    w1, b1 = torch.randn(12, 16, 3, 3, generator=gen), torch.randn(12, generator=gen)
+    w2, b2 = torch.randn(16, 12, 3, 3, generator=gen), torch.randn(16, generator=gen)
+    scale = torch.rand(16, generator=gen) + 0.5  # padded to 16 for 12 real channels
+    res = torch.randn(1, 16, 8, 8, generator=gen).contiguous(memory_format=CL)
+    c1 = kernel.pack(w1, b1, 1, 1)
+    c2 = kernel.pack(w2, b2, 1, 1, in_channels=c1.padded_out)
+    h = kernel(x, c1, relu=True, channel_scale=scale)
+    y = kernel(h, c2, alpha=0.7, residual=res, relu=True)
+    h_ref = F.conv2d(x, w1, b1, 1, 1).relu() * scale[:12, None, None]
+    y_ref = (res + 0.7 * F.conv2d(h_ref, w2, b2, 1, 1)).relu()
+    assert torch.allclose(y, y_ref, atol=1e-4, rtol=1e-4)
+    assert c2.in_channels == 12 and c2.mflops(64) == pytest.approx(2 * 9 * 12 * 16 * 64 / 1e6)
+
+
+def test_results_do_not_depend_on_the_thread_count(kernel):
+    x = torch.randn(1, 32, 16, 16).contiguous(memory_format=CL)
+    conv = kernel.pack(torch.randn(32, 32, 3, 3), torch.randn(32), 1, 1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = kernel(x, conv)
+        torch.set_num_threads(2)
+        two = kernel(x, conv)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
+
+
+def test_wrong_input_width_is_one_clear_error(kernel):
+    conv = kernel.pack(torch.randn(8, 16, 3, 3), torch.randn(8), 1, 1)
+    with pytest.raises(ValueError, match="16"):
+        kernel(torch.randn(1, 4, 8, 8).contiguous(memory_format=CL), conv)
+
+
+def test_built_once_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("LCNAS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_native, "_state", {})
+    lib = native()
+    assert lib is not None and tmp_path in lib.path.parents
+    built = sorted(tmp_path.rglob("*.so"))
+    assert built == [lib.path]  # no temporary left behind
+    monkeypatch.setattr(_native, "_state", {})
+    mtime = lib.path.stat().st_mtime_ns
+    assert native().path == lib.path and lib.path.stat().st_mtime_ns == mtime
+
+
+def test_no_compiler_falls_back_to_pytorch_with_one_warning(monkeypatch, tmp_path):
+    monkeypatch.setenv("LCNAS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr(_native, "_state", {})
+    with pytest.warns(RuntimeWarning, match="native kernel unavailable"):
+        assert native() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once, not per call
+        assert native() is None
+        assert "no-such-compiler" in native_status()
+        model = lcnas.create_model("resnet20", gating="lc").eval()
+        with torch.no_grad():
+            assert model(torch.rand(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setenv("LCNAS_NATIVE", "0")
+    assert native() is None
+    assert "LCNAS_NATIVE=0" in native_status()
+
+
+def test_model_uses_the_kernel_at_batch_1_only(kernel, monkeypatch):
+    calls = []
+    call = NativeConv.__call__
+    monkeypatch.setattr(NativeConv, "__call__", lambda self, *a, **k: calls.append(1) or call(self, *a, **k))
+    model = lcnas.create_model("resnet20", gating="layer").eval()
+    all_on = ForcedDecisions(block_run=torch.ones(len(model.blocks()), dtype=torch.bool))
+    with torch.no_grad(), model.forced(all_on):
+        model(torch.rand(1, 3, 32, 32))
+        assert len(calls) == 19  # stem + 9 blocks × 2 convs
+        model(torch.rand(2, 3, 32, 32))
+        assert len(calls) == 19
