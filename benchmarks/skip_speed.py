@@ -8,6 +8,8 @@ throughput at batch 64 of:
   static      the same network with every block and channel on, through the same engine
               (BN folded, channels-last): the honest baseline for the ratios
   hard        lcnas hard execution of the decisions (skipped work not computed)
+  static_pytorch_convs  `static` at batch 1 with PyTorch's convolutions instead of lcnas's native
+              kernel (LCNAS_NATIVE=0): what the kernel itself gains
   mask        the same decisions executed densely and multiplied by zero (SkipNet/ConvNet-AIG style)
 plus the plain PyTorch static model (NCHW and channels-last) for reference. Decisions differ per
 sample: at batch 1 calls cycle over 16 samples' decisions; at batch 64 block decisions are drawn per
@@ -23,6 +25,7 @@ medians of per-round ratios.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -34,6 +37,7 @@ from lcnas._env import environment_metadata
 from lcnas._io import write_json
 from lcnas.cost import sample_mflops, static_mflops
 from lcnas.models import ForcedDecisions, GateConfig
+from lcnas.models._native import native_status
 
 GOALS = {"layer": (0.90, 0.85), "channel": (0.80, 0.70), "both": (0.75, 0.75)}
 LEVELS = {"layer": [(0.25, 0.0), (0.5, 0.0), (0.75, 0.0)], "channel": [(0.0, 0.25), (0.0, 0.5), (0.0, 0.75)],
@@ -125,6 +129,15 @@ def main() -> None:
             gated.execution = "hard"
             gated(x64)
         configs["static_with_gates"] = (gates_on_bs1, gates_on_bs64, None)
+        static_bs1 = configs["static"][0]
+
+        def static_bs1_pytorch_convs():  # the engine with PyTorch's batch-1 convs instead of the native kernel
+            os.environ["LCNAS_NATIVE"] = "0"
+            try:
+                static_bs1()
+            finally:
+                os.environ.pop("LCNAS_NATIVE")
+        configs["static_pytorch_convs"] = (static_bs1_pytorch_convs, configs["static"][1], None)
         flops = {}
         for kind, levels in LEVELS.items():
             for block_skip, channel_skip in levels:
@@ -169,7 +182,9 @@ def main() -> None:
             }
         results[name] = {
             "static_mflops": static_fl,
-            "bs1_latency_ms": {k: median(lat[k]) for k in ("plain_nchw", "plain_channels_last", "static", "static_with_gates")},
+            "bs1_latency_ms": {k: median(lat[k]) for k in ("plain_nchw", "plain_channels_last", "static_pytorch_convs", "static", "static_with_gates")},
+            "bs1_native_speedup": ratio_median(lat["static_pytorch_convs"], lat["static"]),
+            "native_kernel": native_status(),
             "bs64_images_per_s": {k: median(thr[k]) for k in ("plain_nchw", "plain_channels_last", "static", "static_with_gates")},
             "gate_overhead_bs1": ratio_median(lat["static_with_gates"], lat["static"]) - 1,
             "gate_overhead_bs64": ratio_median(thr["static"], thr["static_with_gates"]) - 1,

@@ -139,7 +139,7 @@ class DynamicResNet(ResNet):
         if hard:
             self._hard.masks = masks = {}
             x = self._hard.stem(x)
-            for i, block in enumerate(self.blocks()):
+            for i, block in enumerate(self._hard.blocks()):
                 x, run, kept = self._hard.block(i, block, x)
                 records.append(_Decision(run, kept))
         else:

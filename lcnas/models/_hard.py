@@ -28,6 +28,7 @@ from torch import nn
 
 from ._fold import fold_conv_bn
 from ._native import NativeConv, native, packable, padded
+from ._normalize import Normalize
 from ._resnet import Bottleneck, PadShortcut
 
 __all__ = ["HardExecutor", "grouping_is_cheaper", "pool", "residual_mflops_per_channel", "GROUP_OVERHEAD_MFLOPS"]
@@ -127,12 +128,15 @@ class HardExecutor:
         self.packs: dict[int, dict[str, Any]] = {}
         self._forced_cache: tuple | None = None
         self._inv_hw: dict[tuple, torch.Tensor] = {}  # (HW, dtype, device) → 1/HW vector: average pooling as mv
+        self._nat: NativeConv | None = None  # the native kernel for the current forward, or None
+        self._blocks: list[nn.Module] | None = None
         # Batch calls: block index → the N×G group masks it executed (for the trace; the batch
         # latency predictor replays the grouping rule on them). Reset by the model per forward.
         self.masks: dict[int, torch.Tensor] = {}
 
     def clear(self) -> None:
         self.packs.clear()
+        self._blocks = None
         self._forced_cache = None
         self._inv_hw.clear()
 
@@ -155,20 +159,45 @@ class HardExecutor:
         return torch.addmv(fc.bias, fc.weight, self.pool_one("avg", x))[None]
 
     # ---------------------------------------------------------------- packing
+    def blocks(self) -> list[nn.Module]:
+        """The model's blocks (cached: the list is rebuilt from its stages otherwise)."""
+        if self._blocks is None:
+            self._blocks = self.model.blocks()
+        return self._blocks
+
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model
         pack = self.packs.get(-1)
         if pack is None:
             w, b = fold_conv_bn(m.conv1, m.bn1)
-            pack = self.packs[-1] = {"w": w.contiguous(memory_format=_CL), "b": b}
+            pack = self.packs[-1] = {"w": w.contiguous(memory_format=_CL), "b": b,
+                                     "maxpool": None if isinstance(m.maxpool, nn.Identity) else m.maxpool}
+        # One decision per forward: the blocks follow the stem's (a batch-1 float32 CPU input).
+        nat = self._nat = self._native_for(x)
+        if nat is not None:
+            conv = pack.get("native", False)
+            if conv is False:
+                ok = packable(m.conv1) and m.conv1.out_channels == padded(m.conv1.out_channels)
+                conv = pack["native"] = self._pack_stem(nat) if ok else None
+            if conv is not None:
+                y = nat(x, conv, relu=True)  # reads x in its own layout
+                return y if pack["maxpool"] is None else pack["maxpool"](y)
         x = m.normalize(x).contiguous(memory_format=_CL)
-        nat = self._native_for(x)
-        if nat is not None and packable(m.conv1) and m.conv1.out_channels == padded(m.conv1.out_channels):
-            conv = pack.get("native")
-            if conv is None:
-                conv = pack["native"] = nat.pack(pack["w"], pack["b"], m.conv1.stride[0], m.conv1.padding[0])
-            return m.maxpool(nat(x, conv, relu=True))
         return m.maxpool(F.conv2d(x, pack["w"], pack["b"], m.conv1.stride, m.conv1.padding).relu_())
+
+    def _pack_stem(self, nat: NativeConv):
+        """The stem conv with the input normalisation folded in: weights scaled by 1/std, the bias
+        shifted by the mean's response, and out-of-image taps reading the mean (so the folded conv
+        sees normalised zeros there, as the unfolded one does)."""
+        m, pack = self.model, self.packs[-1]
+        w, b = pack["w"], pack["b"]
+        norm = m.normalize
+        if not isinstance(norm, Normalize):
+            return nat.pack(w, b, m.conv1.stride[0], m.conv1.padding[0]) if isinstance(norm, nn.Identity) else None
+        inv_std, mean = norm.inv_std.reshape(1, -1, 1, 1), norm.mean.reshape(1, -1, 1, 1)
+        w_fold = w * inv_std
+        b_fold = b - (w_fold * mean).sum((1, 2, 3))
+        return nat.pack(w_fold, b_fold, m.conv1.stride[0], m.conv1.padding[0], pad_value=mean)
 
     @staticmethod
     def _native_for(x: torch.Tensor) -> NativeConv | None:
@@ -205,6 +234,11 @@ class HardExecutor:
         conv_mods = [c for c, _ in convs] + ([block.downsample[0]] if "shortcut" in pack else [])
         pack["convs"] = [c for c, _ in convs]
         pack["native_ok"] = all(packable(c) for c in conv_mods) and convs[-1][0].out_channels == padded(convs[-1][0].out_channels)
+        if isinstance(block.downsample, PadShortcut):
+            # read in place by the kernel's epilogue: the channel window must fall on its vectors
+            lo, cin = block.downsample.pad // 2, block.conv1.in_channels
+            pack["pad_window"] = (block.downsample.stride, lo, convs[-1][0].out_channels)
+            pack["native_ok"] &= lo == padded(lo) and cin == padded(cin)
         pack["native"] = OrderedDict()
         self.packs[i] = pack
         return pack
@@ -264,7 +298,13 @@ class HardExecutor:
                 if cfg.scaling:
                     run_scale = _scale(out[1])
         if not run:
-            return self._skipped(pack, block, x), False, 0
+            nat = self._nat if pack["native_ok"] else None
+            if nat is None:
+                return self._skipped(pack, block, x), False, 0
+            window = pack.get("pad_window")
+            if window is not None:
+                return nat.pad_subsample(x, *window), False, 0
+            return self._shortcut_native(nat, pack, x, relu=True), False, 0
 
         keep_row, scale = None, None
         if pack["channel_gate"] is not None:
@@ -287,7 +327,7 @@ class HardExecutor:
                 # rather than a Python list per call.
                 scale = torch.index_select(out_t, 0, self._scale_index(pack, keep_row, groups, out_t.device)).sigmoid_().mul_(2.0)
         kept = block.conv1.out_channels if keep_row is None else sum(keep_row) * cfg.group_size
-        nat = self._native_for(x) if pack["native_ok"] else None
+        nat = self._nat if pack["native_ok"] else None
         if nat is not None:
             return self._block_native(nat, pack, block, x, keep_row, scale, run_scale), True, kept
         if scale is not None:
@@ -312,19 +352,24 @@ class HardExecutor:
     def _block_native(self, nat: NativeConv, pack: dict[str, Any], block: nn.Module, x: torch.Tensor,
                       keep_row: tuple[bool, ...] | None, scale: torch.Tensor | None, run_scale: float | None) -> torch.Tensor:
         """A running block at batch 1 on the native kernel: ReLU and the channel scale fused into the
-        inner convs, ``relu(shortcut + run_scale·residual)`` into the last."""
-        x = x.contiguous(memory_format=_CL)
+        inner convs, ``relu(shortcut + run_scale·residual)`` into the last, the shortcut read in place."""
         convs = _lru(pack["native"], keep_row if keep_row is not None and not all(keep_row) else None,
                      lambda: self._pack_native(nat, pack, keep_row))
-        sc = pack.get("shortcut")
-        if sc is not None:
-            shortcut = nat(x, _lru(pack["native"], "shortcut", lambda: nat.pack(sc[0], sc[1], sc[2][0], 0)))
-        else:
-            shortcut = block.shortcut(x).contiguous(memory_format=_CL)
         h = x
         for conv in convs[:-1]:
             h = nat(h, conv, relu=True, channel_scale=scale)
-        return nat(h, convs[-1], alpha=1.0 if run_scale is None else run_scale, residual=shortcut, relu=True)
+        alpha = 1.0 if run_scale is None else run_scale
+        window = pack.get("pad_window")
+        if window is not None:
+            return nat(h, convs[-1], alpha=alpha, residual=x, residual_stride=window[0], residual_offset=window[1], relu=True)
+        return nat(h, convs[-1], alpha=alpha, residual=self._shortcut_native(nat, pack, x), relu=True)
+
+    def _shortcut_native(self, nat: NativeConv, pack: dict[str, Any], x: torch.Tensor, relu: bool = False) -> torch.Tensor:
+        """Identity (``x`` itself; post-ReLU, so >= 0) or the 1×1 conv shortcut on the kernel."""
+        sc = pack.get("shortcut")
+        if sc is None:
+            return x
+        return nat(x, _lru(pack["native"], "shortcut", lambda: nat.pack(sc[0], sc[1], sc[2][0], 0)), relu=relu)
 
     def _pack_native(self, nat: NativeConv, pack: dict[str, Any], keep_row: tuple[bool, ...] | None) -> tuple:
         """The block's convs for one kept set in the native layout; each conv reads the previous

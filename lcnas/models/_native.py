@@ -59,6 +59,7 @@ class PackedConv:
     stride: int
     pad: int
     in_channels: int  # real inputs; the weight may carry zero rows for a padded input
+    pad_value: torch.Tensor | None = None  # per input channel, read for out-of-image taps (None: 0)
 
     def mflops(self, out_hw: int) -> float:
         """Useful MFLOPs (2 per multiply-add, padding excluded) for ``out_hw`` output pixels."""
@@ -71,14 +72,19 @@ class NativeConv:
     def __init__(self, path: Path) -> None:
         self.path = path
         lib = ctypes.CDLL(str(path))
-        fn = lib.lcnas_conv_nhwc
-        p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
-        fn.argtypes = [p, i, i, i, i, i, i, p, p, i, f, p, i, p, p, i]
+        p, i, f, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_long
+        fn = lib.lcnas_conv
+        fn.argtypes = [p, i, i, i, n, n, n, p, i, i, i, p, p, i, f, p, n, n, i, i, i, p, p, i]
         fn.restype = i
         self._fn = fn
+        pad = lib.lcnas_pad_subsample
+        pad.argtypes = [p, i, i, i, i, i, i, p]
+        pad.restype = None
+        self._pad = pad
 
     @staticmethod
-    def pack(weight: torch.Tensor, bias: torch.Tensor, stride: int, pad: int, in_channels: int | None = None) -> PackedConv:
+    def pack(weight: torch.Tensor, bias: torch.Tensor, stride: int, pad: int, in_channels: int | None = None,
+             pad_value: torch.Tensor | None = None) -> PackedConv:
         """Pack a ``Cout×Cin×K×K`` weight (square kernel, groups 1, dilation 1) and its bias.
 
         ``in_channels`` > Cin adds zero input rows, so the conv reads an input whose trailing
@@ -95,25 +101,47 @@ class NativeConv:
         if kp != cout:
             w = torch.cat([w, w.new_zeros(kh, kw, w.shape[2], kp - cout)], 3)
             b = torch.cat([b, b.new_zeros(kp - cout)])
-        return PackedConv(w.contiguous(), b.contiguous(), cout, kp, kh, stride, pad, cin)
+        pv = None if pad_value is None else pad_value.detach().float().reshape(-1).contiguous()
+        return PackedConv(w.contiguous(), b.contiguous(), cout, kp, kh, stride, pad, cin, pv)
 
     def __call__(self, x: torch.Tensor, conv: PackedConv, *, alpha: float = 1.0, residual: torch.Tensor | None = None,
-                 relu: bool = False, channel_scale: torch.Tensor | None = None) -> torch.Tensor:
-        """``channel_scale·relu(alpha·conv(x) + residual)`` (each part optional) for a ``1×C×H×W``
-        channels-last float32 ``x``; returns ``1×Kp×Ho×Wo`` channels-last."""
+                 residual_stride: int = 1, residual_offset: int = 0, relu: bool = False,
+                 channel_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """``channel_scale·relu(alpha·conv(x) + residual)`` (each part optional) for one float32
+        image ``x`` (``1×C×H×W``, any strides); returns ``1×Kp×Ho×Wo`` channels-last.
+
+        ``residual`` (channels contiguous) is read at every ``residual_stride``-th pixel into
+        output channels ``residual_offset`` onwards, zeros elsewhere: an "option A" shortcut
+        without materialising it. ``channel_scale`` has ``Kp`` entries.
+        """
         _, cin, h, w = x.shape
         if cin != conv.weight.shape[2]:
             raise ValueError(f"native conv: input has {cin} channels, the packed weight expects {conv.weight.shape[2]}")
         ho = (h + 2 * conv.pad - conv.kernel) // conv.stride + 1
         wo = (w + 2 * conv.pad - conv.kernel) // conv.stride + 1
         y = torch.empty((1, conv.padded_out, ho, wo), dtype=torch.float32, memory_format=_CL)
-        rc = self._fn(x.data_ptr(), h, w, cin, conv.kernel, conv.stride, conv.pad,
-                      conv.weight.data_ptr(), conv.bias.data_ptr(), conv.padded_out,
-                      alpha, None if residual is None else residual.data_ptr(), int(relu),
+        _, xs_c, xs_h, xs_w = x.stride()
+        if residual is None:
+            r, rs_h, rs_w, lo, hi = None, 0, 0, 0, 0
+        else:
+            r, rs_h, rs_w = residual.data_ptr(), residual.stride(2) * residual_stride, residual.stride(3) * residual_stride
+            lo, hi = residual_offset, residual_offset + residual.shape[1]
+        rc = self._fn(x.data_ptr(), h, w, cin, xs_h, xs_w, xs_c,
+                      None if conv.pad_value is None else conv.pad_value.data_ptr(), conv.kernel, conv.stride, conv.pad,
+                      conv.weight.data_ptr(), conv.bias.data_ptr(), conv.padded_out, alpha,
+                      r, rs_h, rs_w, lo, hi, int(relu),
                       None if channel_scale is None else channel_scale.data_ptr(),
                       y.data_ptr(), torch.get_num_threads())
         if rc != 0:
-            raise RuntimeError(f"native conv rejected its arguments (code {rc}): Kp={conv.padded_out}, Cin={cin}")
+            raise RuntimeError(f"native conv rejected its arguments: Kp={conv.padded_out}, Cin={cin}, residual channels [{lo}, {hi})")
+        return y
+
+    def pad_subsample(self, x: torch.Tensor, stride: int, offset: int, out_channels: int) -> torch.Tensor:
+        """"Option A" shortcut of one NHWC-contiguous image: every ``stride``-th pixel, its channels
+        placed at ``offset`` among ``out_channels`` zeros."""
+        _, cin, h, w = x.shape
+        y = torch.empty((1, out_channels, (h - 1) // stride + 1, (w - 1) // stride + 1), dtype=torch.float32, memory_format=_CL)
+        self._pad(x.data_ptr(), h, w, cin, stride, offset, out_channels, y.data_ptr())
         return y
 
 

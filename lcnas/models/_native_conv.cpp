@@ -1,36 +1,44 @@
-// lcnas native batch-1 convolution: direct NHWC convolution of one image, vectorised over output
-// channels (8 floats per vector), with the block's epilogue fused (bias, residual scale, residual
-// add, ReLU, per-channel scale).
+// lcnas native batch-1 convolution: direct convolution of one image, vectorised over output
+// channels (8 floats per vector), with a residual block's epilogue fused in (bias, residual
+// scale, shortcut add, ReLU, per-channel scale).
 //
 // Why: at batch 1 PyTorch runs these small convs as im2col + GEMM, whose im2col costs the same
 // whatever the number of output channels, so dropping channels barely saves time. A direct
 // convolution's cost is proportional to (kept outputs) x (inputs): channel skipping pays.
 //
-// Layout: x [H][W][Cin]; weights [K][K][Cin][Kp] with Kp a multiple of 8 (zero-padded outputs);
-// y and res [Ho][Wo][Kp]. Built at first use by lcnas/models/_native.py with -O3 -march=native.
-// The operations per output are in a fixed order, so results do not depend on the thread count.
+// Layout: x is addressed by strides (any layout; NHWC takes the fast path); weights
+// [K][K][Cin][Kp] with Kp a multiple of 8 (zero-padded outputs); y [Ho][Wo][Kp]. Out-of-image
+// taps read `padv` (per input channel; zeros when null), which lets the stem fold the input
+// normalisation into its weights. The shortcut is read through strides and a channel window
+// [res_lo, res_hi), so identity and "option A" (subsample + zero channels) shortcuts need no copy.
+// Built at first use by lcnas/models/_native.py with -O3 -march=native. Each output's operations
+// run in a fixed order, so results do not depend on the thread count.
 #include <cstring>
-#include <algorithm>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 typedef float v8 __attribute__((vector_size(32)));
 
-static float g_zero[8192];
+static const int kMaxCin = 8192;
+static float g_zero[kMaxCin];
 
 namespace {
 struct Args {
     const float* x; int H, W, Cin, K, stride, pad;
+    long xs_h, xs_w, xs_c;
+    const float* padv;
     const float* w; const float* bias; int Kp;
-    float alpha; const float* res; int relu; const float* chscale;
+    float alpha;
+    const float* res; long rs_h, rs_w; int res_lo, res_hi;
+    int relu; const float* chscale;
     float* y; int Ho, Wo;
 };
 
 static inline v8 load8(const float* p) { v8 v; std::memcpy(&v, p, 32); return v; }
 static inline void store8(float* p, v8 v) { std::memcpy(p, &v, 32); }
 
-template <int P, int B>
+template <int P, int B, bool NHWC>
 static inline void tile(const Args& a, int ho, int wo0, int ob) {
     v8 acc[P][B];
     for (int b = 0; b < B; ++b) {
@@ -38,13 +46,14 @@ static inline void tile(const Args& a, int ho, int wo0, int ob) {
         for (int p = 0; p < P; ++p) acc[p][b] = bv;
     }
     const int Cin = a.Cin, Kp = a.Kp;
+    const float* padv = a.padv ? a.padv : g_zero;
     for (int kh = 0; kh < a.K; ++kh) {
         int hi = ho * a.stride + kh - a.pad;
-        if (hi < 0 || hi >= a.H) continue;
-        const float* xrow = a.x + (long)hi * a.W * Cin;
         const float* wk = a.w + (long)kh * a.K * Cin * Kp + ob * 8;
+        bool row_in = hi >= 0 && hi < a.H;
+        const float* xrow = a.x + (long)hi * a.xs_h;
         int first = wo0 * a.stride - a.pad, last = (wo0 + P - 1) * a.stride - a.pad + a.K - 1;
-        if (first >= 0 && last < a.W) {
+        if (NHWC && row_in && first >= 0 && last < a.W) {
             // Interior tile: in NHWC a pixel's K taps along the row are K*Cin contiguous floats,
             // matching the weights' (kw, ci) order, so one loop covers the whole kernel row.
             const float* xp[P];
@@ -60,70 +69,101 @@ static inline void tile(const Args& a, int ho, int wo0, int ob) {
             }
             continue;
         }
+        if (!row_in && !a.padv) continue;  // zero padding contributes nothing
         for (int kw = 0; kw < a.K; ++kw) {
             const float* xp[P];
+            long st[P];
             for (int p = 0; p < P; ++p) {
                 int wi = (wo0 + p) * a.stride + kw - a.pad;
-                xp[p] = (wi < 0 || wi >= a.W) ? g_zero : xrow + (long)wi * Cin;
+                bool in = row_in && wi >= 0 && wi < a.W;
+                xp[p] = in ? xrow + (long)wi * a.xs_w : padv;
+                st[p] = in ? (NHWC ? 1 : a.xs_c) : 1;
             }
             const float* wr = wk + (long)kw * Cin * Kp;
             for (int ci = 0; ci < Cin; ++ci) {
                 v8 wv[B];
                 for (int b = 0; b < B; ++b) wv[b] = load8(wr + (long)ci * Kp + b * 8);
                 for (int p = 0; p < P; ++p) {
-                    float xs = xp[p][ci];
+                    float xs = NHWC ? xp[p][ci] : xp[p][ci * st[p]];
                     for (int b = 0; b < B; ++b) acc[p][b] += xs * wv[b];
                 }
             }
         }
     }
     for (int p = 0; p < P; ++p) {
-        long o = ((long)ho * a.Wo + wo0 + p) * Kp;
+        int wo = wo0 + p;
+        float* yo = a.y + ((long)ho * a.Wo + wo) * Kp;
+        const float* ro = a.res ? a.res + (long)ho * a.rs_h + (long)wo * a.rs_w : nullptr;
         for (int b = 0; b < B; ++b) {
             int c = (ob + b) * 8;
             v8 v = acc[p][b];
             if (a.alpha != 1.0f) v *= a.alpha;
-            if (a.res) v += load8(a.res + o + c);
+            if (ro && c >= a.res_lo && c < a.res_hi) v += load8(ro + (c - a.res_lo));
             if (a.relu) { v8 z = {}; v = v > z ? v : z; }
             if (a.chscale) v *= load8(a.chscale + c);
-            store8(a.y + o + c, v);
+            store8(yo + c, v);
         }
     }
 }
 
-template <int B>
+template <int B, bool NHWC>
 static inline void row_blocks(const Args& a, int ho, int ob) {
-    constexpr int P = B <= 2 ? 8 : 4;
+    constexpr int P = B <= 2 ? 8 : 4;  // 16 accumulators: register-resident with AVX-512VL's 32 ymm
     int wo = 0;
-    for (; wo + P <= a.Wo; wo += P) tile<P, B>(a, ho, wo, ob);
-    for (; wo < a.Wo; ++wo) tile<1, B>(a, ho, wo, ob);
+    for (; wo + P <= a.Wo; wo += P) tile<P, B, NHWC>(a, ho, wo, ob);
+    for (; wo < a.Wo; ++wo) tile<1, B, NHWC>(a, ho, wo, ob);
 }
 
+template <bool NHWC>
 static void run_row(const Args& a, int ho) {
     int nb = a.Kp / 8, ob = 0;
-    for (; ob + 4 <= nb; ob += 4) row_blocks<4>(a, ho, ob);
+    for (; ob + 4 <= nb; ob += 4) row_blocks<4, NHWC>(a, ho, ob);
     switch (nb - ob) {
-        case 3: row_blocks<3>(a, ho, ob); break;
-        case 2: row_blocks<2>(a, ho, ob); break;
-        case 1: row_blocks<1>(a, ho, ob); break;
+        case 3: row_blocks<3, NHWC>(a, ho, ob); break;
+        case 2: row_blocks<2, NHWC>(a, ho, ob); break;
+        case 1: row_blocks<1, NHWC>(a, ho, ob); break;
         default: break;
     }
 }
-}  // namespace
 
-extern "C" int lcnas_conv_nhwc(const float* x, int H, int W, int Cin, int K, int stride, int pad,
-                               const float* w, const float* bias, int Kp,
-                               float alpha, const float* res, int relu, const float* chscale,
-                               float* y, int nthreads) {
-    if (Kp % 8 != 0 || Cin > 8192) return 1;
-    Args a{x, H, W, Cin, K, stride, pad, w, bias, Kp, alpha, res, relu, chscale, y, 0, 0};
-    a.Ho = (H + 2 * pad - K) / stride + 1;
-    a.Wo = (W + 2 * pad - K) / stride + 1;
-    if (nthreads <= 1 || a.Ho < 2) {
-        for (int ho = 0; ho < a.Ho; ++ho) run_row(a, ho);
-        return 0;
+template <bool NHWC>
+static void run(const Args& a, int nthreads) {
+    // Splitting rows over threads costs a few microseconds of fork/join: only worth it for
+    // convs of a few hundred thousand multiply-adds or more.
+    long macs = (long)a.Ho * a.Wo * a.Kp * a.K * a.K * a.Cin;
+    if (nthreads <= 1 || a.Ho < 2 || macs < 300000) {
+        for (int ho = 0; ho < a.Ho; ++ho) run_row<NHWC>(a, ho);
+        return;
     }
 #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int ho = 0; ho < a.Ho; ++ho) run_row(a, ho);
+    for (int ho = 0; ho < a.Ho; ++ho) run_row<NHWC>(a, ho);
+}
+}  // namespace
+
+// Returns 0, or 1 when the arguments are outside what the kernel handles.
+extern "C" int lcnas_conv(const float* x, int H, int W, int Cin, long xs_h, long xs_w, long xs_c,
+                          const float* padv, int K, int stride, int pad,
+                          const float* w, const float* bias, int Kp, float alpha,
+                          const float* res, long rs_h, long rs_w, int res_lo, int res_hi,
+                          int relu, const float* chscale, float* y, int nthreads) {
+    if (Kp % 8 != 0 || Cin > kMaxCin || res_lo % 8 != 0 || res_hi % 8 != 0) return 1;
+    Args a{x, H, W, Cin, K, stride, pad, xs_h, xs_w, xs_c, padv, w, bias, Kp, alpha,
+           res, rs_h, rs_w, res_lo, res_hi, relu, chscale, y, 0, 0};
+    a.Ho = (H + 2 * pad - K) / stride + 1;
+    a.Wo = (W + 2 * pad - K) / stride + 1;
+    if (xs_c == 1 && xs_w == Cin) run<true>(a, nthreads);
+    else run<false>(a, nthreads);
     return 0;
+}
+
+// "Option A" shortcut of a skipped downsampling block: y[ho][wo][lo + c] = x[ho*s][wo*s][c], other
+// channels zero; x NHWC [H][W][Cin], y NHWC [Ho][Wo][Cout].
+extern "C" void lcnas_pad_subsample(const float* x, int H, int W, int Cin, int stride, int lo, int Cout, float* y) {
+    int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    for (int ho = 0; ho < Ho; ++ho)
+        for (int wo = 0; wo < Wo; ++wo) {
+            float* yo = y + ((long)ho * Wo + wo) * Cout;
+            std::memset(yo, 0, sizeof(float) * Cout);
+            std::memcpy(yo + lo, x + ((long)ho * stride * W + (long)wo * stride) * Cin, sizeof(float) * Cin);
+        }
 }

@@ -119,3 +119,30 @@ def test_model_uses_the_kernel_at_batch_1_only(kernel, monkeypatch):
         assert len(calls) == 19  # stem + 9 blocks × 2 convs
         model(torch.rand(2, 3, 32, 32))
         assert len(calls) == 19
+
+
+def test_option_a_shortcut_read_in_place_and_materialised(kernel):
+    # A downsampling block's shortcut (every 2nd pixel, channels placed at an offset among zeros)
+    # is read by the epilogue without a copy; a skipped block materialises it.
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(1, 16, 8, 8, generator=gen).contiguous(memory_format=CL)
+    shortcut = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8))
+    h = torch.randn(1, 32, 4, 4, generator=gen).contiguous(memory_format=CL)
+    conv = kernel.pack(torch.randn(32, 32, 3, 3, generator=gen), torch.randn(32, generator=gen), 1, 1)
+    y = kernel(h, conv, residual=x, residual_stride=2, residual_offset=8, relu=True)
+    assert torch.allclose(y, (F.conv2d(h, conv.weight.permute(3, 2, 0, 1), conv.bias, 1, 1) + shortcut).relu(), atol=1e-4)
+    assert torch.equal(kernel.pad_subsample(x, 2, 8, 32), shortcut)
+
+
+def test_out_of_image_taps_read_the_pad_value_in_any_input_layout(kernel):
+    # The stem folds (x - mean) / std into its weights; its zero padding of the normalised input
+    # is then padding the raw input with the mean.
+    gen = torch.Generator().manual_seed(4)
+    mean, std = torch.tensor([0.4, 0.5, 0.6]), torch.tensor([0.2, 0.25, 0.3])
+    w, b = torch.randn(16, 3, 3, 3, generator=gen), torch.randn(16, generator=gen)
+    x = torch.rand(1, 3, 32, 32, generator=gen)
+    ref = F.conv2d((x - mean[:, None, None]) / std[:, None, None], w, b, 1, 1)
+    w_fold = w / std[:, None, None]
+    conv = kernel.pack(w_fold, b - (w_fold * mean[:, None, None]).sum((1, 2, 3)), 1, 1, pad_value=mean)
+    for layout in (torch.contiguous_format, CL):
+        assert torch.allclose(kernel(x.contiguous(memory_format=layout), conv), ref, atol=1e-4)
