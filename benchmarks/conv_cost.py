@@ -4,11 +4,15 @@
 
 A Channel-Net that keeps k of a block's C inner channels runs conv1 with k output channels
 (C → k) and conv2 with k input channels (k → C): k/C of the FLOPs of each. This measures, per
-CIFAR stage, how much of the full convs' time they take, through the same call the hard executor
-makes (``F.conv2d``, BN-folded bias, channels-last). It is what bounds the channel-skip
-efficiency in benchmarks/skip_speed.py: at batch 1, PyTorch's CPU convolution for these shapes is
-im2col + GEMM, and the im2col of conv1's input does not shrink with its output channels.
-Rounds interleave every configuration; figures are medians of per-round ratios to the full conv.
+CIFAR stage, how much of the full convs' time they take, with the calls the hard executor makes
+at batch 1, for both of its kernels:
+  pytorch  ``F.conv2d`` (BN-folded bias, channels-last) then ReLU / shortcut add + ReLU. For these
+           shapes PyTorch's CPU convolution is im2col + GEMM, and the im2col of conv1's input does
+           not shrink with its output channels.
+  native   lcnas's direct convolution (lcnas/models/_native_conv.cpp), epilogue fused; kept widths
+           are padded to its 8-float vectors.
+Rounds interleave every configuration; figures are medians of per-round ratios to the same
+kernel's full convs, and of the native kernel's time to PyTorch's.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from _common import median, median_time_s, ratio_median
 
 from lcnas._env import environment_metadata
 from lcnas._io import write_json
+from lcnas.models._native import native, native_status, padded
 
 STAGES = ((16, 32), (32, 16), (64, 8))  # (width, feature-map side) of CIFAR ResNet stages 1-3
 
@@ -40,17 +45,36 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     cl = torch.channels_last
 
-    def conv(cin: int, cout: int, side: int):
+    nat = native()
+    if nat is None:
+        raise SystemExit(f"conv_cost compares PyTorch's convs with lcnas's native kernel: {native_status()}")
+
+    def pytorch(cin: int, cout: int, side: int, residual: bool):
         x = torch.rand(1, cin, side, side, generator=gen).contiguous(memory_format=cl)
         w = torch.rand(cout, cin, 3, 3, generator=gen).contiguous(memory_format=cl)
         b = torch.rand(cout, generator=gen)
-        return lambda: F.conv2d(x, w, b, 1, 1)
+        if residual:
+            r = torch.rand(1, cout, side, side, generator=gen).contiguous(memory_format=cl)
+            return lambda: F.conv2d(x, w, b, 1, 1).add_(r).relu_()
+        return lambda: F.conv2d(x, w, b, 1, 1).relu_()
 
+    def native_conv(cin: int, cout: int, side: int, residual: bool):
+        # conv2 reads conv1's padded output: its input has padded(k) channels, the extra ones zero
+        cin_p = padded(cin) if residual else cin
+        x = torch.rand(1, cin_p, side, side, generator=gen).contiguous(memory_format=cl)
+        c = nat.pack(torch.rand(cout, cin, 3, 3, generator=gen), torch.rand(cout, generator=gen), 1, 1, in_channels=cin_p)
+        if residual:
+            r = torch.rand(1, cout, side, side, generator=gen).contiguous(memory_format=cl)
+            return lambda: nat(x, c, residual=r, relu=True)
+        return lambda: nat(x, c, relu=True)
+
+    kernels = {"pytorch": pytorch, "native": native_conv}
     configs = {}
     for width, side in STAGES:
         for k in range(args.step, width + 1, args.step):
-            configs[(width, "conv1", k)] = conv(width, k, side)
-            configs[(width, "conv2", k)] = conv(k, width, side)
+            for name, make in kernels.items():
+                configs[(name, width, "conv1", k)] = make(width, k, side, False)
+                configs[(name, width, "conv2", k)] = make(k, width, side, True)
     times = {key: [] for key in configs}
     for fn in configs.values():
         for _ in range(10):
@@ -58,23 +82,32 @@ def main() -> None:
     for _ in range(args.rounds):
         for key, fn in configs.items():
             times[key].append(median_time_s(fn, args.calls) * 1e6)
+
+    def both(name, width, k):
+        return [a + b for a, b in zip(times[(name, width, "conv1", k)], times[(name, width, "conv2", k)])]
+
     stages = []
     for width, side in STAGES:
-        full1, full2 = times[(width, "conv1", width)], times[(width, "conv2", width)]
         rows = []
         for k in range(args.step, width + 1, args.step):
-            t1, t2 = times[(width, "conv1", k)], times[(width, "conv2", k)]
-            block = [a + b for a, b in zip(t1, t2)]
-            rows.append({"kept": k, "flops_fraction": k / width,
-                         "conv1_us": median(t1), "conv2_us": median(t2),
-                         "conv1_time_fraction": ratio_median(t1, full1), "conv2_time_fraction": ratio_median(t2, full2),
-                         "block_time_fraction": ratio_median(block, [a + b for a, b in zip(full1, full2)])})
+            row = {"kept": k, "flops_fraction": k / width}
+            for name in kernels:
+                t1, t2 = times[(name, width, "conv1", k)], times[(name, width, "conv2", k)]
+                full1, full2 = times[(name, width, "conv1", width)], times[(name, width, "conv2", width)]
+                row[name] = {"conv1_us": median(t1), "conv2_us": median(t2),
+                             "conv1_time_fraction": ratio_median(t1, full1), "conv2_time_fraction": ratio_median(t2, full2),
+                             "block_time_fraction": ratio_median(both(name, width, k), both(name, width, width))}
+            row["native_time_vs_pytorch"] = ratio_median(both("native", width, k), both("pytorch", width, k))
+            rows.append(row)
         stages.append({"width": width, "side": side, "kept": rows})
-        print(f"stage width {width} ({side}×{side}): full convs {median(full1):.1f} + {median(full2):.1f} µs", flush=True)
+        print(f"stage width {width} ({side}×{side}): full convs, pytorch {median(both('pytorch', width, width)):.1f} µs, "
+              f"native {median(both('native', width, width)):.1f} µs", flush=True)
         for r in rows:
-            print(f"  keep {r['kept']:2d}/{width} (FLOPs {r['flops_fraction']:.2f}): conv1 {r['conv1_time_fraction']:.2f}  "
-                  f"conv2 {r['conv2_time_fraction']:.2f}  both {r['block_time_fraction']:.2f} of the full time", flush=True)
+            print(f"  keep {r['kept']:2d}/{width} (FLOPs {r['flops_fraction']:.2f}): both convs "
+                  f"pytorch {r['pytorch']['block_time_fraction']:.2f}, native {r['native']['block_time_fraction']:.2f} "
+                  f"of the full time; native/pytorch {r['native_time_vs_pytorch']:.2f}", flush=True)
     write_json(args.out, {"benchmark": "conv_cost", "settings": vars(args), "threads": torch.get_num_threads(), "stages": stages,
+                          "native_kernel": native_status(),
                           "environment": environment_metadata()})
     print(f"wrote {args.out}")
 

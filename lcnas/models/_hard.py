@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._fold import fold_conv_bn
-from ._native import NativeConv, native, packable, padded
+from ._native import NativeConv, native, packable, padded, window_ok
 from ._normalize import Normalize
 from ._resnet import Bottleneck, PadShortcut
 
@@ -177,7 +177,7 @@ class HardExecutor:
         if nat is not None:
             conv = pack.get("native", False)
             if conv is False:
-                ok = packable(m.conv1) and m.conv1.out_channels == padded(m.conv1.out_channels)
+                ok = packable(m.conv1) and window_ok(m.conv1.out_channels)
                 conv = pack["native"] = self._pack_stem(nat) if ok else None
             if conv is not None:
                 y = nat(x, conv, relu=True)  # reads x in its own layout
@@ -233,12 +233,12 @@ class HardExecutor:
         # one the kernel writes unpadded (a multiple of its vector width).
         conv_mods = [c for c, _ in convs] + ([block.downsample[0]] if "shortcut" in pack else [])
         pack["convs"] = [c for c, _ in convs]
-        pack["native_ok"] = all(packable(c) for c in conv_mods) and convs[-1][0].out_channels == padded(convs[-1][0].out_channels)
+        pack["native_ok"] = all(packable(c) for c in conv_mods) and window_ok(convs[-1][0].out_channels)
         if isinstance(block.downsample, PadShortcut):
             # read in place by the kernel's epilogue: the channel window must fall on its vectors
             lo, cin = block.downsample.pad // 2, block.conv1.in_channels
             pack["pad_window"] = (block.downsample.stride, lo, convs[-1][0].out_channels)
-            pack["native_ok"] &= lo == padded(lo) and cin == padded(cin)
+            pack["native_ok"] &= window_ok(lo, cin)
         pack["native"] = OrderedDict()
         self.packs[i] = pack
         return pack

@@ -28,11 +28,12 @@ import torch
 
 from .._env import cpu_model
 
-__all__ = ["NativeConv", "PackedConv", "native", "native_status", "cache_dir", "packable", "padded"]
+__all__ = ["NativeConv", "PackedConv", "native", "native_status", "cache_dir", "packable", "padded", "window_ok"]
 
 _SOURCE = Path(__file__).with_name("_native_conv.cpp")
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
-_LANE = 8  # floats per vector in the kernel: packed output widths are multiples of this
+_LANE = 4  # packed output widths are multiples of this (the kernel's 8-float vectors + a 4-float tail)
+_WINDOW = 8  # a shortcut's channel window must fall on the kernel's 8-float vectors
 _CL = torch.channels_last
 
 _state: dict[str, object] = {}
@@ -145,9 +146,14 @@ class NativeConv:
         return y
 
 
-def padded(channels: int) -> int:
+def padded(channels: int, multiple: int = _LANE) -> int:
     """The kernel's output width for ``channels`` outputs (next multiple of its vector width)."""
-    return -(-channels // _LANE) * _LANE
+    return -(-channels // multiple) * multiple
+
+
+def window_ok(*channels: int) -> bool:
+    """Whether a shortcut channel window with these bounds can be read in place by the epilogue."""
+    return all(c % _WINDOW == 0 for c in channels)
 
 
 def packable(conv: torch.nn.Conv2d) -> bool:

@@ -7,7 +7,8 @@
 // convolution's cost is proportional to (kept outputs) x (inputs): channel skipping pays.
 //
 // Layout: x is addressed by strides (any layout; NHWC takes the fast path); weights
-// [K][K][Cin][Kp] with Kp a multiple of 8 (zero-padded outputs); y [Ho][Wo][Kp]. Out-of-image
+// [K][K][Cin][Kp] with Kp a multiple of 4 (zero-padded outputs; 8-wide vectors and a 4-wide
+// tail); y [Ho][Wo][Kp]. Out-of-image
 // taps read `padv` (per input channel; zeros when null), which lets the stem fold the input
 // normalisation into its weights. The shortcut is read through strides and a channel window
 // [res_lo, res_hi), so identity and "option A" (subsample + zero channels) shortcuts need no copy.
@@ -19,6 +20,7 @@
 #endif
 
 typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));  // a trailing 4-channel block (groups of 4)
 
 static const int kMaxCin = 8192;
 static float g_zero[kMaxCin];
@@ -35,21 +37,25 @@ struct Args {
     float* y; int Ho, Wo;
 };
 
-static inline v8 load8(const float* p) { v8 v; std::memcpy(&v, p, 32); return v; }
-static inline void store8(float* p, v8 v) { std::memcpy(p, &v, 32); }
+template <typename V>
+static inline V load(const float* p) { V v; std::memcpy(&v, p, sizeof(V)); return v; }
+template <typename V>
+static inline void store(float* p, V v) { std::memcpy(p, &v, sizeof(V)); }
 
-template <int P, int B, bool NHWC>
-static inline void tile(const Args& a, int ho, int wo0, int ob) {
-    v8 acc[P][B];
+// P output pixels along a row x B vectors of L output channels from channel c0: P*B accumulators.
+template <typename V, int P, int B, bool NHWC>
+static inline void tile(const Args& a, int ho, int wo0, int c0) {
+    constexpr int L = sizeof(V) / sizeof(float);
+    V acc[P][B];
     for (int b = 0; b < B; ++b) {
-        v8 bv = load8(a.bias + (ob + b) * 8);
+        V bv = load<V>(a.bias + c0 + b * L);
         for (int p = 0; p < P; ++p) acc[p][b] = bv;
     }
     const int Cin = a.Cin, Kp = a.Kp;
     const float* padv = a.padv ? a.padv : g_zero;
     for (int kh = 0; kh < a.K; ++kh) {
         int hi = ho * a.stride + kh - a.pad;
-        const float* wk = a.w + (long)kh * a.K * Cin * Kp + ob * 8;
+        const float* wk = a.w + (long)kh * a.K * Cin * Kp + c0;
         bool row_in = hi >= 0 && hi < a.H;
         const float* xrow = a.x + (long)hi * a.xs_h;
         int first = wo0 * a.stride - a.pad, last = (wo0 + P - 1) * a.stride - a.pad + a.K - 1;
@@ -60,8 +66,8 @@ static inline void tile(const Args& a, int ho, int wo0, int ob) {
             for (int p = 0; p < P; ++p) xp[p] = xrow + (long)((wo0 + p) * a.stride - a.pad) * Cin;
             const int n = a.K * Cin;
             for (int j = 0; j < n; ++j) {
-                v8 wv[B];
-                for (int b = 0; b < B; ++b) wv[b] = load8(wk + (long)j * Kp + b * 8);
+                V wv[B];
+                for (int b = 0; b < B; ++b) wv[b] = load<V>(wk + (long)j * Kp + b * L);
                 for (int p = 0; p < P; ++p) {
                     float xs = xp[p][j];
                     for (int b = 0; b < B; ++b) acc[p][b] += xs * wv[b];
@@ -81,8 +87,8 @@ static inline void tile(const Args& a, int ho, int wo0, int ob) {
             }
             const float* wr = wk + (long)kw * Cin * Kp;
             for (int ci = 0; ci < Cin; ++ci) {
-                v8 wv[B];
-                for (int b = 0; b < B; ++b) wv[b] = load8(wr + (long)ci * Kp + b * 8);
+                V wv[B];
+                for (int b = 0; b < B; ++b) wv[b] = load<V>(wr + (long)ci * Kp + b * L);
                 for (int p = 0; p < P; ++p) {
                     float xs = NHWC ? xp[p][ci] : xp[p][ci * st[p]];
                     for (int b = 0; b < B; ++b) acc[p][b] += xs * wv[b];
@@ -95,35 +101,36 @@ static inline void tile(const Args& a, int ho, int wo0, int ob) {
         float* yo = a.y + ((long)ho * a.Wo + wo) * Kp;
         const float* ro = a.res ? a.res + (long)ho * a.rs_h + (long)wo * a.rs_w : nullptr;
         for (int b = 0; b < B; ++b) {
-            int c = (ob + b) * 8;
-            v8 v = acc[p][b];
+            int c = c0 + b * L;
+            V v = acc[p][b];
             if (a.alpha != 1.0f) v *= a.alpha;
-            if (ro && c >= a.res_lo && c < a.res_hi) v += load8(ro + (c - a.res_lo));
-            if (a.relu) { v8 z = {}; v = v > z ? v : z; }
-            if (a.chscale) v *= load8(a.chscale + c);
-            store8(yo + c, v);
+            if (ro && c >= a.res_lo && c < a.res_hi) v += load<V>(ro + (c - a.res_lo));
+            if (a.relu) { V z = {}; v = v > z ? v : z; }
+            if (a.chscale) v *= load<V>(a.chscale + c);
+            store<V>(yo + c, v);
         }
     }
 }
 
-template <int B, bool NHWC>
-static inline void row_blocks(const Args& a, int ho, int ob) {
-    constexpr int P = B <= 2 ? 8 : 4;  // 16 accumulators: register-resident with AVX-512VL's 32 ymm
+template <typename V, int B, bool NHWC>
+static inline void row_blocks(const Args& a, int ho, int c0) {
+    constexpr int P = B <= 2 ? 8 : 4;  // at most 16 accumulators: register-resident with AVX-512VL's 32
     int wo = 0;
-    for (; wo + P <= a.Wo; wo += P) tile<P, B, NHWC>(a, ho, wo, ob);
-    for (; wo < a.Wo; ++wo) tile<1, B, NHWC>(a, ho, wo, ob);
+    for (; wo + P <= a.Wo; wo += P) tile<V, P, B, NHWC>(a, ho, wo, c0);
+    for (; wo < a.Wo; ++wo) tile<V, 1, B, NHWC>(a, ho, wo, c0);
 }
 
 template <bool NHWC>
 static void run_row(const Args& a, int ho) {
     int nb = a.Kp / 8, ob = 0;
-    for (; ob + 4 <= nb; ob += 4) row_blocks<4, NHWC>(a, ho, ob);
+    for (; ob + 4 <= nb; ob += 4) row_blocks<v8, 4, NHWC>(a, ho, ob * 8);
     switch (nb - ob) {
-        case 3: row_blocks<3, NHWC>(a, ho, ob); break;
-        case 2: row_blocks<2, NHWC>(a, ho, ob); break;
-        case 1: row_blocks<1, NHWC>(a, ho, ob); break;
+        case 3: row_blocks<v8, 3, NHWC>(a, ho, ob * 8); break;
+        case 2: row_blocks<v8, 2, NHWC>(a, ho, ob * 8); break;
+        case 1: row_blocks<v8, 1, NHWC>(a, ho, ob * 8); break;
         default: break;
     }
+    if (a.Kp % 8) row_blocks<v4, 1, NHWC>(a, ho, nb * 8);
 }
 
 template <bool NHWC>
@@ -146,7 +153,7 @@ extern "C" int lcnas_conv(const float* x, int H, int W, int Cin, long xs_h, long
                           const float* w, const float* bias, int Kp, float alpha,
                           const float* res, long rs_h, long rs_w, int res_lo, int res_hi,
                           int relu, const float* chscale, float* y, int nthreads) {
-    if (Kp % 8 != 0 || Cin > kMaxCin || res_lo % 8 != 0 || res_hi % 8 != 0) return 1;
+    if (Kp % 4 != 0 || Cin > kMaxCin || res_lo % 8 != 0 || res_hi % 8 != 0) return 1;
     Args a{x, H, W, Cin, K, stride, pad, xs_h, xs_w, xs_c, padv, w, bias, Kp, alpha,
            res, rs_h, rs_w, res_lo, res_hi, relu, chscale, y, 0, 0};
     a.Ho = (H + 2 * pad - K) / stride + 1;
