@@ -38,6 +38,7 @@ __all__ = ["HardExecutor", "grouping_is_cheaper", "pool", "residual_mflops_per_c
 # per CIFAR stage and finds 28-47 MFLOPs of conv work on a 2-core AVX-512 CPU (see its JSON).
 GROUP_OVERHEAD_MFLOPS = 30.0
 _PACK_CACHE_SIZE = 128
+_FORCED_CACHE_SIZE = 64
 _CL = torch.channels_last
 
 
@@ -126,7 +127,7 @@ class HardExecutor:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.packs: dict[int, dict[str, Any]] = {}
-        self._forced_cache: tuple | None = None
+        self._forced_cache: dict[int, tuple] = {}  # id(forcing) → (forcing, runs, keeps), insertion-ordered
         self._inv_hw: dict[tuple, torch.Tensor] = {}  # (HW, dtype, device) → 1/HW vector: average pooling as mv
         self._nat: NativeConv | None = None  # the native kernel for the current forward, or None
         self._blocks: list[nn.Module] | None = None
@@ -137,7 +138,7 @@ class HardExecutor:
     def clear(self) -> None:
         self.packs.clear()
         self._blocks = None
-        self._forced_cache = None
+        self._forced_cache.clear()
         self._inv_hw.clear()
 
     def pool_one(self, kind: str, x: torch.Tensor) -> torch.Tensor:
@@ -387,14 +388,19 @@ class HardExecutor:
         forced = self.model._forced
         if forced is None:
             return None, None
-        if self._forced_cache is None or self._forced_cache[0] is not forced:
+        # Python rows per forcing, for the last few forcings: a benchmark cycling over per-sample
+        # decisions would otherwise convert every block's tensors on every call.
+        hit = self._forced_cache.get(id(forced))
+        if hit is None or hit[0] is not forced:
             fr = forced.block_run
             runs = None if fr is None else [bool(r) for r in (fr if fr.dim() == 1 else fr[0]).tolist()]
             keeps = None
             if forced.channel_keep is not None:
                 keeps = [None if k is None else tuple(bool(v) for v in (k if k.dim() == 1 else k[0]).tolist()) for k in forced.channel_keep]
-            self._forced_cache = (forced, runs, keeps)
-        _, runs, keeps = self._forced_cache
+            hit = self._forced_cache[id(forced)] = (forced, runs, keeps)
+            if len(self._forced_cache) > _FORCED_CACHE_SIZE:
+                self._forced_cache.pop(next(iter(self._forced_cache)))
+        _, runs, keeps = hit
         return (None if runs is None else runs[i]), (None if keeps is None else keeps[i])
 
     def _block_batch(self, i: int, block: nn.Module, pack: dict[str, Any], x: torch.Tensor):

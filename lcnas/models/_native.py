@@ -28,7 +28,7 @@ import torch
 
 from .._env import cpu_model
 
-__all__ = ["NativeConv", "PackedConv", "native", "native_status", "cache_dir", "packable", "padded", "window_ok"]
+__all__ = ["NativeConv", "PackedConv", "native", "native_status", "cache_dir", "compiler_available", "packable", "padded", "window_ok"]
 
 _SOURCE = Path(__file__).with_name("_native_conv.cpp")
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
@@ -170,13 +170,31 @@ def _compilers() -> list[str]:
     return [c for c in (shutil.which(n) for n in ("g++", "c++", "clang++")) if c]
 
 
+def _cpu_flags() -> str:
+    """The CPU's feature flags: ``-march=native`` code is only valid where they match."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def compiler_available() -> bool:
+    """Whether a C++ compiler is there to build the kernel with."""
+    return bool(_compilers())
+
+
 def _build() -> NativeConv:
     source = _SOURCE.read_bytes()
     errors = []
     for cxx in _compilers():
         for openmp in (True, False):  # OpenMP splits output rows over torch's threads; optional
             flags = _FLAGS + (("-fopenmp",) if openmp else ())
-            key = hashlib.sha256(b"\0".join([source, cxx.encode(), " ".join(flags).encode(), cpu_model().encode()])).hexdigest()[:16]
+            key = hashlib.sha256(b"\0".join([source, cxx.encode(), " ".join(flags).encode(), cpu_model().encode(),
+                                              _cpu_flags().encode()])).hexdigest()[:16]
             out = cache_dir() / "native" / key / "libconv.so"
             if out.is_file():
                 return NativeConv(out)

@@ -11,15 +11,17 @@ import torch.nn.functional as F
 
 import lcnas
 from lcnas.models import ForcedDecisions, _native
-from lcnas.models._native import NativeConv, native, native_status
+from lcnas.models._native import NativeConv, compiler_available, native, native_status
 
 CL = torch.channels_last
 
 
 @pytest.fixture()
 def kernel():
+    if not compiler_available():
+        pytest.skip("no C++ compiler: the executor runs PyTorch's convolutions (tested on that path)")
     lib = native()
-    assert lib is not None, native_status()  # a compiler is part of the test environment
+    assert lib is not None, native_status()  # with a compiler, the build must work
     return lib
 
 
@@ -75,7 +77,7 @@ def test_wrong_input_width_is_one_clear_error(kernel):
         kernel(torch.randn(1, 4, 8, 8).contiguous(memory_format=CL), conv)
 
 
-def test_built_once_into_the_cache(monkeypatch, tmp_path):
+def test_built_once_into_the_cache(kernel, monkeypatch, tmp_path):
     monkeypatch.setenv("LCNAS_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(_native, "_state", {})
     lib = native()
