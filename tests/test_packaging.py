@@ -23,3 +23,14 @@ def test_every_package_folder_is_in_the_wheel():
 def test_optional_import_names_the_extra():
     with pytest.raises(ImportError, match=r"pip install 'lcnas\[optuna\]'"):
         import_optional("surely_not_installed_module_xyz", extra="optuna")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is 3.11+")
+def test_non_python_sources_travel_in_the_wheel():
+    # the native kernel is compiled from its .cpp at first use on the user's machine
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for path in (ROOT / "lcnas").rglob("*.cpp"):
+        package = ".".join(path.parent.relative_to(ROOT).parts)
+        assert any(path.match(pattern) for pattern in data.get(package, [])), f"{path.name} is not in {package}'s package-data"

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .._env import environment_metadata
 from ..cost import describe
-from ..models import ForcedDecisions, GateConfig, create_model
+from ..models import ForcedDecisions, GateConfig, create_model, native_status
 from ._keys import block_key, gate_key
 from ._table import LatencyEntry, LatencyTable
 from ._timing import Timing, measure, measure_difference, measure_interleaved
@@ -172,6 +172,8 @@ def profile_model(
     measurement = {"batch_sizes": list(batches), "warmup": warmup, "repeats": repeats, "group_size": group_size,
                    "gate_hiddens": list(hiddens), "gate_poolings": list(poolings), "gate_scaling": scaling,
                    "timer": "cuda events" if dev.type == "cuda" else "time.perf_counter",
+                   # which convolutions batch 1 ran on: a table is only valid for the same engine
+                   "batch1_convs": native_status() if dev.type == "cpu" else "pytorch (cuda)",
                    "rules": "medians of repeats after warm-up; fixed threads; inputs channels-last float32; "
                             "frame, block_scatter and the gates are differences of measured medians (clamped at 0); a gate is its block executed with the gate minus without"}
     table = LatencyTable(device=device_metadata(dev, torch.get_num_threads(), argv), measurement=measurement, entries=tuple(entries))

@@ -5,10 +5,11 @@ the convs, weights in channels-last (2× faster than NCHW for these small convs 
 gate MLPs as plain ``addmm`` operands, and, per block, the folded weights restricted to each kept
 channel-group set (an LRU of pre-packed contiguous tensors, so a repeated set costs no copy).
 
-Batch size 1 takes a plain-control-flow path with Python decisions. Its convolutions run on lcnas's
-native kernel when it could be built (``_native.py``: a direct convolution whose cost scales with
-the kept channels, the block's bias/scale/residual/ReLU fused in), else on PyTorch's. Per-op
-overhead rather than arithmetic is the rest of the cost: average pooling is one matrix-vector product over the activation's
+Batch size 1 takes a plain-control-flow path with Python decisions. Its convolutions run on
+lcnas's native kernel when it could be built (``_native.py``: a direct convolution whose cost
+scales with the kept channels, the block's bias, scales, shortcut and ReLU fused in, the stem's
+input normalisation folded into its weights), else on PyTorch's. The rest is per-call overhead,
+so the gates make few calls: average pooling is one matrix-vector product over the activation's
 memory (any layout), a block's layer and channel gates share one stacked first layer (one
 ``addmv`` for both), and the classifier head is one ``addmv``. Batches group samples by path:
 the samples that run a block are gathered, run and scattered back; among them, samples with
