@@ -10,7 +10,7 @@ at batch 1, for both of its kernels:
            shapes PyTorch's CPU convolution is im2col + GEMM, and the im2col of conv1's input does
            not shrink with its output channels.
   native   lcnas's direct convolution (lcnas/models/_native_conv.cpp), epilogue fused; kept widths
-           are padded to its 8-float vectors.
+           are padded to a multiple of 4 (its 8-float vectors plus a 4-float tail).
 Rounds interleave every configuration; figures are medians of per-round ratios to the same
 kernel's full convs, and of the native kernel's time to PyTorch's.
 """

@@ -13,18 +13,28 @@ import torch
 
 from ._version import __version__
 
-__all__ = ["environment_metadata", "cpu_model"]
+__all__ = ["environment_metadata", "cpu_model", "cpuinfo_field", "user_cache_root"]
 
 
-def cpu_model() -> str:
+def cpuinfo_field(*names: str) -> str | None:
+    """The first ``/proc/cpuinfo`` line starting with one of ``names``, its value; None if absent."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(names):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
+
+
+def cpu_model() -> str:
+    return cpuinfo_field("model name") or platform.processor() or "unknown"
+
+
+def user_cache_root() -> str:
+    """``$XDG_CACHE_HOME``, else ``~/.cache``: where lcnas's per-user cache folders live."""
+    return os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
 
 
 def environment_metadata(argv: list[str] | None = None) -> dict[str, Any]:

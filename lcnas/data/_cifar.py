@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._env import user_cache_root
 from ..errors import DataError
 from ._tensors import ImageTensors
 
@@ -42,8 +43,7 @@ def resolve_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get("LCNAS_DATA_ROOT")
     if env:
         return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "lcnas" / "data"
+    return Path(user_cache_root()) / "lcnas" / "data"
 
 
 def find_cifar10(data_root: str | os.PathLike[str] | None = None, *, download: bool = True) -> Path:

@@ -128,7 +128,7 @@ class HardExecutor:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.packs: dict[int, dict[str, Any]] = {}
-        self._forced_cache: dict[int, tuple] = {}  # id(forcing) → (forcing, runs, keeps), insertion-ordered
+        self._forced_cache: OrderedDict[int, tuple] = OrderedDict()  # id(forcing) → (forcing, runs, keeps)
         self._inv_hw: dict[tuple, torch.Tensor] = {}  # (HW, dtype, device) → 1/HW vector: average pooling as mv
         self._nat: NativeConv | None = None  # the native kernel for the current forward, or None
         self._blocks: list[nn.Module] | None = None
@@ -299,8 +299,8 @@ class HardExecutor:
                     run = out[0] > pack["run_logit"]
                 if cfg.scaling:
                     run_scale = _scale(out[1])
+        nat = self._nat if pack["native_ok"] else None
         if not run:
-            nat = self._nat if pack["native_ok"] else None
             if nat is None:
                 return self._skipped(pack, block, x), False, 0
             window = pack.get("pad_window")
@@ -329,7 +329,6 @@ class HardExecutor:
                 # rather than a Python list per call.
                 scale = torch.index_select(out_t, 0, self._scale_index(pack, keep_row, groups, out_t.device)).sigmoid_().mul_(2.0)
         kept = block.conv1.out_channels if keep_row is None else sum(keep_row) * cfg.group_size
-        nat = self._nat if pack["native_ok"] else None
         if nat is not None:
             return self._block_native(nat, pack, block, x, keep_row, scale, run_scale), True, kept
         if scale is not None:
@@ -389,18 +388,19 @@ class HardExecutor:
         forced = self.model._forced
         if forced is None:
             return None, None
-        # Python rows per forcing, for the last few forcings: a benchmark cycling over per-sample
-        # decisions would otherwise convert every block's tensors on every call.
-        hit = self._forced_cache.get(id(forced))
-        if hit is None or hit[0] is not forced:
+        def rows() -> tuple:
             fr = forced.block_run
             runs = None if fr is None else [bool(r) for r in (fr if fr.dim() == 1 else fr[0]).tolist()]
             keeps = None
             if forced.channel_keep is not None:
                 keeps = [None if k is None else tuple(bool(v) for v in (k if k.dim() == 1 else k[0]).tolist()) for k in forced.channel_keep]
-            hit = self._forced_cache[id(forced)] = (forced, runs, keeps)
-            if len(self._forced_cache) > _FORCED_CACHE_SIZE:
-                self._forced_cache.pop(next(iter(self._forced_cache)))
+            return forced, runs, keeps
+
+        # Python rows per forcing, for the last few forcings: a benchmark cycling over per-sample
+        # decisions would otherwise convert every block's tensors on every call.
+        hit = _lru(self._forced_cache, id(forced), rows, _FORCED_CACHE_SIZE)
+        if hit[0] is not forced:  # the id of a forcing since freed, reused
+            hit = self._forced_cache[id(forced)] = rows()
         _, runs, keeps = hit
         return (None if runs is None else runs[i]), (None if keeps is None else keeps[i])
 
@@ -499,14 +499,14 @@ def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x[idx]
 
 
-def _lru(cache: OrderedDict, key, make):
-    """``cache[key]``, made by ``make()`` on a miss; at most ``_PACK_CACHE_SIZE`` entries, least recently used out."""
+def _lru(cache: OrderedDict, key, make, size: int = _PACK_CACHE_SIZE):
+    """``cache[key]``, made by ``make()`` on a miss; at most ``size`` entries, least recently used out."""
     hit = cache.get(key)
     if hit is not None:
         cache.move_to_end(key)
         return hit
     hit = cache[key] = make()
-    if len(cache) > _PACK_CACHE_SIZE:
+    if len(cache) > size:
         cache.popitem(last=False)
     return hit
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .._env import cpu_model
+from .._env import cpu_model, cpuinfo_field, user_cache_root
 
 __all__ = ["NativeConv", "PackedConv", "native", "native_status", "cache_dir", "compiler_available", "packable", "padded", "window_ok"]
 
@@ -44,8 +44,7 @@ def cache_dir() -> Path:
     env = os.environ.get("LCNAS_CACHE_DIR")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lcnas"
+    return Path(user_cache_root()) / "lcnas"
 
 
 @dataclass(frozen=True)
@@ -170,31 +169,24 @@ def _compilers() -> list[str]:
     return [c for c in (shutil.which(n) for n in ("g++", "c++", "clang++")) if c]
 
 
-def _cpu_flags() -> str:
-    """The CPU's feature flags: ``-march=native`` code is only valid where they match."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
 def compiler_available() -> bool:
     """Whether a C++ compiler is there to build the kernel with."""
     return bool(_compilers())
 
 
+def _disabled() -> bool:
+    return os.environ.get("LCNAS_NATIVE", "1").strip().lower() in ("0", "false", "no", "off")
+
+
 def _build() -> NativeConv:
     source = _SOURCE.read_bytes()
+    # -march=native code is only valid on a CPU with the same model and feature flags
+    machine = f"{cpu_model()}\0{cpuinfo_field('flags', 'Features') or ''}".encode()
     errors = []
     for cxx in _compilers():
         for openmp in (True, False):  # OpenMP splits output rows over torch's threads; optional
             flags = _FLAGS + (("-fopenmp",) if openmp else ())
-            key = hashlib.sha256(b"\0".join([source, cxx.encode(), " ".join(flags).encode(), cpu_model().encode(),
-                                              _cpu_flags().encode()])).hexdigest()[:16]
+            key = hashlib.sha256(b"\0".join([source, cxx.encode(), " ".join(flags).encode(), machine])).hexdigest()[:16]
             out = cache_dir() / "native" / key / "libconv.so"
             if out.is_file():
                 return NativeConv(out)
@@ -219,7 +211,7 @@ def _build() -> NativeConv:
 
 def native() -> NativeConv | None:
     """The loaded kernel, building it on first call; None when disabled or unavailable (warns once)."""
-    if os.environ.get("LCNAS_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if _disabled():
         return None
     if "lib" not in _state:
         try:
@@ -234,7 +226,7 @@ def native() -> NativeConv | None:
 
 def native_status() -> str:
     """Which batch-1 convolution the hard executor uses, and why."""
-    if os.environ.get("LCNAS_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if _disabled():
         return "native kernel disabled by LCNAS_NATIVE=0; batch-1 convolutions use PyTorch"
     native()
     return str(_state["why"])
