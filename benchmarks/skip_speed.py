@@ -132,11 +132,15 @@ def main() -> None:
         static_bs1 = configs["static"][0]
 
         def static_bs1_pytorch_convs():  # the engine with PyTorch's batch-1 convs instead of the native kernel
+            before = os.environ.get("LCNAS_NATIVE")
             os.environ["LCNAS_NATIVE"] = "0"
             try:
                 static_bs1()
-            finally:
-                os.environ.pop("LCNAS_NATIVE")
+            finally:  # the caller's own setting back, whatever it was
+                if before is None:
+                    os.environ.pop("LCNAS_NATIVE")
+                else:
+                    os.environ["LCNAS_NATIVE"] = before
         configs["static_pytorch_convs"] = (static_bs1_pytorch_convs, configs["static"][1], None)
         flops = {}
         for kind, levels in LEVELS.items():
