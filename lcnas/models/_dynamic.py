@@ -136,6 +136,16 @@ class DynamicResNet(ResNet):
         records = []
         masks = None
         hard = not self.training and self.execution == "hard"
+        native = self._hard.forward_native(x) if hard else None
+        if native is not None:  # the whole pass in one native call
+            logits, ran, kept = native
+            if x.shape[0] == 1:
+                records = [_Decision(r, k) for r, k in zip(ran, kept)]
+            else:
+                records = [_Decision(ran[:, i], kept[:, i]) for i in range(ran.shape[1])]
+            self._pending_trace = (records, input_size, None, self._gates_on())
+            self._last_trace = None
+            return logits
         if hard:
             self._hard.masks = masks = {}
             x = self._hard.stem(x)

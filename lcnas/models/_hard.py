@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._fold import fold_conv_bn
-from ._native import NativeConv, native, packable, padded, window_ok
+from ._native import NativeConv, PackedConv, native, packable, padded, window_ok
+from ._native_net import NativeNet, build_native_net, forced_arrays
 from ._normalize import Normalize
 from ._resnet import Bottleneck, PadShortcut
 
@@ -125,6 +126,13 @@ def pool(v_kind: str, x: torch.Tensor) -> torch.Tensor:
 class HardExecutor:
     """Runs a :class:`~lcnas.models.DynamicResNet` in eval mode without computing skipped work."""
 
+    # Batch 1 on the native kernel: the whole network in one call where the model is eligible
+    # (``_native_net.py``); False runs it block by block from Python (benchmarks compare the two).
+    whole_network = True
+    # Batches on the native kernel too, one image per thread, each taking only its own path;
+    # False groups samples by path on PyTorch's (oneDNN) convolutions.
+    batch_native = True
+
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.packs: dict[int, dict[str, Any]] = {}
@@ -132,6 +140,9 @@ class HardExecutor:
         self._inv_hw: dict[tuple, torch.Tensor] = {}  # (HW, dtype, device) → 1/HW vector: average pooling as mv
         self._nat: NativeConv | None = None  # the native kernel for the current forward, or None
         self._blocks: list[nn.Module] | None = None
+        self._forced_native: OrderedDict[tuple[int, int], tuple] = OrderedDict()  # (id(forcing), N) → (forcing, C arrays)
+        self._nets: dict[tuple[int, int], NativeNet | None] = {}  # input H×W → the packed network (None: not eligible)
+        self.native_mflops: float | None = None  # what the last whole-network native call computed
         # Batch calls: block index → the N×G group masks it executed (for the trace; the batch
         # latency predictor replays the grouping rule on them). Reset by the model per forward.
         self.masks: dict[int, torch.Tensor] = {}
@@ -140,7 +151,40 @@ class HardExecutor:
         self.packs.clear()
         self._blocks = None
         self._forced_cache.clear()
+        self._forced_native.clear()
         self._inv_hw.clear()
+        self._nets.clear()
+
+    def forward_native(self, x: torch.Tensor) -> tuple[torch.Tensor, Any, Any] | None:
+        """The whole forward pass in one native call: (logits, ran, kept channels per block: Python
+        lists at batch 1, ``N×B`` tensors otherwise), or None where it does not apply (then the
+        per-block path runs)."""
+        self.native_mflops = None
+        n = x.shape[0]
+        if not (self.whole_network if n == 1 else self.batch_native):
+            return None
+        nat = self._native_for(x[:1])
+        if nat is None:
+            return None
+        key = (x.shape[2], x.shape[3])
+        net = self._nets.get(key, False)
+        if net is False:
+            net = self._nets[key] = build_native_net(self, nat, key)
+        if net is None:
+            return None
+        forced = self.model._forced
+        arrays = None if forced is None else self._forced_arrays(forced, n, net.groups)
+        logits, ran, kept, self.native_mflops = net(x, arrays, forced is None or forced.evaluate_gates)
+        if n == 1:
+            return logits, [bool(r) for r in ran[0].tolist()], kept[0].tolist()
+        return logits, ran.bool(), kept.long()
+
+    def _forced_arrays(self, forced, n: int, groups: list[int]) -> tuple:
+        """A forcing in the native network's layout for ``n`` images, cached for the last few."""
+        hit = _lru(self._forced_native, (id(forced), n), lambda: (forced, forced_arrays(forced, n, groups)), _FORCED_CACHE_SIZE)
+        if hit[0] is not forced:  # the id of a forcing since freed, reused
+            hit = self._forced_native[(id(forced), n)] = (forced, forced_arrays(forced, n, groups))
+        return hit[1]
 
     def pool_one(self, kind: str, x: torch.Tensor) -> torch.Tensor:
         """A ``1×C×H×W`` input pooled to a ``C`` (``2C`` for avgmax) vector."""
@@ -169,23 +213,33 @@ class HardExecutor:
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model
+        # One decision per forward: the blocks follow the stem's (a batch-1 float32 CPU input).
+        nat = self._nat = self._native_for(x)
+        conv = None if nat is None else self.native_stem(nat)
+        pack = self._stem_pack()
+        if conv is not None:
+            y = nat(x, conv, relu=True)  # reads x in its own layout
+            return y if pack["maxpool"] is None else pack["maxpool"](y)
+        x = m.normalize(x).contiguous(memory_format=_CL)
+        return m.maxpool(F.conv2d(x, pack["w"], pack["b"], m.conv1.stride, m.conv1.padding).relu_())
+
+    def _stem_pack(self) -> dict[str, Any]:
         pack = self.packs.get(-1)
         if pack is None:
+            m = self.model
             w, b = fold_conv_bn(m.conv1, m.bn1)
             pack = self.packs[-1] = {"w": w.contiguous(memory_format=_CL), "b": b,
                                      "maxpool": None if isinstance(m.maxpool, nn.Identity) else m.maxpool}
-        # One decision per forward: the blocks follow the stem's (a batch-1 float32 CPU input).
-        nat = self._nat = self._native_for(x)
-        if nat is not None:
-            conv = pack.get("native", False)
-            if conv is False:
-                ok = packable(m.conv1) and window_ok(m.conv1.out_channels)
-                conv = pack["native"] = self._pack_stem(nat) if ok else None
-            if conv is not None:
-                y = nat(x, conv, relu=True)  # reads x in its own layout
-                return y if pack["maxpool"] is None else pack["maxpool"](y)
-        x = m.normalize(x).contiguous(memory_format=_CL)
-        return m.maxpool(F.conv2d(x, pack["w"], pack["b"], m.conv1.stride, m.conv1.padding).relu_())
+        return pack
+
+    def native_stem(self, nat: NativeConv) -> PackedConv | None:
+        """The stem conv packed for the native kernel (None where it cannot run it)."""
+        m, pack = self.model, self._stem_pack()
+        conv = pack.get("native", False)
+        if conv is False:
+            ok = packable(m.conv1) and window_ok(m.conv1.out_channels)
+            conv = pack["native"] = self._pack_stem(nat) if ok else None
+        return conv
 
     def _pack_stem(self, nat: NativeConv):
         """The stem conv with the input normalisation folded in: weights scaled by 1/std, the bias

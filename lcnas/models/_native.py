@@ -30,7 +30,9 @@ from .._env import cpu_model, cpuinfo_field, user_cache_root
 
 __all__ = ["NativeConv", "PackedConv", "native", "native_status", "cache_dir", "compiler_available", "packable", "padded", "window_ok"]
 
-_SOURCE = Path(__file__).with_name("_native_conv.cpp")
+# The library is built from the network interpreter, which includes the convolution kernel.
+_SOURCE = Path(__file__).with_name("_native_net.cpp")
+_SOURCES = (_SOURCE, Path(__file__).with_name("_native_conv.cpp"))
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
 _LANE = 4  # packed output widths are multiples of this (the kernel's 8-float vectors + a 4-float tail)
 _WINDOW = 8  # a shortcut's channel window must fall on the kernel's 8-float vectors
@@ -81,6 +83,10 @@ class NativeConv:
         pad.argtypes = [p, i, i, i, i, i, i, p]
         pad.restype = None
         self._pad = pad
+        net = lib.lcnas_net_forward
+        net.argtypes = [p, p, i, n, n, n, n, p, p, p, i, p, p, p, p, i]
+        net.restype = i
+        self.net_forward = net  # images through a whole packed network (see _native_net.py)
 
     @staticmethod
     def pack(weight: torch.Tensor, bias: torch.Tensor, stride: int, pad: int, in_channels: int | None = None,
@@ -179,7 +185,7 @@ def _disabled() -> bool:
 
 
 def _build() -> NativeConv:
-    source = _SOURCE.read_bytes()
+    source = b"\0".join(path.read_bytes() for path in _SOURCES)
     # -march=native code is only valid on a CPU with the same model and feature flags
     machine = f"{cpu_model()}\0{cpuinfo_field('flags', 'Features') or ''}".encode()
     errors = []

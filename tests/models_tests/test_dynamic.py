@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import lcnas
 from lcnas.cost import sample_mflops, static_mflops
 from lcnas.models import ForcedDecisions, GateConfig
+from lcnas.models._hard import HardExecutor
 from lcnas.models._native import NativeConv, compiler_available, native, native_status
 
 CASES = [("resnet20", 32), ("resnet56", 32), ("resnet18", 64), ("resnet50", 64)]
@@ -41,21 +42,31 @@ def _hard_and_masked(model, x):
     return hard, trace_hard, masked, trace_masked
 
 
-@pytest.fixture(params=["native", "aten"])
-def conv_path(request, monkeypatch):
-    """Batch-1 convolutions on lcnas's native kernel (must be buildable here) or on PyTorch's."""
-    if request.param == "aten":
+def _use_path(path: str, monkeypatch) -> None:
+    """Run hard execution on one path: "network" (the whole pass in one native call where the
+    model is eligible, the default), "native" (block by block from Python on the native batch-1
+    convs; batches on oneDNN) or "aten" (PyTorch's convolutions only)."""
+    if path == "aten":
         monkeypatch.setenv("LCNAS_NATIVE", "0")
-    elif not compiler_available():
+        return
+    if not compiler_available():
         pytest.skip("no C++ compiler: only PyTorch's convolutions to test")
-    else:
-        assert native() is not None, native_status()
+    assert native() is not None, native_status()
+    if path == "native":
+        monkeypatch.setattr(HardExecutor, "whole_network", False)
+        monkeypatch.setattr(HardExecutor, "batch_native", False)
+
+
+@pytest.fixture(params=["network", "native", "aten"])
+def conv_path(request, monkeypatch):
+    """Hard execution on each of its paths (see :func:`_use_path`)."""
+    _use_path(request.param, monkeypatch)
     return request.param
 
 
 @pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
 @pytest.mark.parametrize("name,size", CASES)
-@pytest.mark.parametrize("batch,conv_path", [(1, "native"), (1, "aten"), (5, "aten")], indirect=["conv_path"])
+@pytest.mark.parametrize("batch,conv_path", [(1, "network"), (1, "native"), (1, "aten"), (5, "network"), (5, "aten")], indirect=["conv_path"])
 def test_hard_execution_equals_masked_reference(name, size, gating, batch, conv_path):
     model = _random_gated(name, gating)
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
@@ -123,54 +134,65 @@ def _flop_counter() -> FlopCounterMode:
 
 
 @contextlib.contextmanager
-def _native_flops(monkeypatch, use_native: bool):
-    """Count the native kernel's convolutions too (FlopCounterMode sees only aten ops): a list
-    whose sum is their MFLOPs, from each call's packed shapes and output size."""
+def _native_flops(monkeypatch, path: str, model):
+    """Count what native code computed too (FlopCounterMode sees only aten ops): a list whose sum
+    is its MFLOPs, per-conv calls from their packed shapes and output size, a whole-network call
+    from the multiply-adds it reports."""
     counted: list[float] = []
-    if not use_native:
-        monkeypatch.setenv("LCNAS_NATIVE", "0")
-        yield counted
-        return
-    if not compiler_available():
-        pytest.skip("no C++ compiler: only PyTorch's convolutions to count")
-    assert native() is not None, native_status()
-    call = NativeConv.__call__
+    _use_path(path, monkeypatch)
+    if path == "network":
+        forward = model.forward
 
-    def counting(self, x, conv, **kw):
-        y = call(self, x, conv, **kw)
-        counted.append(conv.mflops(y.shape[2] * y.shape[3]))
-        return y
+        def counting_forward(x):
+            out = forward(x)
+            if model._hard.native_mflops is not None:
+                counted.append(float(model._hard.native_mflops.sum()))
+            return out
 
-    monkeypatch.setattr(NativeConv, "__call__", counting)
+        monkeypatch.setattr(model, "forward", counting_forward)
+    if path != "aten":
+        call = NativeConv.__call__
+
+        def counting(self, x, conv, **kw):
+            y = call(self, x, conv, **kw)
+            counted.append(conv.mflops(y.shape[2] * y.shape[3]))
+            return y
+
+        monkeypatch.setattr(NativeConv, "__call__", counting)
     yield counted
 
 
-@pytest.mark.parametrize("use_native", [True, False], ids=["native", "aten"])
+PATHS = ["network", "native", "aten"]
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
 @pytest.mark.parametrize("name,size", CASES)
-def test_trace_flops_equal_flop_counter_at_batch_1(name, size, gating, use_native, monkeypatch):
+def test_trace_flops_equal_flop_counter_at_batch_1(name, size, gating, path, monkeypatch):
     model = _random_gated(name, gating)
     gen = torch.Generator().manual_seed(4)
-    with _native_flops(monkeypatch, use_native) as native_mflops:
+    with _native_flops(monkeypatch, path, model) as native_mflops:
         for _ in range(3):
             native_mflops.clear()
             x = torch.rand(1, 3, size, size, generator=gen)
             with torch.no_grad(), _flop_counter() as counter:
                 model(x)
-            measured = counter.get_total_flops() / 1e6 + sum(native_mflops)
-            assert sample_mflops(model).item() == pytest.approx(measured, rel=0.01)
-            assert bool(native_mflops) == use_native
+            aten = counter.get_total_flops() / 1e6
+            assert sample_mflops(model).item() == pytest.approx(aten + sum(native_mflops), rel=0.01)
+            assert bool(native_mflops) == (path != "aten")
+            # the whole-network call runs every FLOP natively: nothing reaches aten
+            assert (aten == 0) == (path == "network" and name in ("resnet20", "resnet56"))
 
 
-@pytest.mark.parametrize("use_native", [True, False], ids=["native", "aten"])
-def test_forced_random_decisions_flops_and_skip(use_native, monkeypatch):
+@pytest.mark.parametrize("path", PATHS)
+def test_forced_random_decisions_flops_and_skip(path, monkeypatch):
     model = _random_gated("resnet56", "lc")
     gen = torch.Generator().manual_seed(5)
     blocks = model.blocks()
     run = torch.rand(len(blocks), generator=gen) < 0.5
     keep = tuple(torch.rand(b.channel_gate.outputs, generator=gen) < 0.5 for b in blocks)
     x = torch.rand(1, 3, 32, 32)
-    with _native_flops(monkeypatch, use_native) as native_mflops, torch.no_grad(), \
+    with _native_flops(monkeypatch, path, model) as native_mflops, torch.no_grad(), \
             model.forced(ForcedDecisions(block_run=run, channel_keep=keep)), _flop_counter() as counter:
         model(x)
     trace = model.last_trace

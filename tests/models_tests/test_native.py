@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 import lcnas
-from lcnas.models import ForcedDecisions, _native
+from lcnas.cost import sample_mflops
+from lcnas.models import ForcedDecisions, GateConfig, _native
+from lcnas.models._hard import HardExecutor
 from lcnas.models._native import NativeConv, compiler_available, native, native_status
 
 CL = torch.channels_last
@@ -110,7 +112,9 @@ def test_disabled_by_environment(monkeypatch):
     assert "LCNAS_NATIVE=0" in native_status()
 
 
-def test_model_uses_the_kernel_at_batch_1_only(kernel, monkeypatch):
+def test_per_block_path_uses_the_kernel_at_batch_1_only(kernel, monkeypatch):
+    monkeypatch.setattr(HardExecutor, "whole_network", False)
+    monkeypatch.setattr(HardExecutor, "batch_native", False)
     calls = []
     call = NativeConv.__call__
     monkeypatch.setattr(NativeConv, "__call__", lambda self, *a, **k: calls.append(1) or call(self, *a, **k))
@@ -121,6 +125,82 @@ def test_model_uses_the_kernel_at_batch_1_only(kernel, monkeypatch):
         assert len(calls) == 19  # stem + 9 blocks × 2 convs
         model(torch.rand(2, 3, 32, 32))
         assert len(calls) == 19
+
+
+def _gated(name: str, **cfg) -> torch.nn.Module:
+    """A CIFAR LC-Net with random gates (mixed decisions) and non-trivial BN statistics."""
+    torch.manual_seed(0)
+    model = lcnas.create_model(name, gating="lc", gate_config=GateConfig(init_logit=0.0, **cfg))
+    for p in model.gate_parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    with torch.no_grad():
+        model.train()(torch.rand(8, 3, 32, 32))
+    return model.eval()
+
+
+def test_whole_network_in_one_native_call_where_eligible(kernel, monkeypatch):
+    # CIFAR ResNets run the whole pass in one call (no per-conv kernel call, no aten conv);
+    # ImageNet ResNets (max-pooled stem, bottlenecks, conv shortcuts) keep the per-block path.
+    model = _gated("resnet20")
+    calls = []
+    call = NativeConv.__call__
+    monkeypatch.setattr(NativeConv, "__call__", lambda self, *a, **k: calls.append(1) or call(self, *a, **k))
+    monkeypatch.setattr(torch.nn.functional, "conv2d", None)  # any aten conv would fail loudly
+    with torch.no_grad():
+        for batch in (1, 4):
+            model(torch.rand(batch, 3, 32, 32))
+            assert model._hard.native_mflops is not None and model._hard.native_mflops.shape == (batch,)
+    assert calls == []
+    monkeypatch.undo()
+    big = lcnas.create_model("resnet18", gating="layer").eval()
+    with torch.no_grad():
+        big(torch.rand(1, 3, 64, 64))
+    assert big._hard.native_mflops is None
+
+
+def test_native_batch_takes_each_samples_own_forced_path(kernel):
+    model = _gated("resnet20")
+    blocks = model.blocks()
+    gen = torch.Generator().manual_seed(9)
+    run = torch.rand(6, len(blocks), generator=gen) < 0.5
+    keep = tuple(torch.rand(6, b.channel_gate.outputs, generator=gen) < 0.5 for b in blocks)
+    x = torch.rand(6, 3, 32, 32, generator=gen)
+    forced = ForcedDecisions(block_run=run, channel_keep=keep)
+    with torch.no_grad():
+        for layout in (torch.contiguous_format, CL):
+            with model.forced(forced):
+                hard = model(x.contiguous(memory_format=layout))
+                trace = model.last_trace
+                model.execution = "mask"
+                masked = model(x)
+                model.execution = "hard"
+            assert torch.equal(trace.block_run, run)
+            expected = torch.stack([torch.where(run[:, i], k.sum(1) * 4 + (~k.any(1)) * 4, 0) for i, k in enumerate(keep)], 1)
+            assert torch.equal(trace.channels_kept, expected)
+            assert (hard - masked).abs().max() <= 1e-4
+            assert torch.allclose(model._hard.native_mflops.float(), sample_mflops(model, trace), rtol=1e-5)
+
+
+def test_native_batch_does_not_depend_on_the_thread_count(kernel):
+    model = _gated("resnet20")
+    x = torch.rand(5, 3, 32, 32)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                outs.append(model(x))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_forced_rows_that_fit_no_batch_are_one_clear_error(kernel):
+    model = _gated("resnet20")
+    forced = ForcedDecisions(block_run=torch.ones(3, len(model.blocks()), dtype=torch.bool))
+    with torch.no_grad(), model.forced(forced), pytest.raises(ValueError, match="3 rows for a batch of 5"):
+        model(torch.rand(5, 3, 32, 32))
 
 
 def test_option_a_shortcut_read_in_place_and_materialised(kernel):

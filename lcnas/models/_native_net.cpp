@@ -1,0 +1,279 @@
+// lcnas native batch-1 network: a whole gated CIFAR ResNet forward pass in one call.
+//
+// Why: at batch 1 a block's arithmetic takes tens of microseconds, and every Python-side step
+// (a gate's pooling and linear layers, a decision, a kernel call) costs a few microseconds of
+// fixed overhead. Run from Python, 16-wide gates on every block made the forward pass 1.4-1.9x
+// slower than the static network; here a gate costs its arithmetic. Decisions are taken in C
+// with the same rules as the Python executor (_hard.py), and the skipped work is not computed.
+//
+// Scope: basic blocks with identity or "option A" shortcuts, a 3x3 stem without max-pooling,
+// global average pooling + linear head (the CIFAR ResNets). Other models keep the per-conv path.
+// A block's kept channel groups are gathered into compact weights per call (9 x Cin x kept floats
+// for conv1, 9 x kept x Cout for conv2: 1/(Ho*Wo) of the convs' multiply-adds), so any set runs
+// at full vector width and nothing is cached between calls.
+#include "_native_conv.cpp"
+
+#include <cmath>
+#include <vector>
+
+extern "C" {
+struct LcGateHead {  // one gate's outputs from rows [lo, hi) of the block's stacked first layer
+    int lo, hi;
+    const float* w2;  // second layer (out x (hi - lo)) after a ReLU, or null: the rows are the outputs
+    const float* b2;
+    int out;  // number of outputs (0: no such gate)
+};
+
+struct LcBlock {
+    int cin, cmid, cout, h, w, stride;
+    const float *w1, *b1, *w2, *b2;  // packed [3][3][cin][cmid], [3][3][cmid][cout] (BN folded)
+    int pad_stride, pad_lo;          // shortcut: 0 = identity; else option A (every pad_stride-th pixel at pad_lo)
+    int pool;                        // gate input: 0 avg, 1 max, 2 avg ++ max
+    int feat, rows;                  // gate input width; rows of the stacked first layer (0: no gates)
+    const float *gw, *gb;            // stacked first layer, rows x feat
+    LcGateHead layer, channel;
+    int groups, gsize, scaling;
+    double run_logit, keep_logit;    // thresholds as logits, compared in double as Python does
+};
+
+struct LcNet {
+    const float *stem_w, *stem_b, *stem_padv;  // packed [3][3][cin][stem_cout]
+    int cin, h, w, stem_cout, stem_stride, stem_pad;
+    int nblocks;
+    const LcBlock* blocks;
+    const float *fc_w, *fc_b;  // classes x feat
+    int classes, feat;
+};
+}
+
+namespace {
+struct Work {  // per-thread scratch, grown on demand
+    std::vector<float> act[2], mid, w1, b1, w2, scale, pooled, hidden, out;
+};
+
+float* grow(std::vector<float>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+}
+
+inline double sigmoid2(double z) { return 2.0 / (1.0 + std::exp(-z)); }
+
+void pool(const float* x, int hw, int c, int kind, float* v) {
+    // avg into v[0, c), max into v[c, 2c) for avgmax (else v[0, c)); one pass per kind, so each
+    // inner loop is a plain vectorisable sweep over the channels
+    if (kind != 1) {
+        std::memset(v, 0, sizeof(float) * c);
+        for (int p = 0; p < hw; ++p) {
+            const float* xp = x + (long)p * c;
+            for (int j = 0; j < c; ++j) v[j] += xp[j];
+        }
+        const float inv = 1.f / (float)hw;
+        for (int j = 0; j < c; ++j) v[j] *= inv;
+    }
+    if (kind != 0) {
+        float* mx = kind == 2 ? v + c : v;
+        std::memcpy(mx, x, sizeof(float) * c);
+        for (int p = 1; p < hw; ++p) {
+            const float* xp = x + (long)p * c;
+            for (int j = 0; j < c; ++j) mx[j] = xp[j] > mx[j] ? xp[j] : mx[j];
+        }
+    }
+}
+
+// rows [lo, hi) of y = W v + b
+long linear(const float* w, const float* b, const float* v, int feat, int lo, int hi, float* y) {
+    for (int r = lo; r < hi; ++r) {
+        const float* wr = w + (long)r * feat;
+        float s = 0.f;
+        for (int f = 0; f < feat; ++f) s += wr[f] * v[f];
+        y[r] = s + b[r];
+    }
+    return (long)(hi - lo) * feat;
+}
+
+// a gate's outputs into `out` (multiply-adds returned); h holds its first-layer rows
+long head(const LcGateHead& g, const float* h, float* out) {
+    int n = g.hi - g.lo;
+    if (!g.w2) {
+        std::memcpy(out, h + g.lo, sizeof(float) * n);
+        return 0;
+    }
+    for (int o = 0; o < g.out; ++o) {
+        const float* wr = g.w2 + (long)o * n;
+        float s = 0.f;
+        for (int j = 0; j < n; ++j) { float a = h[g.lo + j]; s += wr[j] * (a > 0.f ? a : 0.f); }
+        out[o] = s + g.b2[o];
+    }
+    return (long)g.out * n;
+}
+
+int conv(const float* x, int H, int W, int C, const float* padv, int stride, int pad, int K,
+         const float* w, const float* b, int Kp, float alpha, const float* res, long rs_h, long rs_w,
+         int lo, int hi, int relu, const float* chscale, float* y, int nthreads) {
+    return lcnas_conv(x, H, W, C, (long)W * C, C, 1, padv, K, stride, pad, w, b, Kp, alpha,
+                      res, rs_h, rs_w, lo, hi, relu, chscale, y, nthreads);
+}
+
+// One block; returns the buffer holding its output (x itself for a skipped identity block).
+float* block(const LcBlock& B, float* x, float* spare, Work& ws, int forced_run, const unsigned char* forced_keep,
+             int eval_gates, unsigned char* ran, int* kept_out, double* macs, int nthreads) {
+    const int Ho = (B.h - 1) / B.stride + 1, Wo = (B.w - 1) / B.stride + 1;
+    const bool gates = eval_gates && B.rows > 0;
+    float* h = gates ? grow(ws.hidden, B.rows) : nullptr;
+    float* out = grow(ws.out, 2 + 2 * (size_t)B.groups);  // layer: logit, scale; channel: G logits, G scales
+    bool run = forced_run < 0 ? true : forced_run != 0;
+    float alpha = 1.f;
+    if (gates) {
+        float* v = grow(ws.pooled, B.feat);
+        pool(x, B.h * B.w, B.cin, B.pool, v);
+        if (B.layer.out) {
+            *macs += linear(B.gw, B.gb, v, B.feat, B.layer.lo, B.layer.hi, h);
+            *macs += head(B.layer, h, out);
+            if (forced_run < 0) run = (double)out[0] > B.run_logit;
+            if (B.scaling) alpha = (float)sigmoid2(out[1]);
+        }
+    }
+    if (!run) {
+        *ran = 0;
+        *kept_out = 0;
+        if (!B.pad_stride) return x;
+        const int C = B.cout;
+        for (int p = 0; p < Ho * Wo; ++p) {
+            float* yo = spare + (long)p * C;
+            std::memset(yo, 0, sizeof(float) * C);
+            int ho = p / Wo, wo = p % Wo;
+            std::memcpy(yo + B.pad_lo, x + ((long)ho * B.pad_stride * B.w + (long)wo * B.pad_stride) * B.cin, sizeof(float) * B.cin);
+        }
+        return spare;
+    }
+    // Which channel groups run: forced, else the channel gate, else all.
+    const int G = B.groups, g = B.gsize;
+    unsigned char keep[4096];
+    bool all = true;
+    const float* cscale = nullptr;
+    if (G > 0) {
+        for (int k = 0; k < G; ++k) keep[k] = 1;
+        float* c_out = out + 2;
+        if (gates && B.channel.out) {
+            *macs += linear(B.gw, B.gb, grow(ws.pooled, B.feat), B.feat, B.channel.lo, B.channel.hi, h);
+            *macs += head(B.channel, h, c_out);
+            if (!forced_keep) {
+                int any = 0, top = 0;
+                for (int k = 0; k < G; ++k) {
+                    keep[k] = (double)c_out[k] > B.keep_logit;
+                    any |= keep[k];
+                    if (c_out[k] > c_out[top]) top = k;
+                }
+                if (!any) keep[top] = 1;  // a block with 0 channels would be a skip: keep the likeliest group
+            }
+            if (B.scaling) cscale = c_out + G;
+        }
+        if (forced_keep) {
+            int any = 0;
+            for (int k = 0; k < G; ++k) { keep[k] = forced_keep[k] != 0; any |= keep[k]; }
+            if (!any) keep[0] = 1;
+        }
+        for (int k = 0; k < G; ++k) all &= keep[k] != 0;
+    }
+    int nkept = 0;
+    if (G > 0) for (int k = 0; k < G; ++k) nkept += keep[k];
+    const int kept = G > 0 ? nkept * g : B.cmid;
+    const int kp = (kept + 3) / 4 * 4;  // the kernel writes widths in multiples of 4
+    const float *w1 = B.w1, *b1 = B.b1, *w2 = B.w2;
+    float* sc = nullptr;
+    int idx[4096], n = 0;  // the kept channels, in order
+    for (int k = 0; k < (G > 0 ? G : 1); ++k)
+        if (G == 0 || keep[k])
+            for (int j = 0; j < (G > 0 ? g : B.cmid); ++j) idx[n++] = (G > 0 ? k * g : 0) + j;
+    if (cscale) {
+        sc = grow(ws.scale, kp);
+        for (int j = 0; j < kp; ++j) sc[j] = j < kept ? (float)sigmoid2(cscale[idx[j] / g]) : 0.f;
+    }
+    if (!all || kp != kept) {
+        // Compact weights of the kept channels, zero-padded to kp.
+        float* cw1 = grow(ws.w1, (size_t)9 * B.cin * kp);
+        float* cb1 = grow(ws.b1, kp);
+        float* cw2 = grow(ws.w2, (size_t)9 * kp * B.cout);
+        for (int t = 0; t < 9 * B.cin; ++t) {
+            const float* src = B.w1 + (long)t * B.cmid;
+            float* dst = cw1 + (long)t * kp;
+            for (int j = 0; j < kept; ++j) dst[j] = src[idx[j]];
+            for (int j = kept; j < kp; ++j) dst[j] = 0.f;
+        }
+        for (int j = 0; j < kp; ++j) cb1[j] = j < kept ? B.b1[idx[j]] : 0.f;
+        for (int t = 0; t < 9; ++t)
+            for (int j = 0; j < kp; ++j) {
+                float* dst = cw2 + ((long)t * kp + j) * B.cout;
+                if (j < kept) std::memcpy(dst, B.w2 + ((long)t * B.cmid + idx[j]) * B.cout, sizeof(float) * B.cout);
+                else std::memset(dst, 0, sizeof(float) * B.cout);
+            }
+        w1 = cw1; b1 = cb1; w2 = cw2;
+    }
+    float* mid = grow(ws.mid, (size_t)Ho * Wo * kp);
+    int rc = conv(x, B.h, B.w, B.cin, nullptr, B.stride, 1, 3, w1, b1, kp, 1.f, nullptr, 0, 0, 0, 0, 1, sc, mid, nthreads);
+    long rs_h = (long)B.w * B.cin, rs_w = B.cin;
+    int lo = 0;
+    if (B.pad_stride) { rs_h *= B.pad_stride; rs_w *= B.pad_stride; lo = B.pad_lo; }
+    rc |= conv(mid, Ho, Wo, kp, nullptr, 1, 1, 3, w2, B.b2, B.cout, alpha, x, rs_h, rs_w, lo, lo + B.cin, 1, nullptr, spare, nthreads);
+    *macs += 9.0 * Ho * Wo * kept * ((double)B.cin + B.cout);
+    *ran = 1;
+    *kept_out = kept;
+    return rc ? nullptr : spare;
+}
+}  // namespace
+
+namespace {
+// One image through the network (see lcnas_net_forward); forced rows are this sample's.
+int forward_one(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w, const signed char* forced_run,
+                const int* forced_keep, const unsigned char* keep_bits, int eval_gates, float* logits,
+                unsigned char* ran, int* kept, double* macs, int nthreads) {
+    thread_local Work ws;
+    int Ho = (N.h + 2 * N.stem_pad - 3) / N.stem_stride + 1, Wo = (N.w + 2 * N.stem_pad - 3) / N.stem_stride + 1;
+    size_t most = (size_t)Ho * Wo * N.stem_cout;
+    for (int i = 0; i < N.nblocks; ++i) {
+        const LcBlock& B = N.blocks[i];
+        size_t o = (size_t)((B.h - 1) / B.stride + 1) * ((B.w - 1) / B.stride + 1) * B.cout;
+        if (o > most) most = o;
+    }
+    float* buf[2] = {grow(ws.act[0], most), grow(ws.act[1], most)};
+    *macs = 9.0 * N.cin * N.stem_cout * Ho * Wo;
+    if (lcnas_conv(x, N.h, N.w, N.cin, xs_h, xs_w, xs_c, N.stem_padv, 3, N.stem_stride, N.stem_pad,
+                   N.stem_w, N.stem_b, N.stem_cout, 1.f, nullptr, 0, 0, 0, 0, 1, nullptr, buf[0], nthreads))
+        return 1;
+    float* cur = buf[0];
+    for (int i = 0; i < N.nblocks; ++i) {
+        float* spare = cur == buf[0] ? buf[1] : buf[0];
+        const unsigned char* fk = forced_keep && forced_keep[i] >= 0 ? keep_bits + forced_keep[i] : nullptr;
+        cur = block(N.blocks[i], cur, spare, ws, forced_run ? forced_run[i] : -1, fk, eval_gates, ran + i, kept + i, macs, nthreads);
+        if (!cur) return 1;
+    }
+    const LcBlock& last = N.blocks[N.nblocks - 1];
+    int hw = ((last.h - 1) / last.stride + 1) * ((last.w - 1) / last.stride + 1);
+    float* v = grow(ws.pooled, N.feat);
+    pool(cur, hw, N.feat, 0, v);
+    *macs += linear(N.fc_w, N.fc_b, v, N.feat, 0, N.classes, logits);
+    return 0;
+}
+}  // namespace
+
+// n images (x: n x cin x h x w, any strides). Forced decisions per sample and block: forced_run
+// (n x nblocks; -1 none, 0, 1) and forced_keep (n x nblocks offsets into keep_bits, -1 none), each
+// may be null. Writes logits (n x classes), the trace (ran, kept channels: n x nblocks) and the
+// multiply-adds computed per image (n). One image splits its large convs over nthreads; a batch
+// runs its images in parallel, one per thread, each taking only its own path (nothing grouped,
+// gathered or masked). Returns 0, or 1 on arguments the kernel rejects.
+extern "C" int lcnas_net_forward(const LcNet* net, const float* x, int n, long xs_n, long xs_c, long xs_h, long xs_w,
+                                 const signed char* forced_run, const int* forced_keep, const unsigned char* keep_bits,
+                                 int eval_gates, float* logits, unsigned char* ran, int* kept, double* macs, int nthreads) {
+    const LcNet& N = *net;
+    const int B = N.nblocks;
+    if (n == 1)
+        return forward_one(N, x, xs_c, xs_h, xs_w, forced_run, forced_keep, keep_bits, eval_gates, logits, ran, kept, macs, nthreads);
+    int rc = 0;
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic) reduction(| : rc)
+    for (int s = 0; s < n; ++s)
+        rc |= forward_one(N, x + (long)s * xs_n, xs_c, xs_h, xs_w, forced_run ? forced_run + (long)s * B : nullptr,
+                          forced_keep ? forced_keep + (long)s * B : nullptr, keep_bits, eval_gates,
+                          logits + (long)s * N.classes, ran + (long)s * B, kept + (long)s * B, macs + s, 1);
+    return rc;
+}
