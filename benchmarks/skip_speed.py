@@ -10,6 +10,8 @@ throughput at batch 64 of:
   hard        lcnas hard execution of the decisions (skipped work not computed)
   static_pytorch_convs  `static` at batch 1 with PyTorch's convolutions instead of lcnas's native
               kernel (LCNAS_NATIVE=0): what the kernel itself gains
+  static_per_block  `static` on the engine before the whole-network native call: blocks driven
+              from Python at batch 1 (native convs), batches grouped on oneDNN
   mask        the same decisions executed densely and multiplied by zero (SkipNet/ConvNet-AIG style)
 plus the plain PyTorch static model (NCHW and channels-last) for reference. Decisions differ per
 sample: at batch 1 calls cycle over 16 samples' decisions; at batch 64 block decisions are drawn per
@@ -142,6 +144,18 @@ def main() -> None:
                 else:
                     os.environ["LCNAS_NATIVE"] = before
         configs["static_pytorch_convs"] = (static_bs1_pytorch_convs, configs["static"][1], None)
+        static_bs64 = configs["static"][1]
+
+        def per_block(fn):  # the engine before the whole-network call: blocks from Python, batches on oneDNN
+            def run():
+                gated._hard.whole_network = gated._hard.batch_native = False
+                try:
+                    fn()
+                finally:
+                    del gated._hard.whole_network, gated._hard.batch_native  # back to the class defaults
+            return run
+        configs["static_per_block"] = (per_block(static_bs1), per_block(static_bs64), None)
+        configs["static_with_gates_per_block"] = (per_block(gates_on_bs1), per_block(gates_on_bs64), None)
         flops = {}
         for kind, levels in LEVELS.items():
             for block_skip, channel_skip in levels:
@@ -186,10 +200,15 @@ def main() -> None:
             }
         results[name] = {
             "static_mflops": static_fl,
-            "bs1_latency_ms": {k: median(lat[k]) for k in ("plain_nchw", "plain_channels_last", "static_pytorch_convs", "static", "static_with_gates")},
+            "bs1_latency_ms": {k: median(lat[k]) for k in ("plain_nchw", "plain_channels_last", "static_pytorch_convs", "static_per_block",
+                                                           "static", "static_with_gates", "static_with_gates_per_block")},
             "bs1_native_speedup": ratio_median(lat["static_pytorch_convs"], lat["static"]),
+            "bs1_whole_network_speedup": ratio_median(lat["static_per_block"], lat["static"]),
+            "bs64_native_batch_speedup": ratio_median(thr["static"], thr["static_per_block"]),
+            "gate_overhead_bs1_per_block": ratio_median(lat["static_with_gates_per_block"], lat["static_per_block"]) - 1,
             "native_kernel": native_status(),
-            "bs64_images_per_s": {k: median(thr[k]) for k in ("plain_nchw", "plain_channels_last", "static", "static_with_gates")},
+            "bs64_images_per_s": {k: median(thr[k]) for k in ("plain_nchw", "plain_channels_last", "static_per_block", "static",
+                                                              "static_with_gates", "static_with_gates_per_block")},
             "gate_overhead_bs1": ratio_median(lat["static_with_gates"], lat["static"]) - 1,
             "gate_overhead_bs64": ratio_median(thr["static"], thr["static_with_gates"]) - 1,
             "levels": levels_out,

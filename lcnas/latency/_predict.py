@@ -154,7 +154,8 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
     executor runs. With the trace's group masks (hard execution of a batch) the executor's rule
     is replayed: one conv per distinct channel set or one conv over the union of the sets for all
     running samples, whichever :func:`~lcnas.models._hard.grouping_is_cheaper` picks. Without
-    masks, the running samples at their mean kept channels. A conv over ``c`` of the batch's
+    masks (the native batch engine, where each image runs its own path on one thread, or a
+    training trace), the running samples at their mean kept channels: per-sample work adds up. A conv over ``c`` of the batch's
     samples interpolates between the batch-1 and batch-``batch`` entries (a conv on a few samples
     costs more than its share of the batch), or takes ``c / batch`` of the entry without batch 1.
     """

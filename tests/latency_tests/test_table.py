@@ -220,10 +220,11 @@ def _fake_batch_table(model, batch: int) -> LatencyTable:
         {"schema": "lcnas-latency-table", "schema_version": 1, "device": one.device, "measurement": {}, "entries": rows}).entries))
 
 
-def test_batch_predictor_replays_the_executors_union_or_grouping_rule():
+def test_batch_predictor_replays_the_executors_union_or_grouping_rule(monkeypatch):
     from lcnas.latency import batch_latency_ms
-    from lcnas.models._hard import grouping_is_cheaper
+    from lcnas.models._hard import HardExecutor, grouping_is_cheaper
 
+    monkeypatch.setattr(HardExecutor, "batch_native", False)  # the grouped (oneDNN) batch engine records group masks
     model = lcnas.create_model("resnet20", gating="lc").eval()
     n = 8
     table = _fake_batch_table(model, n)
