@@ -161,15 +161,7 @@ class HardExecutor:
         per-block path runs)."""
         self.native_mflops = None
         n = x.shape[0]
-        if not (self.whole_network if n == 1 else self.batch_native):
-            return None
-        nat = self._native_for(x[:1])
-        if nat is None:
-            return None
-        key = (x.shape[2], x.shape[3])
-        net = self._nets.get(key, False)
-        if net is False:
-            net = self._nets[key] = build_native_net(self, nat, key)
+        net = self._native_net(x, (x.shape[2], x.shape[3]))
         if net is None:
             return None
         forced = self.model._forced
@@ -319,10 +311,37 @@ class HardExecutor:
     # ---------------------------------------------------------------- execution
     def block(self, i: int, block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Any, Any]:
         """(output, run, kept): Python bool/int at batch 1, ``N`` tensors otherwise."""
+        net = self._net_for_block(i, x)
+        if net is not None:  # the whole-network engine's own code for this block
+            forced = self.model._forced
+            arrays = None if forced is None else self._forced_arrays(forced, x.shape[0], net.groups)
+            out, ran, kept = net.block(i, x, arrays, forced is None or forced.evaluate_gates)
+            if x.shape[0] == 1:
+                return out, bool(ran[0]), int(kept[0])
+            return out, ran.bool(), kept.long()
         pack = self._pack(i, block)
         if x.shape[0] == 1:
             return self._block_one(i, block, pack, x)
         return self._block_batch(i, block, pack, x)
+
+    def _net_for_block(self, i: int, x: torch.Tensor) -> NativeNet | None:
+        """The packed network that would run block ``i`` on ``x`` in a forward pass, or None."""
+        # the network input this block input comes from: undo the strides before block i
+        scale = self.model.conv1.stride[0]
+        for blk in self.blocks()[:i]:
+            scale *= blk.stride
+        return self._native_net(x, (x.shape[2] * scale, x.shape[3] * scale))
+
+    def _native_net(self, x: torch.Tensor, input_hw: tuple[int, int]) -> NativeNet | None:
+        """The packed network for inputs of ``input_hw`` if the native engine runs ``x`` (batch 1:
+        ``whole_network``; batches: ``batch_native``; float32 CPU, no autograd), else None."""
+        nat = self._native_for(x[:1]) if (self.whole_network if x.shape[0] == 1 else self.batch_native) else None
+        if nat is None:
+            return None
+        net = self._nets.get(input_hw, False)
+        if net is False:
+            net = self._nets[input_hw] = build_native_net(self, nat, input_hw)
+        return net
 
     def _shortcut(self, pack: dict[str, Any], block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         sc = pack.get("shortcut")

@@ -87,6 +87,10 @@ class NativeConv:
         net.argtypes = [p, p, i, n, n, n, n, p, p, p, i, p, p, p, p, i]
         net.restype = i
         self.net_forward = net  # images through a whole packed network (see _native_net.py)
+        blk = lib.lcnas_net_block
+        blk.argtypes = [p, i, p, i, p, p, p, p, i, p, p, p, p, i]
+        blk.restype = i
+        self.net_block = blk  # one block of a packed network (what the latency tables time)
 
     @staticmethod
     def pack(weight: torch.Tensor, bias: torch.Tensor, stride: int, pad: int, in_channels: int | None = None,

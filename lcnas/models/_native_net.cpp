@@ -277,3 +277,46 @@ extern "C" int lcnas_net_forward(const LcNet* net, const float* x, int n, long x
                           logits + (long)s * N.classes, ran + (long)s * B, kept + (long)s * B, macs + s, 1);
     return rc;
 }
+
+// Block i of the network alone, on n images (x: n NHWC images of that block's input, contiguous;
+// y: n NHWC outputs), with the same forced-decision layout as lcnas_net_forward (rows of nblocks).
+// What the latency tables time: the very code a forward pass runs for that block. A skipped
+// identity block outputs its input: *same is set to 1 when every image skipped that way (y is
+// then untouched), else skipped images are copied into y. Returns 0, or 1 on rejected arguments.
+extern "C" int lcnas_net_block(const LcNet* net, int i, const float* x, int n, float* y, const signed char* forced_run,
+                               const int* forced_keep, const unsigned char* keep_bits, int eval_gates,
+                               unsigned char* ran, int* kept, double* macs, int* same, int nthreads) {
+    const LcNet& N = *net;
+    const LcBlock& B = N.blocks[i];
+    const long in_size = (long)B.h * B.w * B.cin;
+    const long out_size = (long)((B.h - 1) / B.stride + 1) * ((B.w - 1) / B.stride + 1) * B.cout;
+    const int nb = N.nblocks;
+    int rc = 0, copied = 0;
+    auto one = [&](int s, int threads) {
+        thread_local Work ws;
+        const float* xs = x + s * in_size;
+        const unsigned char* fk = forced_keep && forced_keep[(long)s * nb + i] >= 0 ? keep_bits + forced_keep[(long)s * nb + i] : nullptr;
+        double m = 0;
+        float* out = block(B, const_cast<float*>(xs), y + s * out_size, ws, forced_run ? forced_run[(long)s * nb + i] : -1, fk,
+                           eval_gates, ran + s, kept + s, &m, threads);
+        macs[s] = m;
+        if (!out) return 1;
+        if (out == xs) return 2;  // identity skip: the output is the input
+        return 0;
+    };
+    if (n == 1) {
+        rc = one(0, nthreads);
+    } else {
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic) reduction(| : rc)
+        for (int s = 0; s < n; ++s) rc |= one(s, 1);
+    }
+    if (rc & 1) return 1;
+    *same = 0;
+    if (rc & 2) {
+        for (int s = 0; s < n; ++s) copied += !ran[s];
+        if (copied == n && B.pad_stride == 0) { *same = 1; return 0; }
+        for (int s = 0; s < n; ++s)
+            if (!ran[s]) std::memcpy(y + s * out_size, x + s * in_size, sizeof(float) * out_size);
+    }
+    return 0;
+}

@@ -80,6 +80,27 @@ class NativeNet:
         return logits, ran, kept, macs.mul(2e-6)
 
 
+    def block(self, i: int, x: torch.Tensor, forced: tuple | None, eval_gates: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Block ``i`` alone on ``N`` images of its input shape, exactly as the forward pass runs it:
+        (output ``N×C×H×W`` channels-last, ran ``N`` uint8, kept channels ``N`` int32)."""
+        b = self._blocks[i]
+        n = x.shape[0]
+        x = x.contiguous(memory_format=torch.channels_last)
+        if tuple(x.shape[1:]) != (b.cin, b.h, b.w) or x.dtype != torch.float32:
+            raise ValueError(f"block {i} of the packed network takes float32 N×{b.cin}×{b.h}×{b.w}, got {x.dtype} {tuple(x.shape)}")
+        y = torch.empty((n, b.cout, (b.h - 1) // b.stride + 1, (b.w - 1) // b.stride + 1), dtype=torch.float32,
+                        memory_format=torch.channels_last)
+        ran, kept = torch.zeros(n, dtype=torch.uint8), torch.zeros(n, dtype=torch.int32)
+        macs, same = torch.zeros(n, dtype=torch.float64), ctypes.c_int()
+        run_p, keep_p, bits_p = (None, None, None) if forced is None else forced[:3]
+        rc = self._lib.net_block(ctypes.addressof(self._net), i, x.data_ptr(), n, y.data_ptr(), run_p, keep_p, bits_p,
+                                 int(eval_gates), ran.data_ptr(), kept.data_ptr(), macs.data_ptr(), ctypes.byref(same),
+                                 torch.get_num_threads())
+        if rc != 0:
+            raise RuntimeError("native network block rejected its packed arguments")
+        return (x if same.value else y), ran, kept
+
+
 def _rows(t: torch.Tensor, n: int, what: str) -> torch.Tensor:
     """A forced ``D`` or ``N×D`` tensor as ``n×D`` (batch 1 takes the first row, as the per-block path does)."""
     if t.dim() == 1:

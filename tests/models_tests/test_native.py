@@ -3,6 +3,7 @@ cache, and falls back to PyTorch (with one warning) when it cannot be built."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import pytest
@@ -194,6 +195,36 @@ def test_native_batch_does_not_depend_on_the_thread_count(kernel):
     finally:
         torch.set_num_threads(before)
     assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_block_alone_runs_the_whole_network_engines_code(kernel, batch):
+    # The latency tables time blocks through executor.block: on the whole-network engine that is
+    # the packed network's own block code, which must equal the per-block path's result.
+    model = _gated("resnet20")
+    ex = model._hard
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        model(torch.rand(1, 3, 32, 32))
+        h = w = 32
+        for i, block in enumerate(model.blocks()):
+            x = torch.rand(batch, block.conv1.in_channels, h, w, generator=gen).contiguous(memory_format=CL)
+            run = torch.rand(batch, len(model.blocks()), generator=gen) < 0.5
+            keep = tuple(torch.rand(batch, b.channel_gate.outputs, generator=gen) < 0.5 for b in model.blocks())
+            for forced in (ForcedDecisions(block_run=run, channel_keep=keep), ForcedDecisions(evaluate_gates=True), None):
+                outs = []
+                for whole in (True, False):
+                    ex.whole_network = ex.batch_native = whole
+                    with model.forced(forced) if forced is not None else contextlib.nullcontext():
+                        outs.append(ex.block(i, block, x.clone()))
+                del ex.whole_network, ex.batch_native
+                (y_net, run_net, kept_net), (y_py, run_py, kept_py) = outs
+                assert (y_net - y_py).abs().max() <= 1e-4
+                if batch == 1:
+                    assert (run_net, kept_net) == (run_py, kept_py) and type(run_net) is bool
+                else:
+                    assert torch.equal(run_net, run_py) and torch.equal(kept_net, kept_py)
+            h, w = (h - 1) // block.stride + 1, (w - 1) // block.stride + 1
 
 
 def test_forced_rows_that_fit_no_batch_are_one_clear_error(kernel):
