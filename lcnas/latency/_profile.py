@@ -86,9 +86,11 @@ def profile_model(
     work = len(batches) * (3 + sum(1 + groups[b.index] + 2 * len(hiddens) * len(poolings) + 1 for b in shapes.values()))
     bar = tqdm(total=work, desc=f"profile {model_name}", disable=progress is False if progress is not None else None, file=sys.stderr)
     blocks = model.blocks()
+    engines: dict[str, str] = {}  # batch → the hard-execution path the table's units were timed on
     for batch in batches:
         x0 = torch.rand(batch, *arch.input_size, device=dev)
         _settle(lambda: model(x0), seconds=2.0)
+        engines[str(batch)] = _engine(ex, batch)
         stem = timed(lambda: ex.stem(x0))
         add("stem", "", 0, batch, stem)
         last = torch.rand(batch, arch.head_features, *_final_hw(arch), device=dev).contiguous(memory_format=_CL)
@@ -174,6 +176,7 @@ def profile_model(
                    "timer": "cuda events" if dev.type == "cuda" else "time.perf_counter",
                    # which convolutions batch 1 ran on: a table is only valid for the same engine
                    "batch1_convs": native_status() if dev.type == "cpu" else "pytorch (cuda)",
+                   "engine": engines,
                    "rules": "medians of repeats after warm-up; fixed threads; inputs channels-last float32; "
                             "frame, block_scatter and the gates are differences of measured medians (clamped at 0); a gate is its block executed with the gate minus without"}
     table = LatencyTable(device=device_metadata(dev, torch.get_num_threads(), argv), measurement=measurement, entries=tuple(entries))
@@ -311,6 +314,15 @@ def _calibration_model(model_name: str, measurement: dict[str, Any]):
     cfg = GateConfig(hidden=16 if 16 in hiddens else hiddens[0], pooling="avg" if "avg" in poolings else poolings[0],
                      group_size=int(measurement.get("group_size", 4)), scaling=bool(measurement.get("gate_scaling", True)))
     return create_model(model_name, gating="lc", gate_config=cfg)
+
+
+def _engine(ex, batch: int) -> str:
+    """Which path the executor's last forward pass (at ``batch``) took."""
+    if ex.native_mflops is not None:
+        return "native whole network" + (" (one image per thread)" if batch > 1 else "")
+    if batch == 1 and ex._nat is not None:
+        return "native convs, blocks driven from Python"
+    return "pytorch convs" + (", samples grouped by path" if batch > 1 else "")
 
 
 def _settle(fn, *, seconds: float) -> None:

@@ -29,6 +29,14 @@ def test_generator_covers_every_unit(tiny_table):
     assert all(e.latency_ms_median >= 0 for e in tiny_table.entries)
 
 
+def test_table_records_the_engine_it_timed(tiny_table):
+    from lcnas.models._native import native
+
+    expected = ("native whole network", "native whole network (one image per thread)") if native() is not None \
+        else ("pytorch convs", "pytorch convs, samples grouped by path")
+    assert (tiny_table.measurement["engine"]["1"], tiny_table.measurement["engine"]["8"]) == expected
+
+
 def test_round_trip_through_json(tiny_table, tmp_path):
     path = tiny_table.save(tmp_path / "t.json")
     loaded = LatencyTable.load(path)
