@@ -16,6 +16,7 @@ average-pooled linear head, gates of at most two linear layers, widths the kerne
 from __future__ import annotations
 
 import ctypes
+import itertools
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ __all__ = ["NativeNet", "build_native_net"]
 _P, _I, _D = ctypes.c_void_p, ctypes.c_int, ctypes.c_double
 _POOL = {"avg": 0, "max": 1, "avgmax": 2}
 _MAX_WIDTH = 4096  # the C side's per-block arrays
+_ids = itertools.count(1)  # one per packing: the C side caches gathered weights under it
 
 
 class _Head(ctypes.Structure):
@@ -46,7 +48,7 @@ class _Block(ctypes.Structure):
 class _Net(ctypes.Structure):
     _fields_ = [("stem_w", _P), ("stem_b", _P), ("stem_padv", _P), ("cin", _I), ("h", _I), ("w", _I),
                 ("stem_cout", _I), ("stem_stride", _I), ("stem_pad", _I), ("nblocks", _I), ("blocks", _P),
-                ("fc_w", _P), ("fc_b", _P), ("classes", _I), ("feat", _I)]
+                ("fc_w", _P), ("fc_b", _P), ("classes", _I), ("feat", _I), ("id", ctypes.c_ulonglong)]
 
 
 class NativeNet:
@@ -211,4 +213,5 @@ def build_native_net(executor: Any, lib: NativeConv, input_hw: tuple[int, int]) 
     net.nblocks, net.blocks = len(blocks), ctypes.addressof(blocks)
     net.fc_w, net.fc_b = ptr(model.fc.weight), ptr(model.fc.bias)
     net.classes, net.feat = model.fc.out_features, model.fc.in_features
+    net.id = next(_ids)
     return NativeNet(lib, net, blocks, keep, model.fc.out_features)

@@ -227,6 +227,34 @@ def test_a_block_alone_runs_the_whole_network_engines_code(kernel, batch):
             h, w = (h - 1) // block.stride + 1, (w - 1) // block.stride + 1
 
 
+def test_cached_channel_set_weights_follow_new_weights(kernel):
+    # Gathered weights of a kept channel set are cached under the packing's id: a repeated set
+    # hits the cache, and new weights (a new packing) never read the old ones.
+    model = _gated("resnet20")
+    other = _gated("resnet20")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    keep = tuple(torch.arange(b.channel_gate.outputs) % 2 == 0 for b in model.blocks())
+    forced = ForcedDecisions(channel_keep=keep)
+    x = torch.rand(1, 3, 32, 32)
+
+    def hard_and_masked():
+        with torch.no_grad(), model.forced(forced):
+            hard = model(x)
+            model.execution = "mask"
+            masked = model(x)
+            model.execution = "hard"
+        return hard, masked
+
+    first, masked = hard_and_masked()
+    again, _ = hard_and_masked()
+    assert torch.equal(first, again) and (first - masked).abs().max() <= 1e-4
+    model.load_state_dict(other.state_dict())
+    new, new_masked = hard_and_masked()
+    assert (new - new_masked).abs().max() <= 1e-4 and (new - first).abs().max() > 1e-3
+
+
 def test_forced_rows_that_fit_no_batch_are_one_clear_error(kernel):
     model = _gated("resnet20")
     forced = ForcedDecisions(block_run=torch.ones(3, len(model.blocks()), dtype=torch.bool))
