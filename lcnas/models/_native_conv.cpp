@@ -8,7 +8,7 @@
 //
 // Layout: x is addressed by strides (any layout; NHWC takes the fast path); weights
 // [K][K][Cin][Kp] with Kp a multiple of 4 (zero-padded outputs; 8-wide vectors and a 4-wide
-// tail); y [Ho][Wo][Kp]. Out-of-image
+// tail in the same pass); y [Ho][Wo][Kp]. Out-of-image
 // taps read `padv` (per input channel; zeros when null), which lets the stem fold the input
 // normalisation into its weights. The shortcut is read through strides and a channel window
 // [res_lo, res_hi), so identity and "option A" (subsample + zero channels) shortcuts need no copy.
@@ -42,14 +42,31 @@ static inline V load(const float* p) { V v; std::memcpy(&v, p, sizeof(V)); retur
 template <typename V>
 static inline void store(float* p, V v) { std::memcpy(p, &v, sizeof(V)); }
 
-// P output pixels along a row x B vectors of L output channels from channel c0: P*B accumulators.
-template <typename V, int P, int B, bool NHWC>
+// What follows a conv in a block, on one output vector at channel c: residual scale, shortcut
+// add (inside its channel window), ReLU, per-channel scale.
+template <typename V>
+static inline V epilogue(const Args& a, V v, const float* ro, int c) {
+    if (a.alpha != 1.0f) v *= a.alpha;
+    if (ro && c >= a.res_lo && c < a.res_hi) v += load<V>(ro + (c - a.res_lo));
+    if (a.relu) { V z = {}; v = v > z ? v : z; }
+    if (a.chscale) v *= load<V>(a.chscale + c);
+    return v;
+}
+
+// P output pixels along a row x (B 8-channel vectors + T ? one 4-channel vector) from channel c0.
+// The 4-wide tail rides in the same pass as the 8-wide vectors, so a kept width of 12 or 28
+// (3 or 7 groups of 4) reads its input once, not twice.
+template <int P, int B, bool T, bool NHWC>
 static inline void tile(const Args& a, int ho, int wo0, int c0) {
-    constexpr int L = sizeof(V) / sizeof(float);
-    V acc[P][B];
+    v8 acc[P][B > 0 ? B : 1];
+    v4 acct[P];
     for (int b = 0; b < B; ++b) {
-        V bv = load<V>(a.bias + c0 + b * L);
+        v8 bv = load<v8>(a.bias + c0 + b * 8);
         for (int p = 0; p < P; ++p) acc[p][b] = bv;
+    }
+    if (T) {
+        v4 bv = load<v4>(a.bias + c0 + B * 8);
+        for (int p = 0; p < P; ++p) acct[p] = bv;
     }
     const int Cin = a.Cin, Kp = a.Kp;
     const float* padv = a.padv ? a.padv : g_zero;
@@ -66,11 +83,13 @@ static inline void tile(const Args& a, int ho, int wo0, int c0) {
             for (int p = 0; p < P; ++p) xp[p] = xrow + (long)((wo0 + p) * a.stride - a.pad) * Cin;
             const int n = a.K * Cin;
             for (int j = 0; j < n; ++j) {
-                V wv[B];
-                for (int b = 0; b < B; ++b) wv[b] = load<V>(wk + (long)j * Kp + b * L);
+                v8 wv[B > 0 ? B : 1];
+                for (int b = 0; b < B; ++b) wv[b] = load<v8>(wk + (long)j * Kp + b * 8);
+                v4 wt = T ? load<v4>(wk + (long)j * Kp + B * 8) : v4{};
                 for (int p = 0; p < P; ++p) {
                     float xs = xp[p][j];
                     for (int b = 0; b < B; ++b) acc[p][b] += xs * wv[b];
+                    if (T) acct[p] += xs * wt;
                 }
             }
             continue;
@@ -87,11 +106,13 @@ static inline void tile(const Args& a, int ho, int wo0, int c0) {
             }
             const float* wr = wk + (long)kw * Cin * Kp;
             for (int ci = 0; ci < Cin; ++ci) {
-                V wv[B];
-                for (int b = 0; b < B; ++b) wv[b] = load<V>(wr + (long)ci * Kp + b * L);
+                v8 wv[B > 0 ? B : 1];
+                for (int b = 0; b < B; ++b) wv[b] = load<v8>(wr + (long)ci * Kp + b * 8);
+                v4 wt = T ? load<v4>(wr + (long)ci * Kp + B * 8) : v4{};
                 for (int p = 0; p < P; ++p) {
                     float xs = NHWC ? xp[p][ci] : xp[p][ci * st[p]];
                     for (int b = 0; b < B; ++b) acc[p][b] += xs * wv[b];
+                    if (T) acct[p] += xs * wt;
                 }
             }
         }
@@ -100,37 +121,40 @@ static inline void tile(const Args& a, int ho, int wo0, int c0) {
         int wo = wo0 + p;
         float* yo = a.y + ((long)ho * a.Wo + wo) * Kp;
         const float* ro = a.res ? a.res + (long)ho * a.rs_h + (long)wo * a.rs_w : nullptr;
-        for (int b = 0; b < B; ++b) {
-            int c = c0 + b * L;
-            V v = acc[p][b];
-            if (a.alpha != 1.0f) v *= a.alpha;
-            if (ro && c >= a.res_lo && c < a.res_hi) v += load<V>(ro + (c - a.res_lo));
-            if (a.relu) { V z = {}; v = v > z ? v : z; }
-            if (a.chscale) v *= load<V>(a.chscale + c);
-            store<V>(yo + c, v);
+        for (int b = 0; b < B + (T ? 1 : 0); ++b) {
+            int c = c0 + b * 8;
+            if (b < B) store<v8>(yo + c, epilogue<v8>(a, acc[p][b], ro, c));
+            else store<v4>(yo + c, epilogue<v4>(a, acct[p], ro, c));
         }
     }
 }
 
-template <typename V, int B, bool NHWC>
+template <int B, bool T, bool NHWC>
 static inline void row_blocks(const Args& a, int ho, int c0) {
-    constexpr int P = B <= 2 ? 8 : 4;  // at most 16 accumulators: register-resident with AVX-512VL's 32
+    constexpr int V = B + (T ? 1 : 0);
+    constexpr int P = V <= 2 ? 8 : 4;  // at most 16 accumulators: register-resident with AVX-512VL's 32
     int wo = 0;
-    for (; wo + P <= a.Wo; wo += P) tile<V, P, B, NHWC>(a, ho, wo, c0);
-    for (; wo < a.Wo; ++wo) tile<V, 1, B, NHWC>(a, ho, wo, c0);
+    for (; wo + P <= a.Wo; wo += P) tile<P, B, T, NHWC>(a, ho, wo, c0);
+    for (; wo < a.Wo; ++wo) tile<1, B, T, NHWC>(a, ho, wo, c0);
 }
 
 template <bool NHWC>
 static void run_row(const Args& a, int ho) {
     int nb = a.Kp / 8, ob = 0;
-    for (; ob + 4 <= nb; ob += 4) row_blocks<v8, 4, NHWC>(a, ho, ob * 8);
-    switch (nb - ob) {
-        case 3: row_blocks<v8, 3, NHWC>(a, ho, ob * 8); break;
-        case 2: row_blocks<v8, 2, NHWC>(a, ho, ob * 8); break;
-        case 1: row_blocks<v8, 1, NHWC>(a, ho, ob * 8); break;
+    const bool tail = a.Kp % 8 != 0;
+    for (; ob + 4 <= nb; ob += 4) row_blocks<4, false, NHWC>(a, ho, ob * 8);
+    // the last 0-3 vectors of 8 and the 4-wide tail in one pass
+    const int c0 = ob * 8;
+    switch ((nb - ob) * 2 + (tail ? 1 : 0)) {
+        case 7: row_blocks<3, true, NHWC>(a, ho, c0); break;
+        case 6: row_blocks<3, false, NHWC>(a, ho, c0); break;
+        case 5: row_blocks<2, true, NHWC>(a, ho, c0); break;
+        case 4: row_blocks<2, false, NHWC>(a, ho, c0); break;
+        case 3: row_blocks<1, true, NHWC>(a, ho, c0); break;
+        case 2: row_blocks<1, false, NHWC>(a, ho, c0); break;
+        case 1: row_blocks<0, true, NHWC>(a, ho, c0); break;
         default: break;
     }
-    if (a.Kp % 8) row_blocks<v4, 1, NHWC>(a, ho, nb * 8);
 }
 
 template <bool NHWC>
