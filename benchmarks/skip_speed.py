@@ -19,7 +19,9 @@ sample and channel sets from a pool of --patterns sets per block (a trained C-Ne
 recurring sets; a pool of 1 is one set for the whole batch). Gates are bypassed (decisions forced),
 so the figures measure the execution engine; the gate overhead is reported separately.
 
-Efficiency = speedup ÷ FLOPs reduction, both against `static`; FLOPs from the execution trace.
+Efficiency = speedup ÷ FLOPs reduction, against `static` and against the faster of `static` and
+`static_per_block` in the same round (at batch 64 oneDNN's batched convs beat the native engine at
+full compute); goals are judged on the latter. FLOPs from the execution trace.
 Configurations are interleaved round by round; figures are medians over rounds and ratios are
 medians of per-round ratios.
 """
@@ -181,22 +183,32 @@ def main() -> None:
             print(f"{name} round {r + 1}/{args.rounds}: static {lat['static'][-1]:.2f} ms, layer_50_hard {lat['layer_50_hard'][-1]:.2f} ms",
                   file=sys.stderr)
 
+        # The fastest static execution of each round: at batch 64 oneDNN's batched convs (the
+        # grouped engine) beat the native one-image-per-thread engine at full compute, so batch
+        # speedups are also taken against whichever static run was faster, and goals judged on that.
+        fastest_bs1 = [min(a, b) for a, b in zip(lat["static"], lat["static_per_block"])]
+        fastest_bs64 = [max(a, b) for a, b in zip(thr["static"], thr["static_per_block"])]
         levels_out = {}
         for label, fl in flops.items():
             kind = label.split("_")[0]
             reduction = static_fl / fl
             speed1 = ratio_median(lat["static"], lat[f"{label}_hard"])
             speed64 = ratio_median(thr[f"{label}_hard"], thr["static"])
+            speed1_fastest = ratio_median(fastest_bs1, lat[f"{label}_hard"])
+            speed64_fastest = ratio_median(thr[f"{label}_hard"], fastest_bs64)
             levels_out[label] = {
                 "mflops_per_sample": fl, "flops_reduction": reduction,
                 "bs1_latency_ms": {m: median(lat[f"{label}_{m}"]) for m in ("hard", "mask")},
                 "bs64_images_per_s": {m: median(thr[f"{label}_{m}"]) for m in ("hard", "mask")},
                 "bs1_speedup_vs_static": speed1, "bs64_speedup_vs_static": speed64,
                 "bs1_efficiency": speed1 / reduction, "bs64_efficiency": speed64 / reduction,
+                "bs1_speedup_vs_fastest_static": speed1_fastest, "bs64_speedup_vs_fastest_static": speed64_fastest,
+                "bs1_efficiency_vs_fastest_static": speed1_fastest / reduction,
+                "bs64_efficiency_vs_fastest_static": speed64_fastest / reduction,
                 "bs1_speedup_vs_mask": ratio_median(lat[f"{label}_mask"], lat[f"{label}_hard"]),
                 "bs64_speedup_vs_mask": ratio_median(thr[f"{label}_hard"], thr[f"{label}_mask"]),
                 "goal_bs1": GOALS[kind][0], "goal_bs64": GOALS[kind][1],
-                "goal_met": speed1 / reduction >= GOALS[kind][0] and speed64 / reduction >= GOALS[kind][1],
+                "goal_met": speed1_fastest / reduction >= GOALS[kind][0] and speed64_fastest / reduction >= GOALS[kind][1],
             }
         results[name] = {
             "static_mflops": static_fl,
@@ -215,8 +227,9 @@ def main() -> None:
         }
         for label, v in levels_out.items():
             print(f"{name} {label:12s} FLOPs ÷{v['flops_reduction']:.2f}  bs1 ×{v['bs1_speedup_vs_static']:.2f} (eff {v['bs1_efficiency']:.2f}, "
-                  f"vs mask ×{v['bs1_speedup_vs_mask']:.1f})  bs64 ×{v['bs64_speedup_vs_static']:.2f} (eff {v['bs64_efficiency']:.2f}, "
-                  f"vs mask ×{v['bs64_speedup_vs_mask']:.1f})  {'ok' if v['goal_met'] else 'below goal'}")
+                  f"vs mask ×{v['bs1_speedup_vs_mask']:.1f})  bs64 ×{v['bs64_speedup_vs_static']:.2f} (eff {v['bs64_efficiency']:.2f}; "
+                  f"vs fastest static {v['bs64_efficiency_vs_fastest_static']:.2f}; vs mask ×{v['bs64_speedup_vs_mask']:.1f})  "
+                  f"{'ok' if v['goal_met'] else 'below goal'}")
     write_json(args.out, {"benchmark": "skip_speed", "settings": vars(args), "results": results, "environment": environment_metadata()})
     print(f"wrote {args.out}")
 
