@@ -11,7 +11,7 @@ RUN_NAME := quickstart-$(shell date +%Y%m%d-%H%M%S)
 endif
 TRIALS ?= 8
 EPOCHS ?= 3
-LUT ?= cpu-amd-epyc-2t.json
+LUT ?= cpu-amd-epyc-1t.json
 
 .PHONY: setup setup-dev run test clean-venv
 
