@@ -142,7 +142,7 @@ class HardExecutor:
         self._blocks: list[nn.Module] | None = None
         self._forced_native: OrderedDict[tuple[int, int], tuple] = OrderedDict()  # (id(forcing), N) → (forcing, C arrays)
         self._nets: dict[tuple[int, int], NativeNet | None] = {}  # input H×W → the packed network (None: not eligible)
-        self.native_mflops: float | None = None  # what the last whole-network native call computed
+        self.native_mflops: torch.Tensor | None = None  # per image, what the last whole-network native call computed
         # Batch calls: block index → the N×G group masks it executed (for the trace; the batch
         # latency predictor replays the grouping rule on them). Reset by the model per forward.
         self.masks: dict[int, torch.Tensor] = {}
@@ -312,7 +312,7 @@ class HardExecutor:
     def block(self, i: int, block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Any, Any]:
         """(output, run, kept): Python bool/int at batch 1, ``N`` tensors otherwise."""
         net = self._net_for_block(i, x)
-        if net is not None:  # the whole-network engine's own code for this block
+        if net is not None and net.takes(i, x):  # the whole-network engine's own code for this block
             forced = self.model._forced
             arrays = None if forced is None else self._forced_arrays(forced, x.shape[0], net.groups)
             out, ran, kept = net.block(i, x, arrays, forced is None or forced.evaluate_gates)

@@ -82,13 +82,18 @@ class NativeNet:
         return logits, ran, kept, macs.mul(2e-6)
 
 
+    def takes(self, i: int, x: torch.Tensor) -> bool:
+        """Whether ``x`` is an input of block ``i`` of this packing (float32 ``N×C×H×W`` of its shape)."""
+        b = self._blocks[i]
+        return x.dtype == torch.float32 and tuple(x.shape[1:]) == (b.cin, b.h, b.w)
+
     def block(self, i: int, x: torch.Tensor, forced: tuple | None, eval_gates: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Block ``i`` alone on ``N`` images of its input shape, exactly as the forward pass runs it:
         (output ``N×C×H×W`` channels-last, ran ``N`` uint8, kept channels ``N`` int32)."""
         b = self._blocks[i]
         n = x.shape[0]
         x = x.contiguous(memory_format=torch.channels_last)
-        if tuple(x.shape[1:]) != (b.cin, b.h, b.w) or x.dtype != torch.float32:
+        if not self.takes(i, x):
             raise ValueError(f"block {i} of the packed network takes float32 N×{b.cin}×{b.h}×{b.w}, got {x.dtype} {tuple(x.shape)}")
         y = torch.empty((n, b.cout, (b.h - 1) // b.stride + 1, (b.w - 1) // b.stride + 1), dtype=torch.float32,
                         memory_format=torch.channels_last)
