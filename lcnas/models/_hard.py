@@ -5,6 +5,10 @@ the convs, weights in channels-last (2× faster than NCHW for these small convs 
 gate MLPs as plain ``addmm`` operands, and, per block, the folded weights restricted to each kept
 channel-group set (an LRU of pre-packed contiguous tensors, so a repeated set costs no copy).
 
+CIFAR ResNets on a CPU run the whole forward pass in one native call instead, batches one image
+per thread (``_native_net.py``; ``whole_network`` / ``batch_native`` below); the paths described
+next serve every other model, and both when those flags are off.
+
 Batch size 1 takes a plain-control-flow path with Python decisions. Its convolutions run on
 lcnas's native kernel when it could be built (``_native.py``: a direct convolution whose cost
 scales with the kept channels, the block's bias, scales, shortcut and ReLU fused in, the stem's
