@@ -140,7 +140,7 @@ class HardExecutor:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.packs: dict[int, dict[str, Any]] = {}
-        self._forced_cache: OrderedDict[int, tuple] = OrderedDict()  # id(forcing) → (forcing, runs, keeps)
+        self._forced_cache: OrderedDict[int, tuple] = OrderedDict()  # id(forcing) → (forcing, (runs, keeps))
         self._inv_hw: dict[tuple, torch.Tensor] = {}  # (HW, dtype, device) → 1/HW vector: average pooling as mv
         self._nat: NativeConv | None = None  # the native kernel for the current forward, or None
         self._blocks: list[nn.Module] | None = None
@@ -177,10 +177,7 @@ class HardExecutor:
 
     def _forced_arrays(self, forced, n: int, groups: list[int]) -> tuple:
         """A forcing in the native network's layout for ``n`` images, cached for the last few."""
-        hit = _lru(self._forced_native, (id(forced), n), lambda: (forced, forced_arrays(forced, n, groups)), _FORCED_CACHE_SIZE)
-        if hit[0] is not forced:  # the id of a forcing since freed, reused
-            hit = self._forced_native[(id(forced), n)] = (forced, forced_arrays(forced, n, groups))
-        return hit[1]
+        return _per_forcing(self._forced_native, forced, (id(forced), n), lambda: forced_arrays(forced, n, groups))
 
     def pool_one(self, kind: str, x: torch.Tensor) -> torch.Tensor:
         """A ``1×C×H×W`` input pooled to a ``C`` (``2C`` for avgmax) vector."""
@@ -471,14 +468,11 @@ class HardExecutor:
             keeps = None
             if forced.channel_keep is not None:
                 keeps = [None if k is None else tuple(bool(v) for v in (k if k.dim() == 1 else k[0]).tolist()) for k in forced.channel_keep]
-            return forced, runs, keeps
+            return runs, keeps
 
         # Python rows per forcing, for the last few forcings: a benchmark cycling over per-sample
         # decisions would otherwise convert every block's tensors on every call.
-        hit = _lru(self._forced_cache, id(forced), rows, _FORCED_CACHE_SIZE)
-        if hit[0] is not forced:  # the id of a forcing since freed, reused
-            hit = self._forced_cache[id(forced)] = rows()
-        _, runs, keeps = hit
+        runs, keeps = _per_forcing(self._forced_cache, forced, id(forced), rows)
         return (None if runs is None else runs[i]), (None if keeps is None else keeps[i])
 
     def _block_batch(self, i: int, block: nn.Module, pack: dict[str, Any], x: torch.Tensor):
@@ -574,6 +568,15 @@ def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     if x.dim() == 4 and x.is_contiguous(memory_format=_CL):
         return x.permute(0, 2, 3, 1).index_select(0, idx).permute(0, 3, 1, 2)
     return x[idx]
+
+
+def _per_forcing(cache: OrderedDict, forced, key, make):
+    """``make()`` for one forcing, cached for the last few under ``key`` (built on ``id(forced)``),
+    remade when that id now belongs to another forcing (the first was freed)."""
+    hit = _lru(cache, key, lambda: (forced, make()), _FORCED_CACHE_SIZE)
+    if hit[0] is not forced:
+        hit = cache[key] = (forced, make())
+    return hit[1]
 
 
 def _lru(cache: OrderedDict, key, make, size: int = _PACK_CACHE_SIZE):

@@ -1,4 +1,4 @@
-"""A whole batch-1 forward pass of a gated CIFAR ResNet in one native call (``_native_net.cpp``).
+"""A whole forward pass of a gated CIFAR ResNet in one native call (``_native_net.cpp``).
 
 The per-conv native path still pays Python's fixed cost for every gate step and kernel call, and
 at batch 1 that cost, not arithmetic, is what a gate costs. Here the executor packs the network
@@ -6,7 +6,7 @@ once (BN-folded convs in the kernel's layout, each block's gates as one stacked 
 heads), and one call runs the stem, every block's gates and decisions (the same rules as
 :class:`~lcnas.models._hard.HardExecutor`'s batch-1 path), only the kept blocks and channels,
 and the head. It returns the logits, the trace (ran, kept channels per block) and the
-multiply-adds it computed.
+multiply-adds it computed. A batch runs one image per thread, each on its own path.
 
 Eligible: basic blocks with identity or "option A" shortcuts, a 3×3 stem without max-pooling, an
 average-pooled linear head, gates of at most two linear layers, widths the kernel writes unpadded
@@ -80,7 +80,6 @@ class NativeNet:
         if rc != 0:
             raise RuntimeError("native network forward rejected its packed arguments")
         return logits, ran, kept, macs.mul(2e-6)
-
 
     def takes(self, i: int, x: torch.Tensor) -> bool:
         """Whether ``x`` is an input of block ``i`` of this packing (float32 ``N×C×H×W`` of its shape)."""
@@ -159,7 +158,7 @@ def _eligible(model: nn.Module) -> bool:
         if isinstance(block.downsample, PadShortcut) and not window_ok(block.downsample.pad // 2):
             return False
         for gate in (block.layer_gate, block.channel_gate):
-            if gate is not None and len(gate.folded_linears()) > 2:
+            if gate is not None and sum(isinstance(m, nn.Linear) for m in gate.mlp) > 2:
                 return False
     return True
 
