@@ -82,9 +82,15 @@ def main() -> None:
     ap.add_argument("--calls-bs64", type=int, default=3)
     ap.add_argument("--patterns", type=int, default=4, help="distinct channel sets per block in a batch")
     ap.add_argument("--group-size", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for every measurement (default: torch's, the core count); batch 1 on "
+                         "2 threads splits each conv's rows, with a fork/join per conv")
     ap.add_argument("--out", default="benchmarks/results/skip_speed_cpu.json")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()  # recorded with the settings
     gen = torch.Generator().manual_seed(0)
     results = {}
     for name in args.models.split(","):

@@ -139,12 +139,11 @@ class DynamicResNet(ResNet):
         native = self._hard.forward_native(x) if hard else None
         if native is not None:  # the whole pass in one native call
             logits, ran, kept = native
-            if x.shape[0] == 1:
-                records = [_Decision(r, k) for r, k in zip(ran, kept)]
-            else:
-                records = [_Decision(ran[:, i], kept[:, i]) for i in range(ran.shape[1])]
-            self._pending_trace = (records, input_size, None, self._gates_on())
-            self._last_trace = None
+            # Plain attributes, set past nn.Module.__setattr__'s registry checks (a few µs each at
+            # batch 1); the trace's records are built when it is first read.
+            state = self.__dict__
+            state["_pending_trace"] = ((ran, kept), input_size, None, self._gates_on())
+            state["_last_trace"] = None
             return logits
         if hard:
             self._hard.masks = masks = {}
@@ -170,8 +169,13 @@ class DynamicResNet(ResNet):
             self._pending_trace = None
         return self._last_trace
 
-    def _trace(self, records: list[_Decision], input_size, masks: dict[int, torch.Tensor] | None, gates_evaluated: bool) -> ExecutionTrace:
-        if isinstance(records[0].run, bool):  # batch-1 hard path records Python values
+    def _trace(self, records: list[_Decision] | tuple, input_size, masks: dict[int, torch.Tensor] | None,
+               gates_evaluated: bool) -> ExecutionTrace:
+        if isinstance(records, tuple):  # the native engine's (ran, kept): lists at batch 1, N×B tensors otherwise
+            run, kept = records
+            if isinstance(run, list):
+                run, kept = torch.tensor([run]), torch.tensor([kept])
+        elif isinstance(records[0].run, bool):  # batch-1 hard path records Python values
             run = torch.tensor([[r.run for r in records]])
             kept = torch.tensor([[r.keep for r in records]])
         else:

@@ -44,7 +44,9 @@ __all__ = ["HardExecutor", "grouping_is_cheaper", "pool", "residual_mflops_per_c
 # per CIFAR stage and finds 28-47 MFLOPs of conv work on a 2-core AVX-512 CPU (see its JSON).
 GROUP_OVERHEAD_MFLOPS = 30.0
 _PACK_CACHE_SIZE = 128
-_FORCED_CACHE_SIZE = 64
+# Forcings converted for the native engine, kept per forcing: a benchmark cycling over a few
+# hundred (16 samples x every level) must not rebuild them on every call (~0.1 ms at batch 1).
+_FORCED_CACHE_SIZE = 1024
 _CL = torch.channels_last
 
 
@@ -146,7 +148,7 @@ class HardExecutor:
         self._blocks: list[nn.Module] | None = None
         self._forced_native: OrderedDict[tuple[int, int], tuple] = OrderedDict()  # (id(forcing), N) → (forcing, C arrays)
         self._nets: dict[tuple[int, int], NativeNet | None] = {}  # input H×W → the packed network (None: not eligible)
-        self.native_mflops: torch.Tensor | None = None  # per image, what the last whole-network native call computed
+        self._native_macs: torch.Tensor | None = None  # per image, what the last whole-network native call computed
         # Batch calls: block index → the N×G group masks it executed (for the trace; the batch
         # latency predictor replays the grouping rule on them). Reset by the model per forward.
         self.masks: dict[int, torch.Tensor] = {}
@@ -163,17 +165,22 @@ class HardExecutor:
         """The whole forward pass in one native call: (logits, ran, kept channels per block: Python
         lists at batch 1, ``N×B`` tensors otherwise), or None where it does not apply (then the
         per-block path runs)."""
-        self.native_mflops = None
+        self._native_macs = None
         n = x.shape[0]
         net = self._native_net(x, (x.shape[2], x.shape[3]))
         if net is None:
             return None
         forced = self.model._forced
         arrays = None if forced is None else self._forced_arrays(forced, n, net.groups)
-        logits, ran, kept, self.native_mflops = net(x, arrays, forced is None or forced.evaluate_gates)
-        if n == 1:
-            return logits, [bool(r) for r in ran[0].tolist()], kept[0].tolist()
+        logits, ran, kept, self._native_macs = net(x, arrays, forced is None or forced.evaluate_gates)
+        if n == 1:  # the batch-1 trace buffers are reused by the next call: read them now
+            return logits, ran[0].tolist(), kept[0].tolist()
         return logits, ran.bool(), kept.long()
+
+    @property
+    def native_mflops(self) -> torch.Tensor | None:
+        """Per image, the MFLOPs the last whole-network native call computed (None if it did not run)."""
+        return None if self._native_macs is None else self._native_macs * 2e-6
 
     def _forced_arrays(self, forced, n: int, groups: list[int]) -> tuple:
         """A forcing in the native network's layout for ``n`` images, cached for the last few."""
@@ -336,7 +343,8 @@ class HardExecutor:
     def _native_net(self, x: torch.Tensor, input_hw: tuple[int, int]) -> NativeNet | None:
         """The packed network for inputs of ``input_hw`` if the native engine runs ``x`` (batch 1:
         ``whole_network``; batches: ``batch_native``; float32 CPU, no autograd), else None."""
-        nat = self._native_for(x[:1]) if (self.whole_network if x.shape[0] == 1 else self.batch_native) else None
+        one = x.shape[0] == 1
+        nat = self._native_for(x if one else x[:1]) if (self.whole_network if one else self.batch_native) else None
         if nat is None:
             return None
         net = self._nets.get(input_hw, False)

@@ -15,6 +15,10 @@
 // Built at first use by lcnas/models/_native.py with -O3 -march=native. Each output's operations
 // run in a fixed order, so results do not depend on the thread count.
 #include <cstring>
+#include <vector>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -23,6 +27,10 @@ typedef float v8 __attribute__((vector_size(32)));
 typedef float v4 __attribute__((vector_size(16)));  // a trailing 4-channel block (groups of 4)
 
 static const int kMaxCin = 8192;
+// Pixels per tile by vectors per tile (at most 24 accumulators: AVX-512VL has 32 registers) and
+// for the narrow kernel by its output width; tuned on Zen 4 (benchmarks/conv_cost.py).
+constexpr int kPixels(int vectors) { return vectors <= 3 ? 8 : 6; }
+constexpr int kNarrowPixels(int kp) { return kp == 4 ? 6 : 2; }
 static float g_zero[kMaxCin];
 
 namespace {
@@ -75,25 +83,6 @@ static inline void tile(const Args& a, int ho, int wo0, int c0) {
         const float* wk = a.w + (long)kh * a.K * Cin * Kp + c0;
         bool row_in = hi >= 0 && hi < a.H;
         const float* xrow = a.x + (long)hi * a.xs_h;
-        int first = wo0 * a.stride - a.pad, last = (wo0 + P - 1) * a.stride - a.pad + a.K - 1;
-        if (NHWC && row_in && first >= 0 && last < a.W) {
-            // Interior tile: in NHWC a pixel's K taps along the row are K*Cin contiguous floats,
-            // matching the weights' (kw, ci) order, so one loop covers the whole kernel row.
-            const float* xp[P];
-            for (int p = 0; p < P; ++p) xp[p] = xrow + (long)((wo0 + p) * a.stride - a.pad) * Cin;
-            const int n = a.K * Cin;
-            for (int j = 0; j < n; ++j) {
-                v8 wv[B > 0 ? B : 1];
-                for (int b = 0; b < B; ++b) wv[b] = load<v8>(wk + (long)j * Kp + b * 8);
-                v4 wt = T ? load<v4>(wk + (long)j * Kp + B * 8) : v4{};
-                for (int p = 0; p < P; ++p) {
-                    float xs = xp[p][j];
-                    for (int b = 0; b < B; ++b) acc[p][b] += xs * wv[b];
-                    if (T) acct[p] += xs * wt;
-                }
-            }
-            continue;
-        }
         if (!row_in && !a.padv) continue;  // zero padding contributes nothing
         for (int kw = 0; kw < a.K; ++kw) {
             const float* xp[P];
@@ -132,7 +121,7 @@ static inline void tile(const Args& a, int ho, int wo0, int c0) {
 template <int B, bool T, bool NHWC>
 static inline void row_blocks(const Args& a, int ho, int c0) {
     constexpr int V = B + (T ? 1 : 0);
-    constexpr int P = V <= 2 ? 8 : 4;  // at most 16 accumulators: register-resident with AVX-512VL's 32
+    constexpr int P = kPixels(V);
     int wo = 0;
     for (; wo + P <= a.Wo; wo += P) tile<P, B, T, NHWC>(a, ho, wo, c0);
     for (; wo < a.Wo; ++wo) tile<1, B, T, NHWC>(a, ho, wo, c0);
@@ -142,7 +131,9 @@ template <bool NHWC>
 static void run_row(const Args& a, int ho) {
     int nb = a.Kp / 8, ob = 0;
     const bool tail = a.Kp % 8 != 0;
-    for (; ob + 4 <= nb; ob += 4) row_blocks<4, false, NHWC>(a, ho, ob * 8);
+    // Pairs of vectors over 8 pixels (16 accumulators): measured faster than 4 vectors over 4
+    // pixels although the input is read once per pair (Zen 4: 44 vs 74 us for 64->64 on 8x8).
+    for (; ob + 2 <= nb && nb - ob != 3; ob += 2) row_blocks<2, false, NHWC>(a, ho, ob * 8);
     // the last 0-3 vectors of 8 and the 4-wide tail in one pass
     const int c0 = ob * 8;
     switch ((nb - ob) * 2 + (tail ? 1 : 0)) {
@@ -157,17 +148,243 @@ static void run_row(const Args& a, int ho) {
     }
 }
 
+
+// Output rows, split over threads when `parallel` (each output's sums run in the same order
+// whatever the split); `pre(r)` for r < npre first (a bordered input copy), in the same
+// parallel region: one fork/join per conv, and the copy is split too.
+template <typename F, typename G>
+static void for_rows(const Args& a, int nthreads, bool parallel, F&& row, int npre, G&& pre) {
+    if (!parallel) {
+        for (int r = 0; r < npre; ++r) pre(r);
+        for (int ho = 0; ho < a.Ho; ++ho) row(ho);
+        return;
+    }
+#pragma omp parallel num_threads(nthreads)
+    {
+#pragma omp for schedule(static)
+        for (int r = 0; r < npre; ++r) pre(r);
+#pragma omp for schedule(static)
+        for (int ho = 0; ho < a.Ho; ++ho) row(ho);
+    }
+}
+
+template <typename F>
+static void for_rows(const Args& a, int nthreads, bool parallel, F&& row) {
+    for_rows(a, nthreads, parallel, row, 0, [](int) {});
+}
+
+// The input bordered with zeros (padv): (H + 2 pad) x (W + 2 pad) x Cin floats in `buf`, one
+// row r at a time (bordered_row), so that threads can share the copy.
+struct Bordered {
+    float* x;
+    int Hp, Wp;
+};
+
+static Bordered bordered(const Args& a, std::vector<float>& buf) {
+    const int Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad;
+    if (buf.size() < (size_t)Hp * Wp * a.Cin) buf.resize((size_t)Hp * Wp * a.Cin);
+    return {buf.data(), Hp, Wp};
+}
+
+static void bordered_row(const Args& a, const Bordered& b, int r) {
+    const int C = a.Cin;
+    const float* border = a.padv ? a.padv : g_zero;
+    float* dst = b.x + (long)r * b.Wp * C;
+    int hi = r - a.pad;
+    bool row_in = hi >= 0 && hi < a.H;
+    for (int c = 0; c < b.Wp; ++c) {
+        int wi = c - a.pad;
+        if (!(row_in && wi >= 0 && wi < a.W)) std::memcpy(dst + (long)c * C, border, sizeof(float) * C);
+    }
+    if (row_in) std::memcpy(dst + (long)a.pad * C, a.x + (long)hi * a.xs_h, sizeof(float) * a.W * C);
+}
+
+// Keeps a value in a register: stops the compiler from re-reading it from memory in every use.
+static inline void opaque(v8& v) {
+#if defined(__GNUC__)
+    __asm__("" : "+x"(v));
+#else
+    (void)v;
+#endif
+}
+
+// Four 8-lane accumulators to their four sums.
+static inline v4 hsum4(v8 a0, v8 a1, v8 a2, v8 a3) {
+#if defined(__AVX__)
+    __m256 t0 = _mm256_hadd_ps((__m256)a0, (__m256)a1), t1 = _mm256_hadd_ps((__m256)a2, (__m256)a3);
+    __m256 u = _mm256_hadd_ps(t0, t1);  // [a0 a1 a2 a3 | a0 a1 a2 a3] over lanes 0-3 | 4-7
+    return (v4)_mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+#else
+    v8 v[4] = {a0, a1, a2, a3};
+    v4 r;
+    for (int k = 0; k < 4; ++k) {
+        float s = 0.0f;
+        for (int l = 0; l < 8; ++l) s += v[k][l];
+        r[k] = s;
+    }
+    return r;
+#endif
+}
+
+// Narrow outputs (Kp of 4 to 12: what a Channel-Net leaves of a 16-wide conv1) vectorised over
+// input channels instead of outputs. Vectorised over outputs, each input value broadcast feeds
+// Kp/8 multiply-adds: at Kp = 4 or 8 the loads, not the multiply-adds, set the pace (Zen 4:
+// 14 and 29 GMAC/s against 50 at Kp = 16). Here a tile of P pixels x KP outputs keeps P x KP
+// 8-lane accumulators over (kw, ci) and reduces them at the end, so P + KP loads feed P x KP
+// multiply-adds. Weights come from a transposed copy [kh][(kw, ci) / 8][KP][8] made per call
+// (1/(Ho Wo) of the conv's multiply-adds). Interior tiles read a kernel row of a pixel as one
+// run of K x Cin floats; tiles on the left or right edge go tap by tap (out-of-image taps read
+// zeros); rows above or below the image are skipped (zero padding only: see narrow_ok).
+template <int P, int KP>
+static inline void narrow_step(v8 (&acc)[P][KP], const float* const (&xp)[P], int off, const float* w) {
+    v8 xv[P];
+    for (int p = 0; p < P; ++p) xv[p] = load<v8>(xp[p] + off);
+    for (int k = 0; k < KP; ++k) {
+        v8 wv = load<v8>(w + k * 8);
+        opaque(wv);  // one load per weight vector, not one folded into each pixel's FMA
+        for (int p = 0; p < P; ++p) acc[p][k] += xv[p] * wv;
+    }
+}
+
+template <int P, int KP, bool EDGE>
+static inline void narrow_tile(const Args& a, const float* wd, int ho, int wo0) {
+    const int C = a.Cin, K = a.K, nv = C / 8, n = K * nv;
+    v8 acc[P][KP];
+    for (int p = 0; p < P; ++p)
+        for (int k = 0; k < KP; ++k) acc[p][k] = v8{};
+    for (int kh = 0; kh < K; ++kh) {
+        int hi = ho * a.stride + kh - a.pad;
+        if (hi < 0 || hi >= a.H) continue;
+        const float* xr = a.x + (long)hi * a.xs_h;
+        const float* wk = wd + (long)kh * n * KP * 8;
+        if (!EDGE) {
+            const float* xp[P];
+            for (int p = 0; p < P; ++p) xp[p] = xr + (long)((wo0 + p) * a.stride - a.pad) * C;
+            for (int v = 0; v < n; ++v) narrow_step<P, KP>(acc, xp, v * 8, wk + (long)v * KP * 8);
+            continue;
+        }
+        for (int kw = 0; kw < K; ++kw) {
+            const float* xp[P];
+            for (int p = 0; p < P; ++p) {
+                int wi = (wo0 + p) * a.stride + kw - a.pad;
+                xp[p] = wi >= 0 && wi < a.W ? xr + (long)wi * C : g_zero;
+            }
+            for (int v = 0; v < nv; ++v) narrow_step<P, KP>(acc, xp, v * 8, wk + (long)(kw * nv + v) * KP * 8);
+        }
+    }
+    for (int p = 0; p < P; ++p) {
+        int wo = wo0 + p;
+        float* yo = a.y + ((long)ho * a.Wo + wo) * KP;
+        const float* ro = a.res ? a.res + (long)ho * a.rs_h + (long)wo * a.rs_w : nullptr;
+        for (int k = 0; k < KP; k += 4) {
+            v4 s = hsum4(acc[p][k], acc[p][k + 1], acc[p][k + 2], acc[p][k + 3]) + load<v4>(a.bias + k);
+            store<v4>(yo + k, epilogue<v4>(a, s, ro, k));
+        }
+    }
+}
+
+template <int P, int KP>
+static inline void narrow_tiles(const Args& a, const float* wd, int ho, int wo0) {
+    bool inside = wo0 * a.stride - a.pad >= 0 && (wo0 + P - 1) * a.stride - a.pad + a.K <= a.W;
+    if (inside) narrow_tile<P, KP, false>(a, wd, ho, wo0);
+    else narrow_tile<P, KP, true>(a, wd, ho, wo0);
+}
+
+template <int P, int KP>
+static void narrow_row(const Args& a, const float* wd, int ho) {
+    int wo = 0;
+    for (; wo + P <= a.Wo; wo += P) narrow_tiles<P, KP>(a, wd, ho, wo);
+    for (; wo < a.Wo; ++wo) narrow_tiles<1, KP>(a, wd, ho, wo);
+}
+
+static bool narrow_ok(const Args& a) {
+    return a.Kp <= 12 && a.Cin % 8 == 0 && a.Cin <= kMaxCin && !a.padv && a.xs_c == 1 && a.xs_w == a.Cin;
+}
+
+template <int P, int KP>
+static void run_narrow(const Args& a, int nthreads, bool parallel) {
+    thread_local std::vector<float> wbuf;  // per thread (a batch runs one image per thread)
+    const int C = a.Cin, K = a.K, n = K * C / 8;
+    if (wbuf.size() < (size_t)K * K * C * KP) wbuf.resize((size_t)K * K * C * KP);
+    float* wd = wbuf.data();
+    for (int kh = 0; kh < K; ++kh)
+        for (int j = 0; j < K * C; ++j)
+            for (int k = 0; k < KP; ++k)
+                wd[(((long)kh * n + j / 8) * KP + k) * 8 + j % 8] = a.w[((long)kh * K * C + j) * a.Kp + k];
+    for_rows(a, nthreads, parallel, [&](int ho) { narrow_row<P, KP>(a, wd, ho); });
+}
+
+// Few input channels (what a Channel-Net leaves of conv2's input): the per-tap loop over Cin
+// is too short to pay for its per-pixel address and bounds set-up, so the input is bordered
+// once per call and each kernel row of a pixel (K x Cin contiguous floats) runs as one loop.
+template <int P, int B, int CIN>
+static inline void small_tile(const Args& a, const float* xpad, int Wp, int ho, int wo0, int c0) {
+    v8 acc[P][B];
+    for (int b = 0; b < B; ++b) {
+        v8 bv = load<v8>(a.bias + c0 + b * 8);
+        for (int p = 0; p < P; ++p) acc[p][b] = bv;
+    }
+    const int Kp = a.Kp, K = a.K, n = K * CIN;
+    for (int kh = 0; kh < K; ++kh) {
+        const float* xr = xpad + ((long)(ho * a.stride + kh) * Wp + (long)wo0 * a.stride) * CIN;
+        const float* wk = a.w + (long)kh * n * Kp + c0;
+        const long ps = (long)a.stride * CIN;
+        for (int j = 0; j < n; ++j) {
+            v8 wv[B];
+            for (int b = 0; b < B; ++b) wv[b] = load<v8>(wk + (long)j * Kp + b * 8);
+            for (int p = 0; p < P; ++p) {
+                float xs = xr[p * ps + j];
+                for (int b = 0; b < B; ++b) acc[p][b] += xs * wv[b];
+            }
+        }
+    }
+    for (int p = 0; p < P; ++p) {
+        int wo = wo0 + p;
+        float* yo = a.y + ((long)ho * a.Wo + wo) * Kp;
+        const float* ro = a.res ? a.res + (long)ho * a.rs_h + (long)wo * a.rs_w : nullptr;
+        for (int b = 0; b < B; ++b) store<v8>(yo + c0 + b * 8, epilogue<v8>(a, acc[p][b], ro, c0 + b * 8));
+    }
+}
+
+template <int CIN>
+static void small_row(const Args& a, const float* xpad, int Wp, int ho) {
+    for (int c0 = 0; c0 < a.Kp; c0 += 16) {
+        int wo = 0;
+        for (; wo + 8 <= a.Wo; wo += 8) small_tile<8, 2, CIN>(a, xpad, Wp, ho, wo, c0);
+        for (; wo < a.Wo; ++wo) small_tile<1, 2, CIN>(a, xpad, Wp, ho, wo, c0);
+    }
+}
+
+static bool small_ok(const Args& a) {
+    return a.Kp % 16 == 0 && (a.Cin == 4 || a.Cin == 8) && a.xs_c == 1 && a.xs_w == a.Cin;
+}
+
+template <int CIN>
+static void run_small(const Args& a, int nthreads, bool parallel) {
+    thread_local std::vector<float> xbuf;
+    const Bordered xb = bordered(a, xbuf);
+    for_rows(a, nthreads, parallel, [&](int ho) { small_row<CIN>(a, xb.x, xb.Wp, ho); },
+             xb.Hp, [&](int r) { bordered_row(a, xb, r); });
+}
+
 template <bool NHWC>
 static void run(const Args& a, int nthreads) {
     // Splitting rows over threads costs a few microseconds of fork/join: only worth it for
     // convs of a few hundred thousand multiply-adds or more.
     long macs = (long)a.Ho * a.Wo * a.Kp * a.K * a.K * a.Cin;
-    if (nthreads <= 1 || a.Ho < 2 || macs < 300000) {
-        for (int ho = 0; ho < a.Ho; ++ho) run_row<NHWC>(a, ho);
+    const bool parallel = !(nthreads <= 1 || a.Ho < 2 || macs < 300000);
+    if (NHWC && narrow_ok(a)) {
+        if (a.Kp == 4) run_narrow<kNarrowPixels(4), 4>(a, nthreads, parallel);
+        else if (a.Kp == 8) run_narrow<kNarrowPixels(8), 8>(a, nthreads, parallel);
+        else run_narrow<kNarrowPixels(12), 12>(a, nthreads, parallel);
         return;
     }
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int ho = 0; ho < a.Ho; ++ho) run_row<NHWC>(a, ho);
+    if (NHWC && small_ok(a)) {
+        if (a.Cin == 4) run_small<4>(a, nthreads, parallel);
+        else run_small<8>(a, nthreads, parallel);
+        return;
+    }
+    for_rows(a, nthreads, parallel, [&](int ho) { run_row<NHWC>(a, ho); });
 }
 }  // namespace
 

@@ -66,8 +66,8 @@ class NativeNet:
                 torch.zeros(n, dtype=torch.float64))
 
     def __call__(self, x: torch.Tensor, forced: tuple | None, eval_gates: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits ``N×classes``, ran ``N×B`` uint8, kept channels ``N×B`` int32, MFLOPs computed
-        ``N``) for ``N×C×H×W`` float32 images; ``forced`` from :func:`forced_arrays` or None.
+        """(logits ``N×classes``, ran ``N×B`` uint8, kept channels ``N×B`` int32, multiply-adds
+        computed ``N`` float64) for ``N×C×H×W`` float32 images; ``forced`` from :func:`forced_arrays` or None.
         At batch 1 the trace tensors are reused by the next call."""
         n = x.shape[0]
         logits = torch.empty((n, self.classes), dtype=torch.float32)
@@ -79,7 +79,7 @@ class NativeNet:
                                    torch.get_num_threads())
         if rc != 0:
             raise RuntimeError("native network forward rejected its packed arguments")
-        return logits, ran, kept, macs.mul(2e-6)
+        return logits, ran, kept, macs
 
     def takes(self, i: int, x: torch.Tensor) -> bool:
         """Whether ``x`` is an input of block ``i`` of this packing (float32 ``N×C×H×W`` of its shape)."""

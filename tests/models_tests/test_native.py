@@ -60,6 +60,36 @@ def test_fused_epilogue_and_padded_input(kernel):
     assert c2.in_channels == 12 and c2.mflops(64) == pytest.approx(2 * 9 * 12 * 16 * 64 / 1e6)
 
 
+@pytest.mark.parametrize("cin,cout,size,stride", [
+    (16, 8, 32, 1), (16, 4, 9, 2), (32, 8, 16, 2), (64, 3, 8, 1), (16, 12, 10, 1),  # narrow outputs
+    (4, 16, 32, 1), (8, 32, 9, 1), (4, 16, 9, 2),  # few inputs
+])
+def test_specialised_kernels_with_the_fused_epilogue(kernel, cin, cout, size, stride):
+    # Up to 12 outputs take the input-channel-vectorised kernel (bordered input copy, transposed
+    # weights, reduced accumulators), 4 or 8 inputs the bordered one-loop-per-kernel-row kernel:
+    # same results as PyTorch, epilogue included, in any thread count.
+    gen = torch.Generator().manual_seed(cin * cout + stride)
+    x = torch.randn(1, cin, size, size, generator=gen).contiguous(memory_format=CL)
+    w, b = torch.randn(cout, cin, 3, 3, generator=gen), torch.randn(cout, generator=gen)
+    conv = kernel.pack(w, b, stride, 1)
+    ho = (size - 1) // stride + 1
+    res = torch.randn(1, 8, ho, ho, generator=gen).contiguous(memory_format=CL)  # windows fall on 8s
+    scale = torch.rand(conv.padded_out, generator=gen) + 0.5
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outs.append(kernel(x, conv, alpha=0.6, residual=res, relu=True, channel_scale=scale))
+    finally:
+        torch.set_num_threads(before)
+    ref = 0.6 * F.conv2d(x, w, b, stride, 1)
+    ref[:, : min(8, cout)] += res[:, : min(8, cout)]
+    ref = ref.relu() * scale[:cout, None, None]
+    assert torch.allclose(outs[0][:, :cout], ref, atol=1e-4, rtol=1e-4)
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_results_do_not_depend_on_the_thread_count(kernel):
     x = torch.randn(1, 32, 16, 16).contiguous(memory_format=CL)
     conv = kernel.pack(torch.randn(32, 32, 3, 3), torch.randn(32), 1, 1)
