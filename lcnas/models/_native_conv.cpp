@@ -1,14 +1,20 @@
-// lcnas native batch-1 convolution: direct convolution of one image, vectorised over output
-// channels (8 floats per vector), with a residual block's epilogue fused in (bias, residual
-// scale, shortcut add, ReLU, per-channel scale).
+// lcnas native batch-1 convolution: direct convolution of one image, with a residual block's
+// epilogue fused in (bias, residual scale, shortcut add, ReLU, per-channel scale).
 //
 // Why: at batch 1 PyTorch runs these small convs as im2col + GEMM, whose im2col costs the same
 // whatever the number of output channels, so dropping channels barely saves time. A direct
-// convolution's cost is proportional to (kept outputs) x (inputs): channel skipping pays.
+// convolution's cost is proportional to (kept outputs) x (inputs): channel skipping pays, if
+// every kept width runs near the full width's rate. Three register-blocked kernels, picked by
+// shape (rates on Zen 4, 1 thread, benchmarks/conv_cost.py):
+//   outputs  vectorised over output channels: 2 (or 3) 8-float vectors x 8 pixels per tile,
+//            each input value broadcast once per tile row of vectors (~50-60 GMAC/s at 16+ outputs);
+//   narrow   up to 12 outputs (a Channel-Net's conv1 at 25-75 % of 16 channels), vectorised over
+//            input channels with a reduction at the end (2-3x the outputs kernel at 4 outputs);
+//   small    3, 4 or 8 inputs (the stem; conv2 after a narrow conv1) from a bordered copy, one
+//            loop per kernel row.
 //
-// Layout: x is addressed by strides (any layout; NHWC takes the fast path); weights
-// [K][K][Cin][Kp] with Kp a multiple of 4 (zero-padded outputs; 8-wide vectors and a 4-wide
-// tail in the same pass); y [Ho][Wo][Kp]. Out-of-image
+// Layout: x is addressed by strides (any layout; NHWC takes the fast paths); weights
+// [K][K][Cin][Kp] with Kp a multiple of 4 (zero-padded outputs); y [Ho][Wo][Kp]. Out-of-image
 // taps read `padv` (per input channel; zeros when null), which lets the stem fold the input
 // normalisation into its weights. The shortcut is read through strides and a channel window
 // [res_lo, res_hi), so identity and "option A" (subsample + zero channels) shortcuts need no copy.
@@ -196,13 +202,22 @@ static void bordered_row(const Args& a, const Bordered& b, int r) {
         int wi = c - a.pad;
         if (!(row_in && wi >= 0 && wi < a.W)) std::memcpy(dst + (long)c * C, border, sizeof(float) * C);
     }
-    if (row_in) std::memcpy(dst + (long)a.pad * C, a.x + (long)hi * a.xs_h, sizeof(float) * a.W * C);
+    if (!row_in) return;
+    const float* src = a.x + (long)hi * a.xs_h;
+    if (a.xs_c == 1 && a.xs_w == C) {
+        std::memcpy(dst + (long)a.pad * C, src, sizeof(float) * a.W * C);
+        return;
+    }
+    for (int wi = 0; wi < a.W; ++wi)  // any other layout (an NCHW network input): gathered to NHWC
+        for (int ci = 0; ci < C; ++ci) dst[(long)(a.pad + wi) * C + ci] = src[(long)wi * a.xs_w + (long)ci * a.xs_c];
 }
 
 // Keeps a value in a register: stops the compiler from re-reading it from memory in every use.
 static inline void opaque(v8& v) {
-#if defined(__GNUC__)
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __asm__("" : "+x"(v));
+#elif defined(__GNUC__) && defined(__aarch64__)
+    __asm__("" : "+w"(v));
 #else
     (void)v;
 #endif
@@ -314,7 +329,7 @@ static void run_narrow(const Args& a, int nthreads, bool parallel) {
     for_rows(a, nthreads, parallel, [&](int ho) { narrow_row<P, KP>(a, wd, ho); });
 }
 
-// Few input channels (what a Channel-Net leaves of conv2's input): the per-tap loop over Cin
+// Few input channels (what a Channel-Net leaves of conv2's input; the stem): the per-tap loop over Cin
 // is too short to pay for its per-pixel address and bounds set-up, so the input is bordered
 // once per call and each kernel row of a pixel (K x Cin contiguous floats) runs as one loop.
 template <int P, int B, int CIN>
@@ -355,8 +370,9 @@ static void small_row(const Args& a, const float* xpad, int Wp, int ho) {
     }
 }
 
+// 3 inputs too (the stem, on an image in any layout: the bordered copy is NHWC).
 static bool small_ok(const Args& a) {
-    return a.Kp % 16 == 0 && (a.Cin == 4 || a.Cin == 8) && a.xs_c == 1 && a.xs_w == a.Cin;
+    return a.Kp % 16 == 0 && (a.Cin == 3 || a.Cin == 4 || a.Cin == 8);
 }
 
 template <int CIN>
@@ -379,8 +395,9 @@ static void run(const Args& a, int nthreads) {
         else run_narrow<kNarrowPixels(12), 12>(a, nthreads, parallel);
         return;
     }
-    if (NHWC && small_ok(a)) {
-        if (a.Cin == 4) run_small<4>(a, nthreads, parallel);
+    if (small_ok(a)) {
+        if (a.Cin == 3) run_small<3>(a, nthreads, parallel);
+        else if (a.Cin == 4) run_small<4>(a, nthreads, parallel);
         else run_small<8>(a, nthreads, parallel);
         return;
     }
