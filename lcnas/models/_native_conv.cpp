@@ -49,6 +49,7 @@ struct Args {
     const float* res; long rs_h, rs_w; int res_lo, res_hi;
     int relu; const float* chscale;
     float* y; int Ho, Wo;
+    const float* wt = nullptr;  // the narrow kernel's weights (narrow_weights), if the caller keeps them
 };
 
 template <typename V>
@@ -316,16 +317,24 @@ static bool narrow_ok(const Args& a) {
     return a.Kp <= 12 && a.Cin % 8 == 0 && a.Cin <= kMaxCin && !a.padv && a.xs_c == 1 && a.xs_w == a.Cin;
 }
 
-template <int P, int KP>
-static void run_narrow(const Args& a, int nthreads, bool parallel) {
-    thread_local std::vector<float> wbuf;  // per thread (a batch runs one image per thread)
-    const int C = a.Cin, K = a.K, n = K * C / 8;
-    if (wbuf.size() < (size_t)K * K * C * KP) wbuf.resize((size_t)K * K * C * KP);
-    float* wd = wbuf.data();
+// [K][K][Cin][Kp] weights (first `kp` outputs) in the narrow kernel's layout [kh][(kw, ci) / 8][kp][8].
+static void narrow_layout(const float* w, int K, int C, int Kp, int kp, float* out) {
+    const int n = K * C / 8;
     for (int kh = 0; kh < K; ++kh)
         for (int j = 0; j < K * C; ++j)
-            for (int k = 0; k < KP; ++k)
-                wd[(((long)kh * n + j / 8) * KP + k) * 8 + j % 8] = a.w[((long)kh * K * C + j) * a.Kp + k];
+            for (int k = 0; k < kp; ++k)
+                out[(((long)kh * n + j / 8) * kp + k) * 8 + j % 8] = w[((long)kh * K * C + j) * Kp + k];
+}
+
+template <int P, int KP>
+static void run_narrow(const Args& a, int nthreads, bool parallel) {
+    const float* wd = a.wt;
+    if (!wd) {  // transposed per call (1/(Ho Wo) of the multiply-adds); the network engine keeps its own
+        thread_local std::vector<float> wbuf;  // per thread (a batch runs one image per thread)
+        if (wbuf.size() < (size_t)a.K * a.K * a.Cin * KP) wbuf.resize((size_t)a.K * a.K * a.Cin * KP);
+        narrow_layout(a.w, a.K, a.Cin, a.Kp, KP, wbuf.data());
+        wd = wbuf.data();
+    }
     for_rows(a, nthreads, parallel, [&](int ho) { narrow_row<P, KP>(a, wd, ho); });
 }
 
@@ -405,20 +414,40 @@ static void run(const Args& a, int nthreads) {
 }
 }  // namespace
 
+namespace {
+// lcnas_conv with, optionally, the narrow kernel's weights kept by the caller (narrow_layout of w;
+// used when the conv takes the narrow kernel, see narrow_takes).
+int conv_impl(const float* x, int H, int W, int Cin, long xs_h, long xs_w, long xs_c,
+              const float* padv, int K, int stride, int pad,
+              const float* w, const float* bias, int Kp, float alpha,
+              const float* res, long rs_h, long rs_w, int res_lo, int res_hi,
+              int relu, const float* chscale, float* y, int nthreads, const float* wt) {
+    if (Kp % 4 != 0 || Cin > kMaxCin || res_lo % 8 != 0 || res_hi % 8 != 0) return 1;
+    Args a{x, H, W, Cin, K, stride, pad, xs_h, xs_w, xs_c, padv, w, bias, Kp, alpha,
+           res, rs_h, rs_w, res_lo, res_hi, relu, chscale, y, 0, 0, wt};
+    a.Ho = (H + 2 * pad - K) / stride + 1;
+    a.Wo = (W + 2 * pad - K) / stride + 1;
+    if (xs_c == 1 && xs_w == Cin) run<true>(a, nthreads);
+    else run<false>(a, nthreads);
+    return 0;
+}
+
+// Whether an NHWC conv of Cin inputs, Kp outputs and zero padding takes the narrow kernel.
+bool narrow_takes(int Cin, int Kp) {
+    Args a{};
+    a.Cin = Cin; a.Kp = Kp; a.xs_c = 1; a.xs_w = Cin;
+    return narrow_ok(a);
+}
+}  // namespace
+
 // Returns 0, or 1 when the arguments are outside what the kernel handles.
 extern "C" int lcnas_conv(const float* x, int H, int W, int Cin, long xs_h, long xs_w, long xs_c,
                           const float* padv, int K, int stride, int pad,
                           const float* w, const float* bias, int Kp, float alpha,
                           const float* res, long rs_h, long rs_w, int res_lo, int res_hi,
                           int relu, const float* chscale, float* y, int nthreads) {
-    if (Kp % 4 != 0 || Cin > kMaxCin || res_lo % 8 != 0 || res_hi % 8 != 0) return 1;
-    Args a{x, H, W, Cin, K, stride, pad, xs_h, xs_w, xs_c, padv, w, bias, Kp, alpha,
-           res, rs_h, rs_w, res_lo, res_hi, relu, chscale, y, 0, 0};
-    a.Ho = (H + 2 * pad - K) / stride + 1;
-    a.Wo = (W + 2 * pad - K) / stride + 1;
-    if (xs_c == 1 && xs_w == Cin) run<true>(a, nthreads);
-    else run<false>(a, nthreads);
-    return 0;
+    return conv_impl(x, H, W, Cin, xs_h, xs_w, xs_c, padv, K, stride, pad, w, bias, Kp, alpha,
+                     res, rs_h, rs_w, res_lo, res_hi, relu, chscale, y, nthreads, nullptr);
 }
 
 // "Option A" shortcut of a skipped downsampling block: y[ho][wo][lo + c] = x[ho*s][wo*s][c], other

@@ -63,8 +63,9 @@ struct Work {  // per-thread scratch, grown on demand
 // 9 x (Cin + Cout) x kept floats, which on an 8x8 map is a third of the convs' own work.
 struct Compact {
     std::vector<float> w1, b1, w2;
+    std::vector<float> w1t;  // w1 in the narrow kernel's layout, when conv1 takes it (else empty)
     unsigned long long used = 0;
-    size_t floats() const { return w1.size() + b1.size() + w2.size(); }
+    size_t floats() const { return w1.size() + b1.size() + w2.size() + w1t.size(); }
 };
 const size_t kCacheFloats = (size_t)16 << 20;  // 64 MiB of gathered weights at most
 
@@ -174,9 +175,9 @@ long head(const LcGateHead& g, const float* h, float* out) {
 
 int conv(const float* x, int H, int W, int C, const float* padv, int stride, int pad, int K,
          const float* w, const float* b, int Kp, float alpha, const float* res, long rs_h, long rs_w,
-         int lo, int hi, int relu, const float* chscale, float* y, int nthreads) {
-    return lcnas_conv(x, H, W, C, (long)W * C, C, 1, padv, K, stride, pad, w, b, Kp, alpha,
-                      res, rs_h, rs_w, lo, hi, relu, chscale, y, nthreads);
+         int lo, int hi, int relu, const float* chscale, float* y, int nthreads, const float* wt = nullptr) {
+    return conv_impl(x, H, W, C, (long)W * C, C, 1, padv, K, stride, pad, w, b, Kp, alpha,
+                     res, rs_h, rs_w, lo, hi, relu, chscale, y, nthreads, wt);
 }
 
 // One block; returns the buffer holding its output (x itself for a skipped identity block).
@@ -244,7 +245,7 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
     if (G > 0) for (int k = 0; k < G; ++k) nkept += keep[k];
     const int kept = G > 0 ? nkept * g : B.cmid;
     const int kp = (kept + 3) / 4 * 4;  // the kernel writes widths in multiples of 4
-    const float *w1 = B.w1, *b1 = B.b1, *w2 = B.w2;
+    const float *w1 = B.w1, *b1 = B.b1, *w2 = B.w2, *w1t = nullptr;
     float* sc = nullptr;
     int idx[4096], n = 0;  // the kept channels, in order
     for (int k = 0; k < (G > 0 ? G : 1); ++k)
@@ -275,13 +276,18 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
             for (int t = 0; t < 9; ++t)
                 for (int j = 0; j < kept; ++j)
                     std::memcpy(c.w2.data() + ((long)t * kp + j) * B.cout, B.w2 + ((long)t * B.cmid + idx[j]) * B.cout, sizeof(float) * B.cout);
+            if (narrow_takes(B.cin, kp)) {  // kept once, not transposed on every call
+                c.w1t.resize(c.w1.size());
+                narrow_layout(c.w1.data(), 3, B.cin, kp, kp, c.w1t.data());
+            }
             g_compact.insert(key, compact);
         }
         const Compact& c = *compact;
         w1 = c.w1.data(); b1 = c.b1.data(); w2 = c.w2.data();
+        if (!c.w1t.empty()) w1t = c.w1t.data();
     }
     float* mid = grow(ws.mid, (size_t)Ho * Wo * kp);
-    int rc = conv(x, B.h, B.w, B.cin, nullptr, B.stride, 1, 3, w1, b1, kp, 1.f, nullptr, 0, 0, 0, 0, 1, sc, mid, nthreads);
+    int rc = conv(x, B.h, B.w, B.cin, nullptr, B.stride, 1, 3, w1, b1, kp, 1.f, nullptr, 0, 0, 0, 0, 1, sc, mid, nthreads, w1t);
     long rs_h = (long)B.w * B.cin, rs_w = B.cin;
     int lo = 0;
     if (B.pad_stride) { rs_h *= B.pad_stride; rs_w *= B.pad_stride; lo = B.pad_lo; }
