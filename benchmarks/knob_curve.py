@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--latency-images", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--baseline", default=None, help="a shipped static model (e.g. resnet20) timed in the same rounds")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for the latency rounds (default: torch's)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
@@ -57,6 +58,9 @@ def main() -> None:
         rows.append({"threshold": threshold, "test_accuracy": stats["accuracy"], "mflops_mean": stats["mflops_mean"],
                      "mflops_p95": stats["mflops_p95"], "block_rate": stats["block_rate"]})
         print(f"threshold {threshold:.2f}: acc {stats['accuracy']:.2f} %  {stats['mflops_mean']:.1f} MFLOPs (p95 {stats['mflops_p95']:.1f})")
+    if args.threads is not None:  # after the evaluation, which runs on every core
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()  # recorded with the settings
     timed: dict = {t: (m, None) for t, m in copies.items()}
     baseline = None
     if baseline_engine is not None:
