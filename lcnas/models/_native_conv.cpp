@@ -49,7 +49,7 @@ struct Args {
     const float* res; long rs_h, rs_w; int res_lo, res_hi;
     int relu; const float* chscale;
     float* y; int Ho, Wo;
-    const float* wt = nullptr;  // the narrow kernel's weights (narrow_weights), if the caller keeps them
+    const float* wt = nullptr;  // the narrow kernel's weights (narrow_layout of w), if the caller keeps them
 };
 
 template <typename V>
@@ -215,10 +215,8 @@ static void bordered_row(const Args& a, const Bordered& b, int r) {
 
 // Keeps a value in a register: stops the compiler from re-reading it from memory in every use.
 static inline void opaque(v8& v) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && defined(__AVX__)  // a 32-byte vector fits one ymm register
     __asm__("" : "+x"(v));
-#elif defined(__GNUC__) && defined(__aarch64__)
-    __asm__("" : "+w"(v));
 #else
     (void)v;
 #endif
@@ -247,8 +245,8 @@ static inline v4 hsum4(v8 a0, v8 a1, v8 a2, v8 a3) {
 // Kp/8 multiply-adds: at Kp = 4 or 8 the loads, not the multiply-adds, set the pace (Zen 4:
 // 14 and 29 GMAC/s against 50 at Kp = 16). Here a tile of P pixels x KP outputs keeps P x KP
 // 8-lane accumulators over (kw, ci) and reduces them at the end, so P + KP loads feed P x KP
-// multiply-adds. Weights come from a transposed copy [kh][(kw, ci) / 8][KP][8] made per call
-// (1/(Ho Wo) of the conv's multiply-adds). Interior tiles read a kernel row of a pixel as one
+// multiply-adds. Weights come in the layout [kh][(kw, ci) / 8][KP][8] (narrow_layout): kept with
+// a cached channel set by the network engine, else transposed per call (1/(Ho Wo) of the work). Interior tiles read a kernel row of a pixel as one
 // run of K x Cin floats; tiles on the left or right edge go tap by tap (out-of-image taps read
 // zeros); rows above or below the image are skipped (zero padding only: see narrow_ok).
 template <int P, int KP>
@@ -422,7 +420,8 @@ int conv_impl(const float* x, int H, int W, int Cin, long xs_h, long xs_w, long 
               const float* w, const float* bias, int Kp, float alpha,
               const float* res, long rs_h, long rs_w, int res_lo, int res_hi,
               int relu, const float* chscale, float* y, int nthreads, const float* wt) {
-    if (Kp % 4 != 0 || Cin > kMaxCin || res_lo % 8 != 0 || res_hi % 8 != 0) return 1;
+    if (Kp <= 0 || Kp % 4 != 0 || Cin <= 0 || Cin > kMaxCin || res_lo % 8 != 0 || res_hi % 8 != 0) return 1;
+    if (K <= 0 || stride <= 0 || pad < 0 || H <= 0 || W <= 0 || H + 2 * pad < K || W + 2 * pad < K) return 1;
     Args a{x, H, W, Cin, K, stride, pad, xs_h, xs_w, xs_c, padv, w, bias, Kp, alpha,
            res, rs_h, rs_w, res_lo, res_hi, relu, chscale, y, 0, 0, wt};
     a.Ho = (H + 2 * pad - K) / stride + 1;

@@ -8,9 +8,9 @@
 //
 // Scope: basic blocks with identity or "option A" shortcuts, a 3x3 stem without max-pooling,
 // global average pooling + linear head (the CIFAR ResNets). Other models keep the per-conv path.
-// A block's kept channel groups are gathered into compact weights per call (9 x Cin x kept floats
-// for conv1, 9 x kept x Cout for conv2: 1/(Ho*Wo) of the convs' multiply-adds), so any set runs
-// at full vector width and nothing is cached between calls.
+// A block's kept channel groups are gathered into compact weights (9 x Cin x kept floats for
+// conv1, 9 x kept x Cout for conv2, and conv1's narrow-kernel layout where it takes that kernel),
+// cached per channel set (see Compact), so any set runs at full vector width.
 #include "_native_conv.cpp"
 
 #include <cmath>

@@ -104,6 +104,18 @@ def test_results_do_not_depend_on_the_thread_count(kernel):
     assert torch.equal(one, two)
 
 
+def test_kernel_rejects_arguments_it_cannot_run(kernel):
+    # Direct calls of the C entry point: zero outputs, negative padding, a kernel larger than the
+    # padded image, a zero stride are refused (return 1) instead of read or written out of bounds.
+    x, w, b, y = (torch.zeros(1024) for _ in range(4))
+
+    def call(h=4, cin=8, k=3, stride=1, pad=1, kp=8):
+        return kernel._fn(x.data_ptr(), h, h, cin, h * cin, cin, 1, None, k, stride, pad, w.data_ptr(), b.data_ptr(),
+                          kp, 1.0, None, 0, 0, 0, 0, 0, None, y.data_ptr(), 1)
+    assert call() == 0
+    assert call(kp=0) == 1 and call(pad=-1) == 1 and call(h=1, pad=0) == 1 and call(stride=0) == 1
+
+
 def test_wrong_input_width_is_one_clear_error(kernel):
     conv = kernel.pack(torch.randn(8, 16, 3, 3), torch.randn(8), 1, 1)
     with pytest.raises(ValueError, match="16"):
