@@ -308,6 +308,8 @@ template <int P, int KP>
 static void narrow_row(const Args& a, const float* wd, int ho) {
     int wo = 0;
     for (; wo + P <= a.Wo; wo += P) narrow_tiles<P, KP>(a, wd, ho, wo);
+    if (P > 2)  // a row's remainder in pairs: a 1-pixel tile feeds KP multiply-adds per KP + 1 loads
+        for (; wo + 2 <= a.Wo; wo += 2) narrow_tiles<2, KP>(a, wd, ho, wo);
     for (; wo < a.Wo; ++wo) narrow_tiles<1, KP>(a, wd, ho, wo);
 }
 
