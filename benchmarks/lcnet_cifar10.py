@@ -62,6 +62,13 @@ SETTINGS = {
     # ... continued with its gates at a lower FLOPs target (80 % of ResNet-20, under half of ResNet-32's).
     "layer20_kd32_t80": [*_LAYER20_KD, "init_from=runs/layer20_kd32/final.pt", "loss.flops_target=0.80",
                          "loss.rate_target=0.8", "epochs=25", "lr=0.01"],
+    # Two continuations of layer20_kd32_t80 aimed at half of ResNet-32's FLOPs within 0.5 points:
+    # a lower target (0.75), and the same target at a low rate without warm-up (more accuracy at
+    # ~71 MFLOPs, the runtime knob to go under 68.9). 1 thread each, side by side.
+    "layer20_kd32_t75": [*_LAYER20_KD, "init_from=runs/layer20_kd32_t80/final.pt", "loss.flops_target=0.75",
+                         "loss.rate_target=0.75", "epochs=30", "lr=0.01", "threads=1"],
+    "layer20_kd32_t80b": [*_LAYER20_KD, "init_from=runs/layer20_kd32_t80/final.pt", "loss.flops_target=0.80",
+                          "loss.rate_target=0.8", "epochs=20", "lr=0.003", "warmup_epochs=0", "threads=1"],
 }
 
 
