@@ -246,9 +246,10 @@ static inline v4 hsum4(v8 a0, v8 a1, v8 a2, v8 a3) {
 // 14 and 29 GMAC/s against 50 at Kp = 16). Here a tile of P pixels x KP outputs keeps P x KP
 // 8-lane accumulators over (kw, ci) and reduces them at the end, so P + KP loads feed P x KP
 // multiply-adds. Weights come in the layout [kh][(kw, ci) / 8][KP][8] (narrow_layout): kept with
-// a cached channel set by the network engine, else transposed per call (1/(Ho Wo) of the work). Interior tiles read a kernel row of a pixel as one
-// run of K x Cin floats; tiles on the left or right edge go tap by tap (out-of-image taps read
-// zeros); rows above or below the image are skipped (zero padding only: see narrow_ok).
+// a cached channel set by the network engine, else transposed per call (1/(Ho Wo) of the work).
+// Interior tiles read a kernel row of a pixel as one run of K x Cin floats; tiles on the left or
+// right edge go tap by tap (out-of-image taps read zeros); rows above or below the image are
+// skipped (zero padding only: see narrow_ok).
 template <int P, int KP>
 static inline void narrow_step(v8 (&acc)[P][KP], const float* const (&xp)[P], int off, const float* w) {
     v8 xv[P];
