@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-__all__ = ["median_time_s", "median", "ratio_median"]
+__all__ = ["median_time_s", "median", "ratio_median", "use_threads"]
 
 
 def median_time_s(fn: Callable[[], object], calls: int) -> float:
@@ -30,3 +30,12 @@ def median(values: list[float]) -> float:
 def ratio_median(num: list[float], den: list[float]) -> float:
     """Median over rounds of num/den: robust to machine drift that hits both alike."""
     return statistics.median(a / b for a, b in zip(num, den))
+
+
+def use_threads(threads: int | None) -> int:
+    """Set torch's thread count when ``threads`` is given; the count in use (for the result's settings)."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()

@@ -18,7 +18,7 @@ import statistics
 
 import torch
 
-from _common import median
+from _common import median, use_threads
 
 from lcnas import create_model, load_model
 from lcnas._env import environment_metadata
@@ -58,9 +58,7 @@ def main() -> None:
         rows.append({"threshold": threshold, "test_accuracy": stats["accuracy"], "mflops_mean": stats["mflops_mean"],
                      "mflops_p95": stats["mflops_p95"], "block_rate": stats["block_rate"]})
         print(f"threshold {threshold:.2f}: acc {stats['accuracy']:.2f} %  {stats['mflops_mean']:.1f} MFLOPs (p95 {stats['mflops_p95']:.1f})")
-    if args.threads is not None:  # after the evaluation, which runs on every core
-        torch.set_num_threads(args.threads)
-    args.threads = torch.get_num_threads()  # recorded with the settings
+    args.threads = use_threads(args.threads)  # after the evaluation, which runs on every core
     timed: dict = {t: (m, None) for t, m in copies.items()}
     baseline = None
     if baseline_engine is not None:

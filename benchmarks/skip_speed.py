@@ -34,7 +34,7 @@ import sys
 
 import torch
 
-from _common import median, median_time_s, ratio_median
+from _common import median, median_time_s, ratio_median, use_threads
 
 from lcnas import create_model
 from lcnas._env import environment_metadata
@@ -88,9 +88,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/skip_speed_cpu.json")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    args.threads = torch.get_num_threads()  # recorded with the settings
+    args.threads = use_threads(args.threads)  # recorded with the settings
     gen = torch.Generator().manual_seed(0)
     results = {}
     for name in args.models.split(","):
