@@ -70,7 +70,7 @@ class NativeNet:
         computed ``N`` float64) for ``N×C×H×W`` float32 images; ``forced`` from :func:`forced_arrays` or None.
         At batch 1 the trace tensors are reused by the next call."""
         n = x.shape[0]
-        logits = torch.empty((n, self.classes), dtype=torch.float32)
+        logits = torch.empty(n, self.classes, dtype=torch.float32)  # (a shape tuple costs 0.5 µs more)
         ran, kept, macs = self._one if n == 1 else self._outputs(n)
         xs_n, xs_c, xs_h, xs_w = x.stride()
         run_p, keep_p, bits_p = (None, None, None) if forced is None else forced[:3]

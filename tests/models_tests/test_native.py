@@ -31,6 +31,10 @@ def kernel():
 @pytest.mark.parametrize("cin,cout,size,k,stride,pad", [
     (3, 16, 32, 3, 1, 1), (16, 8, 32, 3, 1, 1), (16, 12, 32, 3, 2, 1), (32, 64, 16, 1, 2, 0),
     (64, 5, 8, 3, 1, 1), (3, 64, 33, 7, 2, 3), (20, 24, 7, 3, 1, 1), (16, 4, 32, 3, 1, 1), (16, 28, 9, 3, 2, 1),
+    # row remainders of each tile width: narrow 6- and 3-pixel tiles, with and without edge
+    # columns; few-input 12/8/4/1-pixel tiles
+    (16, 4, 29, 3, 1, 1), (16, 8, 27, 3, 1, 1), (16, 4, 29, 3, 1, 0), (16, 8, 26, 3, 2, 1), (4, 16, 27, 3, 1, 1),
+    (8, 32, 29, 3, 1, 1),
 ])
 def test_conv_equals_pytorch(kernel, cin, cout, size, k, stride, pad):
     gen = torch.Generator().manual_seed(cin + cout)
