@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-__all__ = ["median_time_s", "median", "ratio_median", "use_threads"]
+__all__ = ["median_time_s", "paired_median_times_s", "median", "ratio_median", "use_threads"]
 
 
 def median_time_s(fn: Callable[[], object], calls: int) -> float:
@@ -21,6 +21,23 @@ def median_time_s(fn: Callable[[], object], calls: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def paired_median_times_s(fa: Callable[[], object], fb: Callable[[], object], calls: int, chunk: int = 4) -> tuple[float, float]:
+    """Median wall times of ``fa`` and ``fb`` over ``calls`` calls each, taken in alternating chunks
+    of ``chunk`` calls (a a a a b b b b a ...): on a shared host a slow spell lasts longer than a
+    chunk, so it slows both sides of a ratio alike instead of whichever ran during it."""
+    times: tuple[list[float], list[float]] = ([], [])
+    done = 0
+    while done < calls:
+        n = min(chunk, calls - done)
+        for fn, out in ((fa, times[0]), (fb, times[1])):
+            for _ in range(n):
+                start = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - start)
+        done += n
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def median(values: list[float]) -> float:

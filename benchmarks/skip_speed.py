@@ -23,7 +23,10 @@ Efficiency = speedup ÷ FLOPs reduction, against `static` and against the faster
 `static_per_block` in the same round (at batch 64 oneDNN's batched convs beat the native engine at
 full compute); goals are judged on the latter. FLOPs from the execution trace.
 Configurations are interleaved round by round; figures are medians over rounds and ratios are
-medians of per-round ratios.
+medians of per-round ratios. Each level's hard execution is timed paired with the static one, in
+alternating chunks of 4 calls (``_common.paired_median_times_s``), and its speedups taken against
+that paired static time: on this shared host a slow spell of a few hundred ms otherwise lands on
+one side of a ratio only (single figures moved by up to 0.10 between runs before pairing).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import sys
 
 import torch
 
-from _common import median, median_time_s, ratio_median, use_threads
+from _common import median, median_time_s, paired_median_times_s, ratio_median, use_threads
 
 from lcnas import create_model
 from lcnas._env import environment_metadata
@@ -177,33 +180,47 @@ def main() -> None:
 
         lat = {k: [] for k in configs}
         thr = {k: [] for k in configs}
+        paired1 = {label: [] for label in flops}  # the static time measured beside each level's hard one
+        paired64 = {label: [] for label in flops}
         for _, (f1, f64, _) in configs.items():  # warm-up: kernel selection, packing caches
+            for _ in range(16):  # batch 1 cycles over 16 samples' decisions: each one's caches
+                f1()
             for _ in range(3):
-                f1(), f64()
+                f64()
         for r in range(args.rounds):
             for k, (f1, f64, _) in configs.items():
-                lat[k].append(median_time_s(f1, args.calls_bs1) * 1e3)
-                thr[k].append(64 / median_time_s(f64, args.calls_bs64))
+                label = k[: -len("_hard")] if k.endswith("_hard") else None
+                if label is None:
+                    lat[k].append(median_time_s(f1, args.calls_bs1) * 1e3)
+                    thr[k].append(64 / median_time_s(f64, args.calls_bs64))
+                    continue
+                s1, h1 = paired_median_times_s(static_bs1, f1, args.calls_bs1)
+                s64, h64 = paired_median_times_s(static_bs64, f64, args.calls_bs64, chunk=1)
+                lat[k].append(h1 * 1e3)
+                thr[k].append(64 / h64)
+                paired1[label].append(s1 * 1e3)
+                paired64[label].append(64 / s64)
             print(f"{name} round {r + 1}/{args.rounds}: static {lat['static'][-1]:.2f} ms, layer_50_hard {lat['layer_50_hard'][-1]:.2f} ms",
                   file=sys.stderr)
 
-        # The fastest static execution of each round: at batch 64 oneDNN's batched convs (the
-        # grouped engine) beat the native one-image-per-thread engine at full compute, so batch
-        # speedups are also taken against whichever static run was faster, and goals judged on that.
-        fastest_bs1 = [min(a, b) for a, b in zip(lat["static"], lat["static_per_block"])]
-        fastest_bs64 = [max(a, b) for a, b in zip(thr["static"], thr["static_per_block"])]
         levels_out = {}
         for label, fl in flops.items():
             kind = label.split("_")[0]
             reduction = static_fl / fl
-            speed1 = ratio_median(lat["static"], lat[f"{label}_hard"])
-            speed64 = ratio_median(thr[f"{label}_hard"], thr["static"])
+            # The fastest static execution of each round: at batch 64 oneDNN's batched convs (the
+            # grouped engine) may beat the native one-image-per-thread engine at full compute, so
+            # speedups are also taken against whichever static run was faster, and goals judged on that.
+            fastest_bs1 = [min(a, b) for a, b in zip(paired1[label], lat["static_per_block"])]
+            fastest_bs64 = [max(a, b) for a, b in zip(paired64[label], thr["static_per_block"])]
+            speed1 = ratio_median(paired1[label], lat[f"{label}_hard"])
+            speed64 = ratio_median(thr[f"{label}_hard"], paired64[label])
             speed1_fastest = ratio_median(fastest_bs1, lat[f"{label}_hard"])
             speed64_fastest = ratio_median(thr[f"{label}_hard"], fastest_bs64)
             levels_out[label] = {
                 "mflops_per_sample": fl, "flops_reduction": reduction,
-                "bs1_latency_ms": {m: median(lat[f"{label}_{m}"]) for m in ("hard", "mask")},
-                "bs64_images_per_s": {m: median(thr[f"{label}_{m}"]) for m in ("hard", "mask")},
+                "bs1_latency_ms": {**{m: median(lat[f"{label}_{m}"]) for m in ("hard", "mask")}, "static_paired": median(paired1[label])},
+                "bs64_images_per_s": {**{m: median(thr[f"{label}_{m}"]) for m in ("hard", "mask")},
+                                      "static_paired": median(paired64[label])},
                 "bs1_speedup_vs_static": speed1, "bs64_speedup_vs_static": speed64,
                 "bs1_efficiency": speed1 / reduction, "bs64_efficiency": speed64 / reduction,
                 "bs1_speedup_vs_fastest_static": speed1_fastest, "bs64_speedup_vs_fastest_static": speed64_fastest,
