@@ -24,9 +24,12 @@ Efficiency = speedup ÷ FLOPs reduction, against `static` and against the faster
 full compute); goals are judged on the latter. FLOPs from the execution trace.
 Configurations are interleaved round by round; figures are medians over rounds and ratios are
 medians of per-round ratios. Each level's hard execution is timed paired with the static one, in
-alternating chunks of 4 calls (``_common.paired_median_times_s``), and its speedups taken against
-that paired static time: on this shared host a slow spell of a few hundred ms otherwise lands on
-one side of a ratio only (single figures moved by up to 0.10 between runs before pairing).
+alternating chunks of --pair-chunk calls (``_common.paired_median_times_s``), and its speedups
+taken against that paired static time: on this shared host a slow spell of a few hundred ms
+otherwise lands on one side of a ratio only (single figures moved by up to 0.10 between runs
+before pairing). Chunks much shorter than that cost accuracy the other way: the first calls after
+a switch find the other network's weights in the cache, which slows the shorter (skipping) pass
+more than the full one, and a deployed model does not alternate with its static baseline.
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ def main() -> None:
     ap.add_argument("--calls-bs1", type=int, default=40)
     ap.add_argument("--calls-bs64", type=int, default=3)
     ap.add_argument("--patterns", type=int, default=4, help="distinct channel sets per block in a batch")
+    ap.add_argument("--pair-chunk", type=int, default=10,
+                    help="batch-1 calls per chunk when a level and the static network are timed alternately")
     ap.add_argument("--group-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads for every measurement (default: torch's, the core count); batch 1 on "
@@ -194,7 +199,7 @@ def main() -> None:
                     lat[k].append(median_time_s(f1, args.calls_bs1) * 1e3)
                     thr[k].append(64 / median_time_s(f64, args.calls_bs64))
                     continue
-                s1, h1 = paired_median_times_s(static_bs1, f1, args.calls_bs1)
+                s1, h1 = paired_median_times_s(static_bs1, f1, args.calls_bs1, chunk=args.pair_chunk)
                 s64, h64 = paired_median_times_s(static_bs64, f64, args.calls_bs64, chunk=1)
                 lat[k].append(h1 * 1e3)
                 thr[k].append(64 / h64)
