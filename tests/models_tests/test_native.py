@@ -94,6 +94,28 @@ def test_specialised_kernels_with_the_fused_epilogue(kernel, cin, cout, size, st
     assert torch.equal(outs[0], outs[1])
 
 
+def test_random_shapes_equal_pytorch_on_every_kernel(kernel):
+    # Seeded random shapes across the three kernels' dispatch (outputs 4-40, inputs 3-40 incl. the
+    # small-input widths 3/4/8, maps 1-37 wide, 1×1 / 3×3 / 5×5, stride 1-2, padding 0-2), with the
+    # shortcut window and ReLU on: every tile width and row remainder, interior and edge columns.
+    gen = torch.Generator().manual_seed(20261201)
+    for _ in range(40):
+        cin = int(torch.tensor([3, 4, 8, 12, 16, 24, 32, 40])[torch.randint(0, 8, (1,), generator=gen)])
+        cout = 4 * int(torch.randint(1, 11, (1,), generator=gen))
+        k = int(torch.tensor([1, 3, 5])[torch.randint(0, 3, (1,), generator=gen)])
+        stride, pad = int(torch.randint(1, 3, (1,), generator=gen)), int(torch.randint(0, 3, (1,), generator=gen))
+        size = int(torch.randint(max(1, k - 2 * pad), 38, (1,), generator=gen))
+        x = torch.randn(1, cin, size, size, generator=gen).contiguous(memory_format=CL)
+        w, b = torch.randn(cout, cin, k, k, generator=gen), torch.randn(cout, generator=gen)
+        ref = F.conv2d(x, w, b, stride, pad)
+        res = torch.randn(1, 8 if cout >= 8 else 0, *ref.shape[2:], generator=gen).contiguous(memory_format=CL)
+        y = kernel(x, kernel.pack(w, b, stride, pad), residual=res if cout >= 8 else None, relu=True)
+        if cout >= 8:
+            ref[:, :8] += res
+        shape = (cin, cout, size, k, stride, pad)
+        assert torch.allclose(y[:, :cout], ref.relu(), atol=1e-4, rtol=1e-4), shape
+
+
 def test_results_do_not_depend_on_the_thread_count(kernel):
     x = torch.randn(1, 32, 16, 16).contiguous(memory_format=CL)
     conv = kernel.pack(torch.randn(32, 32, 3, 3), torch.randn(32), 1, 1)
