@@ -183,10 +183,11 @@ class DynamicResNet(ResNet):
 
     def _trace(self, records: list[_Decision] | tuple, input_size, masks: dict[int, torch.Tensor] | None,
                gates_evaluated: bool) -> ExecutionTrace:
-        if isinstance(records, tuple):  # the native engine's (ran, kept): lists at batch 1, N×B tensors otherwise
+        if isinstance(records, tuple):  # the native engine's (ran, kept): bytes at batch 1, N×B tensors otherwise
             run, kept = records
-            if isinstance(run, list):
-                run, kept = torch.tensor([run]), torch.tensor([kept])
+            if isinstance(run, bytes):
+                run = torch.frombuffer(bytearray(run), dtype=torch.uint8)[None]
+                kept = torch.frombuffer(bytearray(kept), dtype=torch.int32)[None]
         elif isinstance(records[0].run, bool):  # batch-1 hard path records Python values
             run = torch.tensor([[r.run for r in records]])
             kept = torch.tensor([[r.keep for r in records]])

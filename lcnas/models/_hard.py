@@ -162,9 +162,9 @@ class HardExecutor:
         self._nets.clear()
 
     def forward_native(self, x: torch.Tensor) -> tuple[torch.Tensor, Any, Any] | None:
-        """The whole forward pass in one native call: (logits, ran, kept channels per block: Python
-        lists at batch 1, ``N×B`` tensors otherwise), or None where it does not apply (then the
-        per-block path runs)."""
+        """The whole forward pass in one native call: (logits, ran, kept channels per block: bytes
+        at batch 1 (one uint8 / native int32 per block), ``N×B`` tensors otherwise), or None where
+        it does not apply (then the per-block path runs)."""
         self._native_macs = None
         n = x.shape[0]
         net = self._native_net(x, (x.shape[2], x.shape[3]))
@@ -172,9 +172,10 @@ class HardExecutor:
             return None
         forced = self.model._forced
         arrays = None if forced is None else self._forced_arrays(forced, n, net.groups)
+        if n == 1:  # the trace as bytes, made tensors when the trace is read
+            logits, ran, kept, self._native_macs = net.one(x, arrays, forced is None or forced.evaluate_gates)
+            return logits, ran, kept
         logits, ran, kept, self._native_macs = net(x, arrays, forced is None or forced.evaluate_gates)
-        if n == 1:  # the batch-1 trace buffers are reused by the next call: read them now
-            return logits, ran.tolist()[0], kept.tolist()[0]  # (tolist of the row view costs 4x more)
         return logits, ran.bool(), kept.long()
 
     @property

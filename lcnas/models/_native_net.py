@@ -59,7 +59,11 @@ class NativeNet:
         self.nblocks = len(blocks)
         self.groups = [b.groups for b in blocks]
         self.classes = classes
-        self._one = self._outputs(1)  # batch 1 reuses its trace buffers: the caller reads them as lists
+        # Batch 1's trace buffers: ctypes arrays, reused, read out with bytes() (a torch op on a
+        # batch-1 call costs more than its microbenchmark: torch's state is cold after a pass).
+        self._ran1, self._kept1 = (ctypes.c_uint8 * self.nblocks)(), (ctypes.c_int32 * self.nblocks)()
+        self._macs1 = torch.zeros(1, dtype=torch.float64)
+        self._one_ptrs = (ctypes.addressof(self._ran1), ctypes.addressof(self._kept1), self._macs1.data_ptr())
 
     def _outputs(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return (torch.zeros(n, self.nblocks, dtype=torch.uint8), torch.zeros(n, self.nblocks, dtype=torch.int32),
@@ -67,19 +71,27 @@ class NativeNet:
 
     def __call__(self, x: torch.Tensor, forced: tuple | None, eval_gates: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits ``N×classes``, ran ``N×B`` uint8, kept channels ``N×B`` int32, multiply-adds
-        computed ``N`` float64) for ``N×C×H×W`` float32 images; ``forced`` from :func:`forced_arrays` or None.
-        At batch 1 the trace tensors are reused by the next call."""
+        computed ``N`` float64) for ``N×C×H×W`` float32 images; ``forced`` from :func:`forced_arrays` or None."""
         n = x.shape[0]
-        logits = torch.empty(n, self.classes, dtype=torch.float32)  # (a shape tuple costs 0.5 µs more)
-        ran, kept, macs = self._one if n == 1 else self._outputs(n)
+        logits = torch.empty(n, self.classes, dtype=torch.float32)
+        ran, kept, macs = self._outputs(n)
+        self._run(x, forced, eval_gates, logits, (ran.data_ptr(), kept.data_ptr(), macs.data_ptr()))
+        return logits, ran, kept, macs
+
+    def one(self, x: torch.Tensor, forced: tuple | None, eval_gates: bool) -> tuple[torch.Tensor, bytes, bytes, torch.Tensor]:
+        """One image: (logits ``1×classes``, ran as B bytes, kept channels as B native int32s, the
+        multiply-adds ``1`` float64, a buffer the next call reuses)."""
+        logits = torch.empty(1, self.classes, dtype=torch.float32)  # (a shape tuple costs 0.5 µs more)
+        self._run(x, forced, eval_gates, logits, self._one_ptrs)
+        return logits, bytes(self._ran1), bytes(self._kept1), self._macs1
+
+    def _run(self, x: torch.Tensor, forced: tuple | None, eval_gates: bool, logits: torch.Tensor, outs: tuple) -> None:
         xs_n, xs_c, xs_h, xs_w = x.stride()
         run_p, keep_p, bits_p = (None, None, None) if forced is None else forced[:3]
-        rc = self._lib.net_forward(ctypes.addressof(self._net), x.data_ptr(), n, xs_n, xs_c, xs_h, xs_w, run_p, keep_p, bits_p,
-                                   int(eval_gates), logits.data_ptr(), ran.data_ptr(), kept.data_ptr(), macs.data_ptr(),
-                                   torch.get_num_threads())
+        rc = self._lib.net_forward(ctypes.addressof(self._net), x.data_ptr(), x.shape[0], xs_n, xs_c, xs_h, xs_w, run_p, keep_p,
+                                   bits_p, int(eval_gates), logits.data_ptr(), *outs, torch.get_num_threads())
         if rc != 0:
             raise RuntimeError("native network forward rejected its packed arguments")
-        return logits, ran, kept, macs
 
     def takes(self, i: int, x: torch.Tensor) -> bool:
         """Whether ``x`` is an input of block ``i`` of this packing (float32 ``N×C×H×W`` of its shape)."""
