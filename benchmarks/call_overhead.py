@@ -46,10 +46,10 @@ def callers(model, x16: torch.Tensor, forced64: ForcedDecisions):
         raise SystemExit("the model is not eligible for the whole-network native engine (no compiler? LCNAS_NATIVE=0?)")
     arrays = [hard._forced_arrays(f, 1, net.groups) for f in singles]
     logits = torch.empty(1, net.classes)
-    args = [(ctypes.addressof(net._net), x16[i : i + 1].data_ptr(), 1, *x16[i : i + 1].stride(), *arrays[i][:3], 0,
-             logits.data_ptr(), *net._one_ptrs, 1) for i in range(16)]
-    state = {"model": 0, "engine": 0}  # one counter each: both cycle over the same 16 samples
     images = list(x16.split(1))  # made once: slicing is a torch op, not the model's work
+    args = [(ctypes.addressof(net._net), x.data_ptr(), 1, *x.stride(), *a[:3], 0, logits.data_ptr(), *net._one_ptrs, 1)
+            for x, a in zip(images, arrays)]
+    state = {"model": 0, "engine": 0}  # one counter each: both cycle over the same 16 samples
 
     def model_call():
         i = state["model"] = (state["model"] + 1) % 16
