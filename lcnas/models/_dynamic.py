@@ -144,9 +144,6 @@ class DynamicResNet(ResNet):
 
     # ---------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        input_size = tuple(x.shape[1:])
-        records = []
-        masks = None
         hard = not self.training and self.execution == "hard"
         native = self._hard.forward_native(x) if hard else None
         if native is not None:  # the whole pass in one native call
@@ -154,9 +151,13 @@ class DynamicResNet(ResNet):
             # Plain attributes, set past nn.Module.__setattr__'s registry checks (a few µs each at
             # batch 1); the trace's records are built when it is first read.
             state = self.__dict__
-            state["_pending_trace"] = ((ran, kept), input_size, None, self._gates_on())
+            forced = state["_forced"]
+            state["_pending_trace"] = ((ran, kept), x.shape, None, forced is None or forced.evaluate_gates)
             state["_last_trace"] = None
             return logits
+        input_size = tuple(x.shape[1:])
+        records = []
+        masks = None
         if hard:
             self._hard.masks = masks = {}
             x = self._hard.stem(x)
@@ -185,6 +186,7 @@ class DynamicResNet(ResNet):
                gates_evaluated: bool) -> ExecutionTrace:
         if isinstance(records, tuple):  # the native engine's (ran, kept): bytes at batch 1, N×B tensors otherwise
             run, kept = records
+            input_size = tuple(input_size[1:])  # the native path keeps the input's whole shape
             if isinstance(run, bytes):
                 run = torch.frombuffer(bytearray(run), dtype=torch.uint8)[None]
                 kept = torch.frombuffer(bytearray(kept), dtype=torch.int32)[None]

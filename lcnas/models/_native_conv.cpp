@@ -10,8 +10,9 @@
 //            each input value broadcast once per tile row of vectors (~50-60 GMAC/s at 16+ outputs);
 //   narrow   up to 12 outputs (a Channel-Net's conv1 at 25-75 % of 16 channels), vectorised over
 //            input channels with a reduction at the end (2-3x the outputs kernel at 4 outputs);
-//   small    3, 4 or 8 inputs (the stem; conv2 after a narrow conv1) from a bordered copy, one
-//            loop per kernel row, 12-pixel tiles on rows of 24+ pixels.
+//   small    up to 32 inputs and outputs in 16s (the stem; conv2 after a narrow conv1; the full
+//            16- and 32-wide convs of stages 1-2) from a bordered copy, one loop per kernel row,
+//            12-pixel tiles on rows of 24+ pixels; 64 inputs stay on `outputs` (no faster there).
 //
 // Layout: x is addressed by strides (any layout; NHWC takes the fast paths); weights
 // [K][K][Cin][Kp] with Kp a multiple of 4 (zero-padded outputs); y [Ho][Wo][Kp]. Out-of-image
@@ -356,24 +357,27 @@ static void run_narrow(const Args& a, int nthreads, bool parallel) {
     for_rows(a, nthreads, parallel, [&](int ho) { narrow_row<P, KP>(a, wd, ho); });
 }
 
-// Few input channels (what a Channel-Net leaves of conv2's input; the stem): the per-tap loop over Cin
-// is too short to pay for its per-pixel address and bounds set-up, so the input is bordered
-// once per call and each kernel row of a pixel (K x Cin contiguous floats) runs as one loop.
+// Few input channels (what a Channel-Net leaves of conv2's input; the stem; the 16- and 32-wide
+// stages): the per-tap loop over Cin is too short to pay for its per-pixel address and bounds
+// set-up, so the input is bordered once per call and each kernel row of a pixel (K x Cin
+// contiguous floats) runs as one loop. Same-process A/B against `outputs` (Zen 4, 1 thread):
+// 16->16 at 32x32 0.76-0.93 of its time, 32->32 at 16x16 0.80-0.93, 16->64 at 8x8 0.78-0.88,
+// 64->64 at 8x8 0.91-1.03 (kept there).
 // A tile is only 3 x 3 x Cin steps long, so its set-up and epilogue weigh: on 32-pixel rows,
 // tiles of 12 pixels (24 accumulators) with the 3x3 size known at compile time took 4->16 from
 // 17.2 to 15.7 us and the stem from 13.7 to 12.3 (Zen 4).
-template <int P, int B, int CIN, int KK>  // KK: the kernel size, or 0 for a.K
+template <int P, int B, int CIN, int KK>  // CIN: the inputs, or 0 for a.Cin; KK: the kernel size, or 0 for a.K
 static inline void small_tile(const Args& a, const float* xpad, int Wp, int ho, int wo0, int c0) {
     v8 acc[P][B];
     for (int b = 0; b < B; ++b) {
         v8 bv = load<v8>(a.bias + c0 + b * 8);
         for (int p = 0; p < P; ++p) acc[p][b] = bv;
     }
-    const int Kp = a.Kp, K = KK > 0 ? KK : a.K, n = K * CIN;
+    const int Kp = a.Kp, K = KK > 0 ? KK : a.K, C = CIN > 0 ? CIN : a.Cin, n = K * C;
+    const long ps = (long)a.stride * C;
     for (int kh = 0; kh < K; ++kh) {
-        const float* xr = xpad + ((long)(ho * a.stride + kh) * Wp + (long)wo0 * a.stride) * CIN;
+        const float* xr = xpad + ((long)(ho * a.stride + kh) * Wp + (long)wo0 * a.stride) * C;
         const float* wk = a.w + (long)kh * n * Kp + c0;
-        const long ps = (long)a.stride * CIN;
         for (int j = 0; j < n; ++j) {
             v8 wv[B];
             for (int b = 0; b < B; ++b) wv[b] = load<v8>(wk + (long)j * Kp + b * 8);
@@ -408,9 +412,9 @@ static void small_row(const Args& a, const float* xpad, int Wp, int ho) {
     }
 }
 
-// 3 inputs too (the stem, on an image in any layout: the bordered copy is NHWC).
+// Any layout too (the stem's image: the bordered copy is NHWC).
 static bool small_ok(const Args& a) {
-    return a.Kp % 16 == 0 && (a.Cin == 3 || a.Cin == 4 || a.Cin == 8);
+    return a.Kp % 16 == 0 && a.Cin <= 32;
 }
 
 template <int CIN>
@@ -436,7 +440,10 @@ static void run(const Args& a, int nthreads) {
     if (small_ok(a)) {
         if (a.Cin == 3) run_small<3>(a, nthreads, parallel);
         else if (a.Cin == 4) run_small<4>(a, nthreads, parallel);
-        else run_small<8>(a, nthreads, parallel);
+        else if (a.Cin == 8) run_small<8>(a, nthreads, parallel);
+        else if (a.Cin == 16) run_small<16>(a, nthreads, parallel);  // loop lengths known at compile time: 16->16 0.76-0.80 of `outputs`, 0.84 with a runtime one
+        else if (a.Cin == 32) run_small<32>(a, nthreads, parallel);
+        else run_small<0>(a, nthreads, parallel);
         return;
     }
     for_rows(a, nthreads, parallel, [&](int ho) { run_row<NHWC>(a, ho); });

@@ -67,10 +67,12 @@ def test_fused_epilogue_and_padded_input(kernel):
 @pytest.mark.parametrize("cin,cout,size,stride", [
     (16, 8, 32, 1), (16, 4, 9, 2), (32, 8, 16, 2), (64, 3, 8, 1), (16, 12, 10, 1),  # narrow outputs
     (4, 16, 32, 1), (8, 32, 9, 1), (4, 16, 9, 2),  # few inputs
+    (16, 16, 32, 1), (32, 32, 16, 1), (16, 64, 8, 1), (16, 32, 9, 2), (12, 16, 9, 1), (20, 32, 7, 2),  # ≤ 32 inputs, outputs in 16s
 ])
 def test_specialised_kernels_with_the_fused_epilogue(kernel, cin, cout, size, stride):
-    # Up to 12 outputs take the input-channel-vectorised kernel (bordered input copy, transposed
-    # weights, reduced accumulators), 4 or 8 inputs the bordered one-loop-per-kernel-row kernel:
+    # Up to 12 outputs take the input-channel-vectorised kernel (transposed weights, reduced
+    # accumulators), up to 32 inputs with outputs in 16s the bordered one-loop-per-kernel-row
+    # kernel (loop lengths fixed at compile time for 3/4/8/16/32 inputs, at run time otherwise):
     # same results as PyTorch, epilogue included, in any thread count.
     gen = torch.Generator().manual_seed(cin * cout + stride)
     x = torch.randn(1, cin, size, size, generator=gen).contiguous(memory_format=CL)
@@ -179,6 +181,43 @@ def test_disabled_by_environment(monkeypatch):
     monkeypatch.setenv("LCNAS_NATIVE", "0")
     assert native() is None
     assert "LCNAS_NATIVE=0" in native_status()
+
+
+def test_environment_switch_is_read_on_every_call(kernel, monkeypatch):
+    # The batch-1 path reads LCNAS_NATIVE from os.environ's backing dict (no KeyError raised per
+    # call); setting, changing and removing it between calls still switches the engine each time.
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    x = torch.rand(1, 3, 32, 32)
+    engines = []
+    with torch.no_grad():
+        for value in (None, "0", " Off ", "1", None, "false"):
+            if value is None:
+                monkeypatch.delenv("LCNAS_NATIVE", raising=False)
+            else:
+                monkeypatch.setenv("LCNAS_NATIVE", value)
+            model(x)
+            engines.append(model._hard.native_mflops is not None)
+    assert engines == [True, False, False, True, True, False]
+
+
+def test_batch_1_forcing_cache_follows_the_forcing_not_its_id(kernel):
+    # Arrays cached under id(forcing) are remade when that id now names another forcing (the
+    # first one freed and its id reused), never handed to it.
+    model = _gated("resnet20")
+    nb = len(model.blocks())
+    first = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
+    second = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool))
+    hard = model._hard
+    with torch.no_grad():
+        model(torch.rand(1, 3, 32, 32))  # packs the network
+    groups = hard._nets[(32, 32)].groups
+    hard._forced_one[id(second)] = (first, hard._forced_arrays_one(first, groups))
+    run = hard._forced_arrays_one(second, groups)[3][0]
+    assert torch.equal(run, torch.ones(1, nb, dtype=torch.int8))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad(), model.forced(second):
+        model(x)
+    assert bool(model.last_trace.block_run.all())
 
 
 def test_per_block_path_uses_the_kernel_at_batch_1_only(kernel, monkeypatch):
