@@ -313,27 +313,84 @@ static void narrow_pairs(const Args& a, const float* wd, int ho) {
     for (; wo < a.Wo; ++wo) narrow_tiles<1, KP>(a, wd, ho, wo);
 }
 
+// A row's columns [lo, end) have all their taps inside the image (see narrow_row).
+struct Interior {
+    int lo, end;
+};
+
+static Interior interior_columns(const Args& a) {
+    const int lo = (a.pad + a.stride - 1) / a.stride, hi = a.W + a.pad >= a.K ? (a.W + a.pad - a.K) / a.stride + 1 : 0;
+    return {lo < a.Wo ? lo : a.Wo, hi < a.Wo ? (hi > lo ? hi : lo) : a.Wo};
+}
+
 template <int P, int KP>
 static void narrow_row(const Args& a, const float* wd, int ho) {
     if constexpr (P <= 2) {  // pairs: an edge pair costs less than two single pixels
         narrow_pairs<P, KP>(a, wd, ho);
         return;
     }
-    // Columns whose taps are all inside the image run as whole tiles; the 1-2 columns at each
-    // edge run alone, tap by tap, so that no P-pixel tile takes the slower edge path (16->4 at
-    // 32x32: 17.9 -> 15.4 us on Zen 4; on a 32-pixel row 1 + 5 x 6 + 1 or 1 + 10 x 3 + 1).
-    const int lo = (a.pad + a.stride - 1) / a.stride, hi = a.W + a.pad >= a.K ? (a.W + a.pad - a.K) / a.stride + 1 : 0;
-    const int end = hi < a.Wo ? hi : a.Wo;
-    int wo = 0;
-    for (; wo < lo && wo < a.Wo; ++wo) narrow_tile<1, KP, true>(a, wd, ho, wo);
-    for (; wo + P <= end; wo += P) narrow_tile<P, KP, false>(a, wd, ho, wo);
-    for (; wo + 2 <= end; wo += 2) narrow_tile<2, KP, false>(a, wd, ho, wo);  // a 1-pixel tile: KP FMAs per KP + 1 loads
-    for (; wo < end; ++wo) narrow_tile<1, KP, false>(a, wd, ho, wo);
-    for (; wo < a.Wo; ++wo) narrow_tile<1, KP, true>(a, wd, ho, wo);
+    // Columns whose taps are all inside the image run as whole tiles along the row; the 1-2
+    // columns at each edge run down the columns (narrow_edge_column), so that no P-pixel tile
+    // takes the slower tap-by-tap path (on a 32-pixel row 1 + 5 x 6 + 1 or 1 + 10 x 3 + 1).
+    const Interior in = interior_columns(a);
+    int wo = in.lo;
+    for (; wo + P <= in.end; wo += P) narrow_tile<P, KP, false>(a, wd, ho, wo);
+    for (; wo + 2 <= in.end; wo += 2) narrow_tile<2, KP, false>(a, wd, ho, wo);  // a 1-pixel tile: KP FMAs per KP + 1 loads
+    for (; wo < in.end; ++wo) narrow_tile<1, KP, false>(a, wd, ho, wo);
+}
+
+// P pixels down edge column wo, rows ho0.. : the column's in-image taps [kw_lo, kw_hi) are the
+// same for every pixel, so each kernel row of a pixel is again one run of (kw_hi - kw_lo) x Cin
+// floats (rows above or below the image read zeros), and the edge runs P x KP accumulators wide
+// instead of one pixel tap by tap (16->4 at 32x32: the edge columns took 15 % of the conv's
+// time, 32->8 at 16x16 21 %, for 6 and 12 % of its pixels; Zen 4).
+template <int P, int KP>
+static void narrow_edge_column(const Args& a, const float* wd, int ho0, int wo) {
+    const int C = a.Cin, K = a.K, nv = C / 8, n = K * nv;
+    const int w0 = wo * a.stride - a.pad, kw_lo = w0 < 0 ? -w0 : 0, kw_hi = w0 + K > a.W ? a.W - w0 : K;
+    const int steps = (kw_hi - kw_lo) * nv;
+    v8 acc[P][KP];
+    for (int p = 0; p < P; ++p)
+        for (int k = 0; k < KP; ++k) acc[p][k] = v8{};
+    for (int kh = 0; kh < K; ++kh) {
+        const float* xp[P];
+        for (int p = 0; p < P; ++p) {
+            int hi = (ho0 + p) * a.stride + kh - a.pad;
+            xp[p] = hi >= 0 && hi < a.H ? a.x + (long)hi * a.xs_h + (long)(w0 + kw_lo) * C : g_zero;
+        }
+        const float* wk = wd + ((long)kh * n + (long)kw_lo * nv) * KP * 8;
+        for (int v = 0; v < steps; ++v) narrow_step<P, KP>(acc, xp, v * 8, wk + (long)v * KP * 8);
+    }
+    for (int p = 0; p < P; ++p) {
+        int ho = ho0 + p;
+        float* yo = a.y + ((long)ho * a.Wo + wo) * KP;
+        const float* ro = a.res ? a.res + (long)ho * a.rs_h + (long)wo * a.rs_w : nullptr;
+        for (int k = 0; k < KP; k += 4) {
+            v4 s = hsum4(acc[p][k], acc[p][k + 1], acc[p][k + 2], acc[p][k + 3]) + load<v4>(a.bias + k);
+            store<v4>(yo + k, epilogue<v4>(a, s, ro, k));
+        }
+    }
+}
+
+// The edge columns of rows [g P, g P + P) (fewer in the last group), for narrow_row's P > 2.
+template <int P, int KP>
+static void narrow_edges(const Args& a, const float* wd, int g) {
+    const Interior in = interior_columns(a);
+    const int ho0 = g * P;
+    for (int wo = 0; wo < a.Wo; ++wo) {
+        if (wo == in.lo) wo = in.end;
+        if (wo >= a.Wo) break;
+        if (ho0 + P <= a.Ho) {
+            narrow_edge_column<P, KP>(a, wd, ho0, wo);
+            continue;
+        }
+        for (int ho = ho0; ho < a.Ho; ++ho) narrow_tile<1, KP, true>(a, wd, ho, wo);
+    }
 }
 
 static bool narrow_ok(const Args& a) {
-    return a.Kp <= 12 && a.Cin % 8 == 0 && a.Cin <= kMaxCin && !a.padv && a.xs_c == 1 && a.xs_w == a.Cin;
+    // (the edge columns read up to K x Cin zeros for rows outside the image: within g_zero)
+    return a.Kp <= 12 && a.Cin % 8 == 0 && (long)a.K * a.Cin <= kMaxCin && !a.padv && a.xs_c == 1 && a.xs_w == a.Cin;
 }
 
 // [K][K][Cin][Kp] weights (first `kp` outputs) in the narrow kernel's layout [kh][(kw, ci) / 8][kp][8].
@@ -354,7 +411,12 @@ static void run_narrow(const Args& a, int nthreads, bool parallel) {
         narrow_layout(a.w, a.K, a.Cin, a.Kp, KP, wbuf.data());
         wd = wbuf.data();
     }
-    for_rows(a, nthreads, parallel, [&](int ho) { narrow_row<P, KP>(a, wd, ho); });
+    if constexpr (P <= 2) {
+        for_rows(a, nthreads, parallel, [&](int ho) { narrow_row<P, KP>(a, wd, ho); });
+    } else {  // edge columns in groups of P rows first, in the same parallel region
+        for_rows(a, nthreads, parallel, [&](int ho) { narrow_row<P, KP>(a, wd, ho); }, (a.Ho + P - 1) / P,
+                 [&](int g) { narrow_edges<P, KP>(a, wd, g); });
+    }
 }
 
 // Few input channels (what a Channel-Net leaves of conv2's input; the stem; the 16- and 32-wide
@@ -469,10 +531,10 @@ int conv_impl(const float* x, int H, int W, int Cin, long xs_h, long xs_w, long 
     return 0;
 }
 
-// Whether an NHWC conv of Cin inputs, Kp outputs and zero padding takes the narrow kernel.
+// Whether an NHWC 3x3 conv of Cin inputs, Kp outputs and zero padding takes the narrow kernel.
 bool narrow_takes(int Cin, int Kp) {
     Args a{};
-    a.Cin = Cin; a.Kp = Kp; a.xs_c = 1; a.xs_w = Cin;
+    a.Cin = Cin; a.Kp = Kp; a.K = 3; a.xs_c = 1; a.xs_w = Cin;
     return narrow_ok(a);
 }
 }  // namespace
