@@ -195,7 +195,7 @@ static Bordered bordered(const Args& a, std::vector<float>& buf) {
 }
 
 // C floats of the border value (zeros without padv): inline, not a memcpy call per border pixel
-// (a small conv's copy has 2 (W + H + 2) of them, a call each cost ~1 us of a 16 us conv).
+// (a small conv's copy has 2 (W + H + 2) of them; 4->16 at 32x32: 15.8 -> 15.2 us with this).
 static inline void fill_border(float* dst, const float* padv, int C) {
     if (padv) for (int c = 0; c < C; ++c) dst[c] = padv[c];
     else for (int c = 0; c < C; ++c) dst[c] = 0.f;

@@ -203,13 +203,7 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
         *ran = 0;
         *kept_out = 0;
         if (!B.pad_stride) return x;
-        const int C = B.cout;
-        for (int p = 0; p < Ho * Wo; ++p) {
-            float* yo = spare + (long)p * C;
-            std::memset(yo, 0, sizeof(float) * C);
-            int ho = p / Wo, wo = p % Wo;
-            std::memcpy(yo + B.pad_lo, x + ((long)ho * B.pad_stride * B.w + (long)wo * B.pad_stride) * B.cin, sizeof(float) * B.cin);
-        }
+        lcnas_pad_subsample(x, B.h, B.w, B.cin, B.pad_stride, B.pad_lo, B.cout, spare);
         return spare;
     }
     // Which channel groups run: forced, else the channel gate, else all.
