@@ -53,7 +53,7 @@ struct LcNet {
 
 namespace {
 struct Work {  // per-thread scratch, grown on demand
-    std::vector<float> act[2], mid, scale, pooled, hidden, out;
+    Floats act[2], mid, scale, pooled, hidden, out;
 };
 
 // A block's weights restricted to one kept channel set (conv1's kept outputs, conv2's kept
@@ -62,8 +62,8 @@ struct Work {  // per-thread scratch, grown on demand
 // network's id, the block and the set: a hit costs a hash lookup instead of a gather of
 // 9 x (Cin + Cout) x kept floats, which on an 8x8 map is a third of the convs' own work.
 struct Compact {
-    std::vector<float> w1, b1, w2;
-    std::vector<float> w1t;  // w1 in the narrow kernel's layout, when conv1 takes it (else empty)
+    Floats w1, b1, w2;
+    Floats w1t;  // w1 in the narrow kernel's layout, when conv1 takes it (else empty)
     unsigned long long used = 0;
     size_t floats() const { return w1.size() + b1.size() + w2.size() + w1t.size(); }
 };
@@ -100,7 +100,7 @@ class CompactCache {
 };
 CompactCache g_compact;
 
-float* grow(std::vector<float>& v, size_t n) {
+float* grow(Floats& v, size_t n) {
     if (v.size() < n) v.resize(n);
     return v.data();
 }

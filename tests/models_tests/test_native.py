@@ -67,13 +67,14 @@ def test_fused_epilogue_and_padded_input(kernel):
 @pytest.mark.parametrize("cin,cout,size,stride", [
     (16, 8, 32, 1), (16, 4, 9, 2), (32, 8, 16, 2), (64, 3, 8, 1), (16, 12, 10, 1),  # narrow outputs
     (4, 16, 32, 1), (8, 32, 9, 1), (4, 16, 9, 2),  # few inputs
-    (16, 16, 32, 1), (32, 32, 16, 1), (16, 64, 8, 1), (16, 32, 9, 2), (12, 16, 9, 1), (20, 32, 7, 2),  # ≤ 32 inputs, outputs in 16s
+    (16, 16, 32, 1), (32, 32, 16, 1), (16, 64, 8, 1), (16, 32, 9, 2), (12, 16, 9, 1), (20, 32, 7, 2), (28, 16, 5, 1),  # ≤ 32 inputs, outputs in 16s
+    (6, 16, 9, 1), (36, 16, 6, 1),  # outputs in 16s, inputs the bordered kernel does not take
 ])
 def test_specialised_kernels_with_the_fused_epilogue(kernel, cin, cout, size, stride):
     # Up to 12 outputs take the input-channel-vectorised kernel (transposed weights, reduced
-    # accumulators), up to 32 inputs with outputs in 16s the bordered one-loop-per-kernel-row
-    # kernel (loop lengths fixed at compile time for 3/4/8/16/32 inputs, at run time otherwise):
-    # same results as PyTorch, epilogue included, in any thread count.
+    # accumulators), 3 or 4-32 inputs in 4s with outputs in 16s the bordered one-loop-per-kernel-
+    # row kernel (other input counts: the outputs-vectorised kernel): same results as PyTorch,
+    # epilogue included, in any thread count.
     gen = torch.Generator().manual_seed(cin * cout + stride)
     x = torch.randn(1, cin, size, size, generator=gen).contiguous(memory_format=CL)
     w, b = torch.randn(cout, cin, 3, 3, generator=gen), torch.randn(cout, generator=gen)
