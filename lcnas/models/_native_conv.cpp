@@ -74,6 +74,7 @@ struct Args {
     int relu; const float* chscale;
     float* y; int Ho, Wo;
     const float* wt = nullptr;  // the narrow kernel's weights (narrow_layout of w), if the caller keeps them
+    Floats* team = nullptr;     // set inside a team running a whole pass (see for_rows): its shared scratch
 };
 
 template <typename V>
@@ -215,8 +216,20 @@ static void run_row(const Args& a, int ho) {
 // Output rows, split over threads when `parallel` (each output's sums run in the same order
 // whatever the split); `pre(r)` for r < npre first (a bordered input copy), in the same
 // parallel region: one fork/join per conv, and the copy is split too.
+//
+// Inside a team of threads that runs a whole network pass together (a.team set: every thread
+// makes the same calls), the rows are split over that team with no region of their own: a
+// barrier per loop instead of a fork/join per conv (~3 us a conv on 2 threads, Zen 4: 16->4 at
+// 32x32 took 10.1 us on 2 threads against 13.0 on 1).
 template <typename F, typename G>
 static void for_rows(const Args& a, int nthreads, bool parallel, F&& row, int npre, G&& pre) {
+    if (a.team) {
+#pragma omp for schedule(static)
+        for (int r = 0; r < npre; ++r) pre(r);
+#pragma omp for schedule(static)
+        for (int ho = 0; ho < a.Ho; ++ho) row(ho);
+        return;
+    }
     if (!parallel) {
         for (int r = 0; r < npre; ++r) pre(r);
         for (int ho = 0; ho < a.Ho; ++ho) row(ho);
@@ -561,7 +574,12 @@ static bool small_ok(const Args& a) {
 template <int CIN>
 static void run_small(const Args& a, int nthreads, bool parallel) {
     thread_local Floats xbuf;
-    const Bordered xb = bordered(a, xbuf);
+    Floats& buf = a.team ? *a.team : xbuf;  // a team shares one bordered copy, sized by one thread
+    if (a.team) {
+#pragma omp single
+        bordered(a, buf);
+    }
+    const Bordered xb = bordered(a, buf);
     for_rows(a, nthreads, parallel, [&](int ho) { small_row<CIN>(a, xb.x, xb.Wp, ho); },
              xb.Hp, [&](int r) { bordered_row(a, xb, r); });
 }
@@ -605,11 +623,11 @@ int conv_impl(const float* x, int H, int W, int Cin, long xs_h, long xs_w, long 
               const float* padv, int K, int stride, int pad,
               const float* w, const float* bias, int Kp, float alpha,
               const float* res, long rs_h, long rs_w, int res_lo, int res_hi,
-              int relu, const float* chscale, float* y, int nthreads, const float* wt) {
+              int relu, const float* chscale, float* y, int nthreads, const float* wt, Floats* team = nullptr) {
     if (Kp <= 0 || Kp % 4 != 0 || Cin <= 0 || Cin > kMaxCin || res_lo % 8 != 0 || res_hi % 8 != 0) return 1;
     if (K <= 0 || stride <= 0 || pad < 0 || H <= 0 || W <= 0 || H + 2 * pad < K || W + 2 * pad < K) return 1;
     Args a{x, H, W, Cin, K, stride, pad, xs_h, xs_w, xs_c, padv, w, bias, Kp, alpha,
-           res, rs_h, rs_w, res_lo, res_hi, relu, chscale, y, 0, 0, wt};
+           res, rs_h, rs_w, res_lo, res_hi, relu, chscale, y, 0, 0, wt, team};
     a.Ho = (H + 2 * pad - K) / stride + 1;
     a.Wo = (W + 2 * pad - K) / stride + 1;
     if (xs_c == 1 && xs_w == Cin) run<true>(a, nthreads);

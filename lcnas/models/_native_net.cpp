@@ -54,6 +54,18 @@ struct LcNet {
 namespace {
 struct Work {  // per-thread scratch, grown on demand
     Floats act[2], mid, scale, pooled, hidden, out;
+    Floats border;  // a team's shared bordered copy (see Team)
+};
+
+// The threads of one batch-1 pass (nthreads > 1): all of them run the whole pass, making the same
+// decisions and calls, with the activations, the middle buffer and the bordered copies in the
+// first thread's Work (`shared`) and each conv's rows split over the team (for_rows): no
+// fork/join per conv. Outside a team (one thread, or an image of a batch) shared is the
+// thread's own Work and `on` is false.
+struct Team {
+    Work* shared;
+    bool on;
+    Floats* border() const { return on ? &shared->border : nullptr; }
 };
 
 // A block's weights restricted to one kept channel set (conv1's kept outputs, conv2's kept
@@ -173,16 +185,18 @@ long head(const LcGateHead& g, const float* h, float* out) {
     return (long)g.out * n;
 }
 
-int conv(const float* x, int H, int W, int C, const float* padv, int stride, int pad, int K,
+int conv(const Team& t, const float* x, int H, int W, int C, const float* padv, int stride, int pad, int K,
          const float* w, const float* b, int Kp, float alpha, const float* res, long rs_h, long rs_w,
          int lo, int hi, int relu, const float* chscale, float* y, int nthreads, const float* wt = nullptr) {
     return conv_impl(x, H, W, C, (long)W * C, C, 1, padv, K, stride, pad, w, b, Kp, alpha,
-                     res, rs_h, rs_w, lo, hi, relu, chscale, y, nthreads, wt);
+                     res, rs_h, rs_w, lo, hi, relu, chscale, y, nthreads, wt, t.border());
 }
 
 // One block; returns the buffer holding its output (x itself for a skipped identity block).
-float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, float* spare, Work& ws, int forced_run,
-             const unsigned char* forced_keep, int eval_gates, unsigned char* ran, int* kept_out, double* macs, int nthreads) {
+// ws: this thread's scratch (gates); t.shared: the buffers the team shares (ws itself outside a team).
+float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, float* spare, Work& ws, const Team& t,
+             int forced_run, const unsigned char* forced_keep, int eval_gates, unsigned char* ran, int* kept_out, double* macs,
+             int nthreads) {
     const int Ho = (B.h - 1) / B.stride + 1, Wo = (B.w - 1) / B.stride + 1;
     const bool gates = eval_gates && B.rows > 0;
     float* h = gates ? grow(ws.hidden, B.rows) : nullptr;
@@ -203,7 +217,12 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
         *ran = 0;
         *kept_out = 0;
         if (!B.pad_stride) return x;
-        lcnas_pad_subsample(x, B.h, B.w, B.cin, B.pad_stride, B.pad_lo, B.cout, spare);
+        if (t.on) {
+#pragma omp single
+            lcnas_pad_subsample(x, B.h, B.w, B.cin, B.pad_stride, B.pad_lo, B.cout, spare);
+        } else {
+            lcnas_pad_subsample(x, B.h, B.w, B.cin, B.pad_stride, B.pad_lo, B.cout, spare);
+        }
         return spare;
     }
     // Which channel groups run: forced, else the channel gate, else all.
@@ -280,12 +299,17 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
         w1 = c.w1.data(); b1 = c.b1.data(); w2 = c.w2.data();
         if (!c.w1t.empty()) w1t = c.w1t.data();
     }
-    float* mid = grow(ws.mid, (size_t)Ho * Wo * kp);
-    int rc = conv(x, B.h, B.w, B.cin, nullptr, B.stride, 1, 3, w1, b1, kp, 1.f, nullptr, 0, 0, 0, 0, 1, sc, mid, nthreads, w1t);
+    const size_t mid_size = (size_t)Ho * Wo * kp;
+    if (t.on) {  // grown by one thread, then the same buffer for all
+#pragma omp single
+        grow(t.shared->mid, mid_size);
+    }
+    float* mid = grow(t.shared->mid, mid_size);
+    int rc = conv(t, x, B.h, B.w, B.cin, nullptr, B.stride, 1, 3, w1, b1, kp, 1.f, nullptr, 0, 0, 0, 0, 1, sc, mid, nthreads, w1t);
     long rs_h = (long)B.w * B.cin, rs_w = B.cin;
     int lo = 0;
     if (B.pad_stride) { rs_h *= B.pad_stride; rs_w *= B.pad_stride; lo = B.pad_lo; }
-    rc |= conv(mid, Ho, Wo, kp, nullptr, 1, 1, 3, w2, B.b2, B.cout, alpha, x, rs_h, rs_w, lo, lo + B.cin, 1, nullptr, spare, nthreads);
+    rc |= conv(t, mid, Ho, Wo, kp, nullptr, 1, 1, 3, w2, B.b2, B.cout, alpha, x, rs_h, rs_w, lo, lo + B.cin, 1, nullptr, spare, nthreads);
     *macs += 9.0 * Ho * Wo * kept * ((double)B.cin + B.cout);
     *ran = 1;
     *kept_out = kept;
@@ -295,10 +319,8 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
 
 namespace {
 // One image through the network (see lcnas_net_forward); forced rows are this sample's.
-int forward_one(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w, const signed char* forced_run,
-                const int* forced_keep, const unsigned char* keep_bits, int eval_gates, float* logits,
-                unsigned char* ran, int* kept, double* macs, int nthreads) {
-    thread_local Work ws;
+// Activation buffers for a pass of N, in w.
+void grow_acts(const LcNet& N, Work& w) {
     int Ho = (N.h + 2 * N.stem_pad - 3) / N.stem_stride + 1, Wo = (N.w + 2 * N.stem_pad - 3) / N.stem_stride + 1;
     size_t most = (size_t)Ho * Wo * N.stem_cout;
     for (int i = 0; i < N.nblocks; ++i) {
@@ -306,16 +328,26 @@ int forward_one(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w,
         size_t o = (size_t)((B.h - 1) / B.stride + 1) * ((B.w - 1) / B.stride + 1) * B.cout;
         if (o > most) most = o;
     }
-    float* buf[2] = {grow(ws.act[0], most), grow(ws.act[1], most)};
+    grow(w.act[0], most);
+    grow(w.act[1], most);
+}
+
+// One image through the network with ws this thread's scratch and t.shared the activations.
+int forward_pass(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w, const signed char* forced_run,
+                 const int* forced_keep, const unsigned char* keep_bits, int eval_gates, float* logits,
+                 unsigned char* ran, int* kept, double* macs, int nthreads, Work& ws, const Team& t) {
+    int Ho = (N.h + 2 * N.stem_pad - 3) / N.stem_stride + 1, Wo = (N.w + 2 * N.stem_pad - 3) / N.stem_stride + 1;
+    float* buf[2] = {grow(t.shared->act[0], 0), grow(t.shared->act[1], 0)};  // sized by grow_acts
     *macs = 9.0 * N.cin * N.stem_cout * Ho * Wo;
-    if (lcnas_conv(x, N.h, N.w, N.cin, xs_h, xs_w, xs_c, N.stem_padv, 3, N.stem_stride, N.stem_pad,
-                   N.stem_w, N.stem_b, N.stem_cout, 1.f, nullptr, 0, 0, 0, 0, 1, nullptr, buf[0], nthreads))
+    if (conv_impl(x, N.h, N.w, N.cin, xs_h, xs_w, xs_c, N.stem_padv, 3, N.stem_stride, N.stem_pad,
+                  N.stem_w, N.stem_b, N.stem_cout, 1.f, nullptr, 0, 0, 0, 0, 1, nullptr, buf[0], nthreads, nullptr, t.border()))
         return 1;
     float* cur = buf[0];
     for (int i = 0; i < N.nblocks; ++i) {
         float* spare = cur == buf[0] ? buf[1] : buf[0];
         const unsigned char* fk = forced_keep && forced_keep[i] >= 0 ? keep_bits + forced_keep[i] : nullptr;
-        cur = block(N.blocks[i], N.id, i, cur, spare, ws, forced_run ? forced_run[i] : -1, fk, eval_gates, ran + i, kept + i, macs, nthreads);
+        cur = block(N.blocks[i], N.id, i, cur, spare, ws, t, forced_run ? forced_run[i] : -1, fk, eval_gates, ran + i, kept + i,
+                    macs, nthreads);
         if (!cur) return 1;
     }
     const LcBlock& last = N.blocks[N.nblocks - 1];
@@ -325,12 +357,54 @@ int forward_one(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w,
     *macs += linear(N.fc_w, N.fc_b, v, N.feat, 0, N.classes, logits);
     return 0;
 }
+
+// Outputs a team's other threads write instead of the caller's (theirs are the same values).
+struct Discard {
+    Floats logits;
+    std::vector<unsigned char> ran;
+    std::vector<int> kept;
+    double macs = 0;
+};
+
+// One image (see lcnas_net_forward); forced rows are this sample's. With nthreads > 1, outside
+// any parallel region, a team of nthreads runs the pass (see Team); else this thread alone.
+int forward_one(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w, const signed char* forced_run,
+                const int* forced_keep, const unsigned char* keep_bits, int eval_gates, float* logits,
+                unsigned char* ran, int* kept, double* macs, int nthreads) {
+    thread_local Work ws;
+    grow_acts(N, ws);
+#ifdef _OPENMP
+    if (nthreads > 1 && !omp_in_parallel()) {
+        Work* shared = &ws;
+        int rc = 0;
+#pragma omp parallel num_threads(nthreads)
+        {
+            thread_local Work own;
+            thread_local Discard d;
+            const bool first = omp_get_thread_num() == 0;
+            Work& mine = first ? *shared : own;
+            if (!first) {
+                d.logits.resize(N.classes);
+                d.ran.resize(N.nblocks);
+                d.kept.resize(N.nblocks);
+            }
+            int r = forward_pass(N, x, xs_c, xs_h, xs_w, forced_run, forced_keep, keep_bits, eval_gates,
+                                 first ? logits : d.logits.data(), first ? ran : d.ran.data(), first ? kept : d.kept.data(),
+                                 first ? macs : &d.macs, nthreads, mine, Team{shared, true});
+            if (first) rc = r;
+        }
+        return rc;
+    }
+#endif
+    return forward_pass(N, x, xs_c, xs_h, xs_w, forced_run, forced_keep, keep_bits, eval_gates, logits, ran, kept, macs,
+                        nthreads, ws, Team{&ws, false});
+}
 }  // namespace
 
 // n images (x: n x cin x h x w, any strides). Forced decisions per sample and block: forced_run
 // (n x nblocks; -1 none, 0, 1) and forced_keep (n x nblocks offsets into keep_bits, -1 none), each
 // may be null. Writes logits (n x classes), the trace (ran, kept channels: n x nblocks) and the
-// multiply-adds computed per image (n). One image splits its large convs over nthreads; a batch
+// multiply-adds computed per image (n). One image runs on a team of nthreads (see Team); a batch
 // runs its images in parallel, one per thread, each taking only its own path (nothing grouped,
 // gathered or masked). Returns 0, or 1 on arguments the kernel rejects.
 extern "C" int lcnas_net_forward(const LcNet* net, const float* x, int n, long xs_n, long xs_c, long xs_h, long xs_w,
@@ -363,23 +437,41 @@ extern "C" int lcnas_net_block(const LcNet* net, int i, const float* x, int n, f
     const long out_size = (long)((B.h - 1) / B.stride + 1) * ((B.w - 1) / B.stride + 1) * B.cout;
     const int nb = N.nblocks;
     int rc = 0, copied = 0;
-    auto one = [&](int s, int threads) {
-        thread_local Work ws;
+    // first: the thread whose outputs are the caller's (a team's others write to locals)
+    auto one = [&](int s, int threads, Work& ws, const Team& t, bool first) {
         const float* xs = x + s * in_size;
         const unsigned char* fk = forced_keep && forced_keep[(long)s * nb + i] >= 0 ? keep_bits + forced_keep[(long)s * nb + i] : nullptr;
         double m = 0;
-        float* out = block(B, N.id, i, const_cast<float*>(xs), y + s * out_size, ws, forced_run ? forced_run[(long)s * nb + i] : -1, fk,
-                           eval_gates, ran + s, kept + s, &m, threads);
-        macs[s] = m;
+        unsigned char ran_other;
+        int kept_other;
+        float* out = block(B, N.id, i, const_cast<float*>(xs), y + s * out_size, ws, t, forced_run ? forced_run[(long)s * nb + i] : -1,
+                           fk, eval_gates, first ? ran + s : &ran_other, first ? kept + s : &kept_other, &m, threads);
+        if (first) macs[s] = m;
         if (!out) return 1;
         if (out == xs) return 2;  // identity skip: the output is the input
         return 0;
     };
-    if (n == 1) {
-        rc = one(0, nthreads);
+    if (n == 1) {  // as a forward pass runs it: a team for several threads (see forward_one)
+        thread_local Work ws;
+#ifdef _OPENMP
+        if (nthreads > 1 && !omp_in_parallel()) {
+            Work* shared = &ws;
+#pragma omp parallel num_threads(nthreads)
+            {
+                thread_local Work own;
+                const bool first = omp_get_thread_num() == 0;
+                int r = one(0, nthreads, first ? *shared : own, Team{shared, true}, first);
+                if (first) rc = r;
+            }
+        } else
+#endif
+            rc = one(0, nthreads, ws, Team{&ws, false}, true);
     } else {
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic) reduction(| : rc)
-        for (int s = 0; s < n; ++s) rc |= one(s, 1);
+        for (int s = 0; s < n; ++s) {
+            thread_local Work ws;
+            rc |= one(s, 1, ws, Team{&ws, false}, true);
+        }
     }
     if (rc & 1) return 1;
     *same = 0;

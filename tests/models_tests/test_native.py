@@ -305,6 +305,44 @@ def test_native_batch_does_not_depend_on_the_thread_count(kernel):
     assert torch.equal(outs[0], outs[1])
 
 
+@pytest.mark.parametrize("name", ["resnet20", "resnet32"])
+def test_batch_1_team_of_threads_equals_one_thread(kernel, name):
+    # On several threads a batch-1 pass runs as one team (every thread the whole pass, each conv's
+    # rows split, shared buffers): gates evaluated (skips, kept sets, scales, skipped downsampling
+    # blocks) and forced decisions give bit-identical logits, traces and FLOPs on 1 and 2 threads,
+    # and the packed network's single-block call matches too.
+    model = _gated(name)
+    nb = len(model.blocks())
+    gen = torch.Generator().manual_seed(5)
+    xs = torch.rand(6, 3, 32, 32, generator=gen)
+    forced = [ForcedDecisions(block_run=torch.rand(nb, generator=gen) < 0.6,
+                              channel_keep=tuple(torch.rand(1, b.channel_gate.outputs, generator=gen) < 0.5 for b in model.blocks()))
+              for _ in range(3)]
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = []
+            with torch.no_grad():
+                for i in range(6):
+                    ctx = model.forced(forced[i % 3]) if i >= 3 else contextlib.nullcontext()
+                    with ctx:
+                        logits = model(xs[i : i + 1])
+                    trace = model.last_trace
+                    out.append((logits, trace.block_run, trace.channels_kept, model._hard.native_mflops))
+                net = model._hard._nets[(32, 32)]
+                x4 = torch.rand(1, 16, 32, 32, generator=torch.Generator().manual_seed(1))
+                out.append(net.block(1, x4, None, True))
+            runs.append(out)
+    finally:
+        torch.set_num_threads(before)
+    assert any(not bool(t[1].all()) for t in runs[0][:6])  # some blocks skipped by the gates or the forcing
+    for one, two in zip(runs[0], runs[1]):
+        for a, b in zip(one, two):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_a_block_alone_runs_the_whole_network_engines_code(kernel, batch):
     # The latency tables time blocks through executor.block: on the whole-network engine that is
