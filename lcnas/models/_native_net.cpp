@@ -52,9 +52,12 @@ struct LcNet {
 }
 
 namespace {
+struct Compact;
+
 struct Work {  // per-thread scratch, grown on demand
     Floats act[2], mid, scale, pooled, hidden, out;
-    Floats border;  // a team's shared bordered copy (see Team)
+    Floats border;                    // a team's shared bordered copy (see Team)
+    std::shared_ptr<Compact> compact;  // a team's gathered weights for the block it runs
 };
 
 // The threads of one batch-1 pass (nthreads > 1): all of them run the whole pass, making the same
@@ -192,6 +195,32 @@ int conv(const Team& t, const float* x, int H, int W, int C, const float* padv, 
                      res, rs_h, rs_w, lo, hi, relu, chscale, y, nthreads, wt, t.border());
 }
 
+// Block B's weights for the kept channels idx[0, kept) (padded to kp), from the cache or gathered.
+std::shared_ptr<Compact> compact_for(const LcBlock& B, const std::string& key, const int* idx, int kept, int kp) {
+    std::shared_ptr<Compact> compact = g_compact.find(key);
+    if (compact) return compact;
+    compact = std::make_shared<Compact>();
+    Compact& c = *compact;
+    c.w1.assign((size_t)9 * B.cin * kp, 0.f);
+    c.b1.assign(kp, 0.f);
+    c.w2.assign((size_t)9 * kp * B.cout, 0.f);
+    for (int t = 0; t < 9 * B.cin; ++t) {
+        const float* src = B.w1 + (long)t * B.cmid;
+        float* dst = c.w1.data() + (long)t * kp;
+        for (int j = 0; j < kept; ++j) dst[j] = src[idx[j]];
+    }
+    for (int j = 0; j < kept; ++j) c.b1[j] = B.b1[idx[j]];
+    for (int t = 0; t < 9; ++t)
+        for (int j = 0; j < kept; ++j)
+            std::memcpy(c.w2.data() + ((long)t * kp + j) * B.cout, B.w2 + ((long)t * B.cmid + idx[j]) * B.cout, sizeof(float) * B.cout);
+    if (narrow_takes(B.cin, kp)) {  // kept once, not transposed on every call
+        c.w1t.resize(c.w1.size());
+        narrow_layout(c.w1.data(), 3, B.cin, kp, kp, c.w1t.data());
+    }
+    g_compact.insert(key, compact);
+    return compact;
+}
+
 // One block; returns the buffer holding its output (x itself for a skipped identity block).
 // ws: this thread's scratch (gates); t.shared: the buffers the team shares (ws itself outside a team).
 float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, float* spare, Work& ws, const Team& t,
@@ -273,27 +302,12 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
         std::string key(reinterpret_cast<const char*>(&net_id), sizeof(net_id));
         key.append(reinterpret_cast<const char*>(&index), sizeof(index));
         for (int k = 0; k < G; ++k) key.push_back((char)keep[k]);
-        compact = g_compact.find(key);
-        if (!compact) {
-            compact = std::make_shared<Compact>();
-            Compact& c = *compact;
-            c.w1.assign((size_t)9 * B.cin * kp, 0.f);
-            c.b1.assign(kp, 0.f);
-            c.w2.assign((size_t)9 * kp * B.cout, 0.f);
-            for (int t = 0; t < 9 * B.cin; ++t) {
-                const float* src = B.w1 + (long)t * B.cmid;
-                float* dst = c.w1.data() + (long)t * kp;
-                for (int j = 0; j < kept; ++j) dst[j] = src[idx[j]];
-            }
-            for (int j = 0; j < kept; ++j) c.b1[j] = B.b1[idx[j]];
-            for (int t = 0; t < 9; ++t)
-                for (int j = 0; j < kept; ++j)
-                    std::memcpy(c.w2.data() + ((long)t * kp + j) * B.cout, B.w2 + ((long)t * B.cmid + idx[j]) * B.cout, sizeof(float) * B.cout);
-            if (narrow_takes(B.cin, kp)) {  // kept once, not transposed on every call
-                c.w1t.resize(c.w1.size());
-                narrow_layout(c.w1.data(), 3, B.cin, kp, kp, c.w1t.data());
-            }
-            g_compact.insert(key, compact);
+        if (t.on) {  // one lookup for the team, not one per thread contending for the cache's mutex
+#pragma omp single
+            t.shared->compact = compact_for(B, key, idx, kept, kp);
+            compact = t.shared->compact;  // read by all after the single's barrier, before the next block writes it
+        } else {
+            compact = compact_for(B, key, idx, kept, kp);
         }
         const Compact& c = *compact;
         w1 = c.w1.data(); b1 = c.b1.data(); w2 = c.w2.data();
