@@ -71,6 +71,39 @@ struct Team {
     Floats* border() const { return on ? &shared->border : nullptr; }
 };
 
+// f() by one thread of the team (the others wait at the single's barrier), or by this thread.
+template <typename F>
+void once(const Team& t, F&& f) {
+    if (t.on) {
+#pragma omp single
+        f();
+    } else {
+        f();
+    }
+}
+
+// f(this thread's Work, the Team, whether this thread's outputs are the caller's) on a team of
+// nthreads sharing ws, when nthreads > 1 outside any parallel region; else once on this thread
+// with ws. Returns the first thread's result.
+template <typename F>
+int on_team(int nthreads, Work& ws, F&& f) {
+#ifdef _OPENMP
+    if (nthreads > 1 && !omp_in_parallel()) {
+        Work* shared = &ws;
+        int rc = 0;
+#pragma omp parallel num_threads(nthreads)
+        {
+            thread_local Work own;
+            const bool first = omp_get_thread_num() == 0;
+            int r = f(first ? *shared : own, Team{shared, true}, first);
+            if (first) rc = r;
+        }
+        return rc;
+    }
+#endif
+    return f(ws, Team{&ws, false}, true);
+}
+
 // A block's weights restricted to one kept channel set (conv1's kept outputs, conv2's kept
 // inputs), zero-padded to a multiple of 4. Trained Channel-Nets choose among few recurring sets,
 // so the gathered weights are cached (LRU, shared by the threads of a batch), keyed by the
@@ -246,12 +279,7 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
         *ran = 0;
         *kept_out = 0;
         if (!B.pad_stride) return x;
-        if (t.on) {
-#pragma omp single
-            lcnas_pad_subsample(x, B.h, B.w, B.cin, B.pad_stride, B.pad_lo, B.cout, spare);
-        } else {
-            lcnas_pad_subsample(x, B.h, B.w, B.cin, B.pad_stride, B.pad_lo, B.cout, spare);
-        }
+        once(t, [&] { lcnas_pad_subsample(x, B.h, B.w, B.cin, B.pad_stride, B.pad_lo, B.cout, spare); });
         return spare;
     }
     // Which channel groups run: forced, else the channel gate, else all.
@@ -302,23 +330,17 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
         std::string key(reinterpret_cast<const char*>(&net_id), sizeof(net_id));
         key.append(reinterpret_cast<const char*>(&index), sizeof(index));
         for (int k = 0; k < G; ++k) key.push_back((char)keep[k]);
-        if (t.on) {  // one lookup for the team, not one per thread contending for the cache's mutex
-#pragma omp single
-            t.shared->compact = compact_for(B, key, idx, kept, kp);
-            compact = t.shared->compact;  // read by all after the single's barrier, before the next block writes it
-        } else {
-            compact = compact_for(B, key, idx, kept, kp);
-        }
+        // One lookup for a team, not one per thread contending for the cache's mutex; read by all
+        // after the single's barrier, before the next block writes it.
+        once(t, [&] { t.shared->compact = compact_for(B, key, idx, kept, kp); });
+        compact = t.shared->compact;
         const Compact& c = *compact;
         w1 = c.w1.data(); b1 = c.b1.data(); w2 = c.w2.data();
         if (!c.w1t.empty()) w1t = c.w1t.data();
     }
     const size_t mid_size = (size_t)Ho * Wo * kp;
-    if (t.on) {  // grown by one thread, then the same buffer for all
-#pragma omp single
-        grow(t.shared->mid, mid_size);
-    }
-    float* mid = grow(t.shared->mid, mid_size);
+    once(t, [&] { grow(t.shared->mid, mid_size); });  // grown by one thread, then the same buffer for all
+    float* mid = t.shared->mid.data();
     int rc = conv(t, x, B.h, B.w, B.cin, nullptr, B.stride, 1, 3, w1, b1, kp, 1.f, nullptr, 0, 0, 0, 0, 1, sc, mid, nthreads, w1t);
     long rs_h = (long)B.w * B.cin, rs_w = B.cin;
     int lo = 0;
@@ -351,7 +373,7 @@ int forward_pass(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w
                  const int* forced_keep, const unsigned char* keep_bits, int eval_gates, float* logits,
                  unsigned char* ran, int* kept, double* macs, int nthreads, Work& ws, const Team& t) {
     int Ho = (N.h + 2 * N.stem_pad - 3) / N.stem_stride + 1, Wo = (N.w + 2 * N.stem_pad - 3) / N.stem_stride + 1;
-    float* buf[2] = {grow(t.shared->act[0], 0), grow(t.shared->act[1], 0)};  // sized by grow_acts
+    float* buf[2] = {t.shared->act[0].data(), t.shared->act[1].data()};  // sized by grow_acts
     *macs = 9.0 * N.cin * N.stem_cout * Ho * Wo;
     if (conv_impl(x, N.h, N.w, N.cin, xs_h, xs_w, xs_c, N.stem_padv, 3, N.stem_stride, N.stem_pad,
                   N.stem_w, N.stem_b, N.stem_cout, 1.f, nullptr, 0, 0, 0, 0, 1, nullptr, buf[0], nthreads, nullptr, t.border()))
@@ -387,31 +409,17 @@ int forward_one(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w,
                 unsigned char* ran, int* kept, double* macs, int nthreads) {
     thread_local Work ws;
     grow_acts(N, ws);
-#ifdef _OPENMP
-    if (nthreads > 1 && !omp_in_parallel()) {
-        Work* shared = &ws;
-        int rc = 0;
-#pragma omp parallel num_threads(nthreads)
-        {
-            thread_local Work own;
-            thread_local Discard d;
-            const bool first = omp_get_thread_num() == 0;
-            Work& mine = first ? *shared : own;
-            if (!first) {
-                d.logits.resize(N.classes);
-                d.ran.resize(N.nblocks);
-                d.kept.resize(N.nblocks);
-            }
-            int r = forward_pass(N, x, xs_c, xs_h, xs_w, forced_run, forced_keep, keep_bits, eval_gates,
-                                 first ? logits : d.logits.data(), first ? ran : d.ran.data(), first ? kept : d.kept.data(),
-                                 first ? macs : &d.macs, nthreads, mine, Team{shared, true});
-            if (first) rc = r;
+    return on_team(nthreads, ws, [&](Work& mine, const Team& t, bool first) {
+        thread_local Discard d;  // the other threads' outputs
+        if (!first) {
+            d.logits.resize(N.classes);
+            d.ran.resize(N.nblocks);
+            d.kept.resize(N.nblocks);
         }
-        return rc;
-    }
-#endif
-    return forward_pass(N, x, xs_c, xs_h, xs_w, forced_run, forced_keep, keep_bits, eval_gates, logits, ran, kept, macs,
-                        nthreads, ws, Team{&ws, false});
+        return forward_pass(N, x, xs_c, xs_h, xs_w, forced_run, forced_keep, keep_bits, eval_gates,
+                            first ? logits : d.logits.data(), first ? ran : d.ran.data(), first ? kept : d.kept.data(),
+                            first ? macs : &d.macs, nthreads, mine, t);
+    });
 }
 }  // namespace
 
@@ -467,19 +475,7 @@ extern "C" int lcnas_net_block(const LcNet* net, int i, const float* x, int n, f
     };
     if (n == 1) {  // as a forward pass runs it: a team for several threads (see forward_one)
         thread_local Work ws;
-#ifdef _OPENMP
-        if (nthreads > 1 && !omp_in_parallel()) {
-            Work* shared = &ws;
-#pragma omp parallel num_threads(nthreads)
-            {
-                thread_local Work own;
-                const bool first = omp_get_thread_num() == 0;
-                int r = one(0, nthreads, first ? *shared : own, Team{shared, true}, first);
-                if (first) rc = r;
-            }
-        } else
-#endif
-            rc = one(0, nthreads, ws, Team{&ws, false}, true);
+        rc = on_team(nthreads, ws, [&](Work& mine, const Team& t, bool first) { return one(0, nthreads, mine, t, first); });
     } else {
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic) reduction(| : rc)
         for (int s = 0; s < n; ++s) {
