@@ -47,7 +47,7 @@ def callers(model, x16: torch.Tensor, forced64: ForcedDecisions):
     arrays = [hard._forced_arrays(f, 1, net.groups) for f in singles]
     logits = torch.empty(1, net.classes)
     images = list(x16.split(1))  # made once: slicing is a torch op, not the model's work
-    args = [(ctypes.addressof(net._net), x.data_ptr(), 1, *x.stride(), *a[:3], 0, logits.data_ptr(), *net._one_ptrs, 1)
+    args = [(ctypes.addressof(net._net), x.data_ptr(), 1, *x.stride(), *a[:3], 0, logits.data_ptr(), *net._one_ptrs, torch.get_num_threads())
             for x, a in zip(images, arrays)]
     state = {"model": 0, "engine": 0}  # one counter each: both cycle over the same 16 samples
 
@@ -68,10 +68,11 @@ def main() -> None:
     ap.add_argument("--models", default="resnet20,resnet32,resnet56")
     ap.add_argument("--calls", type=int, default=640, help="calls of each kind per configuration (a multiple of 32)")
     ap.add_argument("--group-size", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1, help="torch and native engine threads")
     ap.add_argument("--out", default="benchmarks/results/call_overhead_cpu_1t.json")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    args.threads = use_threads(1)
+    args.threads = use_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     results = {}
     for name in args.models.split(","):

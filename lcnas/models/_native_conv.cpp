@@ -21,6 +21,7 @@
 // [res_lo, res_hi), so identity and "option A" (subsample + zero channels) shortcuts need no copy.
 // Built at first use by lcnas/models/_native.py with -O3 -march=native. Each output's operations
 // run in a fixed order, so results do not depend on the thread count.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -74,7 +75,7 @@ struct Args {
     int relu; const float* chscale;
     float* y; int Ho, Wo;
     const float* wt = nullptr;  // the narrow kernel's weights (narrow_layout of w), if the caller keeps them
-    Floats* team = nullptr;     // set inside a team running a whole pass (see for_rows): its shared scratch
+    bool team = false;          // inside a team running a whole pass (see team_rows)
 };
 
 template <typename V>
@@ -216,20 +217,8 @@ static void run_row(const Args& a, int ho) {
 // Output rows, split over threads when `parallel` (each output's sums run in the same order
 // whatever the split); `pre(r)` for r < npre first (a bordered input copy), in the same
 // parallel region: one fork/join per conv, and the copy is split too.
-//
-// Inside a team of threads that runs a whole network pass together (a.team set: every thread
-// makes the same calls), the rows are split over that team with no region of their own: a
-// barrier per loop instead of a fork/join per conv (~3 us a conv on 2 threads, Zen 4: 16->4 at
-// 32x32 took 10.1 us on 2 threads against 13.0 on 1).
 template <typename F, typename G>
 static void for_rows(const Args& a, int nthreads, bool parallel, F&& row, int npre, G&& pre) {
-    if (a.team) {
-#pragma omp for schedule(static)
-        for (int r = 0; r < npre; ++r) pre(r);
-#pragma omp for schedule(static)
-        for (int ho = 0; ho < a.Ho; ++ho) row(ho);
-        return;
-    }
     if (!parallel) {
         for (int r = 0; r < npre; ++r) pre(r);
         for (int ho = 0; ho < a.Ho; ++ho) row(ho);
@@ -244,6 +233,22 @@ static void for_rows(const Args& a, int nthreads, bool parallel, F&& row, int np
     }
 }
 
+// Inside a team of threads that runs a whole network pass together (a.team: every thread makes
+// the same calls), band(r0, r1) runs this thread's output rows [r0, r1) (whole groups of `unit`
+// rows), everything it needs private to it, then one barrier: no fork/join per conv and no
+// barrier between a conv's steps (a shared bordered copy cost two more, ~0.5 us each on
+// 2 threads, Zen 4, for ~10 us convs).
+template <typename F>
+static void team_rows(const Args& a, int unit, F&& band) {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads(), groups = (a.Ho + unit - 1) / unit;
+    const int r0 = std::min(a.Ho, t * groups / nt * unit), r1 = std::min(a.Ho, (t + 1) * groups / nt * unit);
+    if (r0 < r1) band(r0, r1);
+#pragma omp barrier
+#else
+    band(0, a.Ho);
+#endif
+}
 template <typename F>
 static void for_rows(const Args& a, int nthreads, bool parallel, F&& row) {
     for_rows(a, nthreads, parallel, row, 0, [](int) {});
@@ -508,7 +513,13 @@ static void run_narrow(const Args& a, int nthreads, bool parallel) {
         narrow_layout(a.w, a.K, a.Cin, a.Kp, KP, wbuf.data());
         wd = wbuf.data();
     }
-    if constexpr (P <= 2) {
+    if (a.team) {  // P rows at a time: this thread's edge groups and rows
+        team_rows(a, P <= 2 ? 1 : P, [&](int r0, int r1) {
+            if constexpr (P > 2)
+                for (int g = r0 / P; g * P < r1; ++g) narrow_edges<P, KP>(a, wd, g);
+            for (int ho = r0; ho < r1; ++ho) narrow_row<P, KP>(a, wd, ho);
+        });
+    } else if constexpr (P <= 2) {
         for_rows(a, nthreads, parallel, [&](int ho) { narrow_row<P, KP>(a, wd, ho); });
     } else {  // edge columns in groups of P rows first, in the same parallel region
         for_rows(a, nthreads, parallel, [&](int ho) { narrow_row<P, KP>(a, wd, ho); }, (a.Ho + P - 1) / P,
@@ -573,13 +584,15 @@ static bool small_ok(const Args& a) {
 
 template <int CIN>
 static void run_small(const Args& a, int nthreads, bool parallel) {
-    thread_local Floats xbuf;
-    Floats& buf = a.team ? *a.team : xbuf;  // a team shares one bordered copy, sized by one thread
+    thread_local Floats xbuf;  // per thread: a team's threads each border the input rows they read
+    const Bordered xb = bordered(a, xbuf);
     if (a.team) {
-#pragma omp single
-        bordered(a, buf);
+        team_rows(a, 1, [&](int r0, int r1) {
+            for (int r = r0 * a.stride, end = std::min(xb.Hp, (r1 - 1) * a.stride + a.K); r < end; ++r) bordered_row(a, xb, r);
+            for (int ho = r0; ho < r1; ++ho) small_row<CIN>(a, xb.x, xb.Wp, ho);
+        });
+        return;
     }
-    const Bordered xb = bordered(a, buf);
     for_rows(a, nthreads, parallel, [&](int ho) { small_row<CIN>(a, xb.x, xb.Wp, ho); },
              xb.Hp, [&](int r) { bordered_row(a, xb, r); });
 }
@@ -612,7 +625,10 @@ static void run(const Args& a, int nthreads) {
         }
         return;
     }
-    for_rows(a, nthreads, parallel, [&](int ho) { run_row<NHWC>(a, ho); });
+    if (a.team)
+        team_rows(a, 1, [&](int r0, int r1) { for (int ho = r0; ho < r1; ++ho) run_row<NHWC>(a, ho); });
+    else
+        for_rows(a, nthreads, parallel, [&](int ho) { run_row<NHWC>(a, ho); });
 }
 }  // namespace
 
@@ -623,7 +639,7 @@ int conv_impl(const float* x, int H, int W, int Cin, long xs_h, long xs_w, long 
               const float* padv, int K, int stride, int pad,
               const float* w, const float* bias, int Kp, float alpha,
               const float* res, long rs_h, long rs_w, int res_lo, int res_hi,
-              int relu, const float* chscale, float* y, int nthreads, const float* wt, Floats* team = nullptr) {
+              int relu, const float* chscale, float* y, int nthreads, const float* wt, bool team = false) {
     if (Kp <= 0 || Kp % 4 != 0 || Cin <= 0 || Cin > kMaxCin || res_lo % 8 != 0 || res_hi % 8 != 0) return 1;
     if (K <= 0 || stride <= 0 || pad < 0 || H <= 0 || W <= 0 || H + 2 * pad < K || W + 2 * pad < K) return 1;
     Args a{x, H, W, Cin, K, stride, pad, xs_h, xs_w, xs_c, padv, w, bias, Kp, alpha,

@@ -56,8 +56,6 @@ struct Compact;
 
 struct Work {  // per-thread scratch, grown on demand
     Floats act[2], mid, scale, pooled, hidden, out;
-    Floats border;                    // a team's shared bordered copy (see Team)
-    std::shared_ptr<Compact> compact;  // a team's gathered weights for the block it runs
 };
 
 // The threads of one batch-1 pass (nthreads > 1): all of them run the whole pass, making the same
@@ -68,7 +66,6 @@ struct Work {  // per-thread scratch, grown on demand
 struct Team {
     Work* shared;
     bool on;
-    Floats* border() const { return on ? &shared->border : nullptr; }
 };
 
 // f() by one thread of the team (the others wait at the single's barrier), or by this thread.
@@ -225,7 +222,7 @@ int conv(const Team& t, const float* x, int H, int W, int C, const float* padv, 
          const float* w, const float* b, int Kp, float alpha, const float* res, long rs_h, long rs_w,
          int lo, int hi, int relu, const float* chscale, float* y, int nthreads, const float* wt = nullptr) {
     return conv_impl(x, H, W, C, (long)W * C, C, 1, padv, K, stride, pad, w, b, Kp, alpha,
-                     res, rs_h, rs_w, lo, hi, relu, chscale, y, nthreads, wt, t.border());
+                     res, rs_h, rs_w, lo, hi, relu, chscale, y, nthreads, wt, t.on);
 }
 
 // Block B's weights for the kept channels idx[0, kept) (padded to kp), from the cache or gathered.
@@ -330,17 +327,15 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
         std::string key(reinterpret_cast<const char*>(&net_id), sizeof(net_id));
         key.append(reinterpret_cast<const char*>(&index), sizeof(index));
         for (int k = 0; k < G; ++k) key.push_back((char)keep[k]);
-        // One lookup for a team, not one per thread contending for the cache's mutex; read by all
-        // after the single's barrier, before the next block writes it.
-        once(t, [&] { t.shared->compact = compact_for(B, key, idx, kept, kp); });
-        compact = t.shared->compact;
+        // Each thread of a team looks up on its own: the lock is cheaper than a barrier.
+        compact = compact_for(B, key, idx, kept, kp);
         const Compact& c = *compact;
         w1 = c.w1.data(); b1 = c.b1.data(); w2 = c.w2.data();
         if (!c.w1t.empty()) w1t = c.w1t.data();
     }
-    const size_t mid_size = (size_t)Ho * Wo * kp;
-    once(t, [&] { grow(t.shared->mid, mid_size); });  // grown by one thread, then the same buffer for all
-    float* mid = t.shared->mid.data();
+    // A team's shared middle buffer is sized before the team starts (grow_mid): growing it here
+    // would take a barrier per block.
+    float* mid = t.on ? t.shared->mid.data() : grow(t.shared->mid, (size_t)Ho * Wo * kp);
     int rc = conv(t, x, B.h, B.w, B.cin, nullptr, B.stride, 1, 3, w1, b1, kp, 1.f, nullptr, 0, 0, 0, 0, 1, sc, mid, nthreads, w1t);
     long rs_h = (long)B.w * B.cin, rs_w = B.cin;
     int lo = 0;
@@ -354,9 +349,19 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
 }  // namespace
 
 namespace {
-// One image through the network (see lcnas_net_forward); forced rows are this sample's.
-// Activation buffers for a pass of N, in w.
+// The middle buffer (conv1's output) for any block of N, in w.
+void grow_mid(const LcNet& N, Work& w) {
+    size_t most = 0;
+    for (int i = 0; i < N.nblocks; ++i) {
+        const LcBlock& B = N.blocks[i];
+        most = std::max(most, (size_t)((B.h - 1) / B.stride + 1) * ((B.w - 1) / B.stride + 1) * ((B.cmid + 3) / 4 * 4));
+    }
+    grow(w.mid, most);
+}
+
+// Activation and middle buffers for a pass of N, in w.
 void grow_acts(const LcNet& N, Work& w) {
+    grow_mid(N, w);
     int Ho = (N.h + 2 * N.stem_pad - 3) / N.stem_stride + 1, Wo = (N.w + 2 * N.stem_pad - 3) / N.stem_stride + 1;
     size_t most = (size_t)Ho * Wo * N.stem_cout;
     for (int i = 0; i < N.nblocks; ++i) {
@@ -376,7 +381,7 @@ int forward_pass(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w
     float* buf[2] = {t.shared->act[0].data(), t.shared->act[1].data()};  // sized by grow_acts
     *macs = 9.0 * N.cin * N.stem_cout * Ho * Wo;
     if (conv_impl(x, N.h, N.w, N.cin, xs_h, xs_w, xs_c, N.stem_padv, 3, N.stem_stride, N.stem_pad,
-                  N.stem_w, N.stem_b, N.stem_cout, 1.f, nullptr, 0, 0, 0, 0, 1, nullptr, buf[0], nthreads, nullptr, t.border()))
+                  N.stem_w, N.stem_b, N.stem_cout, 1.f, nullptr, 0, 0, 0, 0, 1, nullptr, buf[0], nthreads, nullptr, t.on))
         return 1;
     float* cur = buf[0];
     for (int i = 0; i < N.nblocks; ++i) {
@@ -475,6 +480,7 @@ extern "C" int lcnas_net_block(const LcNet* net, int i, const float* x, int n, f
     };
     if (n == 1) {  // as a forward pass runs it: a team for several threads (see forward_one)
         thread_local Work ws;
+        grow_mid(N, ws);
         rc = on_team(nthreads, ws, [&](Work& mine, const Team& t, bool first) { return one(0, nthreads, mine, t, first); });
     } else {
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic) reduction(| : rc)
