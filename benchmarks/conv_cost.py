@@ -10,7 +10,8 @@ at batch 1, for both of its kernels:
            shapes PyTorch's CPU convolution is im2col + GEMM, and the im2col of conv1's input does
            not shrink with its output channels.
   native   lcnas's direct convolution (lcnas/models/_native_conv.cpp), epilogue fused; kept widths
-           are padded to a multiple of 4 (its 8-float vectors plus a 4-float tail).
+           padded as the network engine runs them (``_native.kept_width``: multiples of 4, past 12
+           of 8).
 Rounds interleave every configuration; figures are medians of per-round ratios to the same
 kernel's full convs, and of the native kernel's time to PyTorch's.
 """
@@ -26,7 +27,7 @@ from _common import median, median_time_s, ratio_median
 
 from lcnas._env import environment_metadata
 from lcnas._io import write_json
-from lcnas.models._native import native, native_status, padded
+from lcnas.models._native import kept_width, native, native_status
 
 STAGES = ((16, 32), (32, 16), (64, 8))  # (width, feature-map side) of CIFAR ResNet stages 1-3
 
@@ -59,10 +60,12 @@ def main() -> None:
         return lambda: F.conv2d(x, w, b, 1, 1).relu_()
 
     def native_conv(cin: int, cout: int, side: int, residual: bool):
-        # conv2 reads conv1's padded output: its input has padded(k) channels, the extra ones zero
-        cin_p = padded(cin) if residual else cin
+        # As the engine runs a kept set: conv1 computes kept_width(k) outputs (the extra ones zero)
+        # and conv2 reads all of them
+        cin_p = kept_width(cin) if residual else cin
         x = torch.rand(1, cin_p, side, side, generator=gen).contiguous(memory_format=cl)
-        c = nat.pack(torch.rand(cout, cin, 3, 3, generator=gen), torch.rand(cout, generator=gen), 1, 1, in_channels=cin_p)
+        c = nat.pack(torch.rand(cout, cin, 3, 3, generator=gen), torch.rand(cout, generator=gen), 1, 1, in_channels=cin_p,
+                     width=None if residual else kept_width(cout))
         if residual:
             r = torch.rand(1, cout, side, side, generator=gen).contiguous(memory_format=cl)
             return lambda: nat(x, c, residual=r, relu=True)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._fold import fold_conv_bn
-from ._native import NativeConv, PackedConv, native, packable, padded, window_ok
+from ._native import NativeConv, PackedConv, kept_width, native, packable, window_ok
 from ._native_net import NativeNet, build_native_net, forced_arrays
 from ._normalize import Normalize
 from ._resnet import Bottleneck, PadShortcut
@@ -447,12 +447,12 @@ class HardExecutor:
 
     def _scale_index(self, pack: dict[str, Any], keep_row: tuple[bool, ...], groups: int, device: torch.device) -> torch.Tensor:
         """Column of each kept channel's scale in the channel gate's output row (cached per set),
-        padded to the native kernel's width by repeating a column (padded channels are zero)."""
+        padded to the native kernel's kept width by repeating a column (padded channels are zero)."""
         g = self.model.gate_config.group_size
 
         def make() -> torch.Tensor:
             cols = [groups + k for k, on in enumerate(keep_row) if on for _ in range(g)]
-            return torch.tensor(cols + cols[:1] * (padded(len(cols)) - len(cols)), device=device)
+            return torch.tensor(cols + cols[:1] * (kept_width(len(cols)) - len(cols)), device=device)
 
         return _lru(pack.setdefault("scale_index", OrderedDict()), keep_row, make)
 
@@ -482,9 +482,10 @@ class HardExecutor:
         """The block's convs for one kept set in the native layout; each conv reads the previous
         one's padded output, so its input rows are padded to match."""
         w = self._weights(pack, keep_row)
-        packed, cin = [], None
+        packed, cin, last = [], None, len(pack["convs"]) - 1
         for j, conv in enumerate(pack["convs"]):
-            p = nat.pack(w[2 * j], w[2 * j + 1], conv.stride[0], conv.padding[0], in_channels=cin)
+            width = kept_width(w[2 * j].shape[0]) if j < last else None  # inner convs: the engine's kept widths
+            p = nat.pack(w[2 * j], w[2 * j + 1], conv.stride[0], conv.padding[0], in_channels=cin, width=width)
             packed.append(p)
             cin = p.padded_out
         return tuple(packed)

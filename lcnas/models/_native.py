@@ -28,7 +28,8 @@ import torch
 
 from .._env import cpu_model, cpuinfo_field, user_cache_root
 
-__all__ = ["NativeConv", "PackedConv", "native", "native_status", "cache_dir", "compiler_available", "packable", "padded", "window_ok"]
+__all__ = ["NativeConv", "PackedConv", "native", "native_status", "cache_dir", "compiler_available", "kept_width", "packable", "padded",
+           "window_ok"]
 
 # The library is built from the network interpreter, which includes the convolution kernel.
 _SOURCE = Path(__file__).with_name("_native_net.cpp")
@@ -91,19 +92,26 @@ class NativeConv:
         blk.argtypes = [p, i, p, i, p, p, p, p, i, p, p, p, p, i]
         blk.restype = i
         self.net_block = blk  # one block of a packed network (what the latency tables time)
+        kw = lib.lcnas_kept_width
+        kw.argtypes = [i]
+        kw.restype = i
+        self.kept_width = kw  # the engine's conv1 width for a kept-channel count (see kept_width)
 
     @staticmethod
     def pack(weight: torch.Tensor, bias: torch.Tensor, stride: int, pad: int, in_channels: int | None = None,
-             pad_value: torch.Tensor | None = None) -> PackedConv:
+             pad_value: torch.Tensor | None = None, width: int | None = None) -> PackedConv:
         """Pack a ``Cout×Cin×K×K`` weight (square kernel, groups 1, dilation 1) and its bias.
 
         ``in_channels`` > Cin adds zero input rows, so the conv reads an input whose trailing
-        channels are another packed conv's zero padding.
+        channels are another packed conv's zero padding. ``width`` (a multiple of 4, at least
+        ``padded(Cout)``) is the output width to compute, the extra outputs zero; default ``padded(Cout)``.
         """
         cout, cin, kh, kw = weight.shape
         if kh != kw:
             raise ValueError(f"native conv needs a square kernel, got {kh}×{kw}")
-        kp = padded(cout)
+        kp = padded(cout) if width is None else width
+        if kp < padded(cout) or kp % _LANE:
+            raise ValueError(f"output width {kp} is not a multiple of {_LANE} of at least {padded(cout)}")
         w = weight.detach().float().permute(2, 3, 1, 0)
         if in_channels is not None and in_channels > cin:
             w = torch.cat([w, w.new_zeros(kh, kw, in_channels - cin, cout)], 2)
@@ -158,6 +166,14 @@ class NativeConv:
 def padded(channels: int, multiple: int = _LANE) -> int:
     """The kernel's output width for ``channels`` outputs (next multiple of its vector width)."""
     return -(-channels // multiple) * multiple
+
+
+def kept_width(channels: int) -> int:
+    """The width a block's conv1 runs at for ``channels`` kept channels (the extra ones zero):
+    ``padded``, and past 12 the next multiple of 8, where a 4-wide tail beside 8-wide vectors is
+    slower than 4 more channels (the network engine's ``kept_width`` is the same rule)."""
+    width = padded(channels)
+    return width + 4 if width > 12 and width % 8 else width
 
 
 def window_ok(*channels: int) -> bool:

@@ -101,6 +101,15 @@ int on_team(int nthreads, Work& ws, F&& f) {
     return f(ws, Team{&ws, false}, true);
 }
 
+// The width conv1 computes for `kept` channels (the extra ones zero): the kernel writes multiples
+// of 4, and past 12 multiples of 8. A 4-wide tail beside 8-wide vectors made 32->28 at 16x16 take
+// 1.24 of 32->32's time and 64->60 at 8x8 1.21 of 64->64's (benchmarks/conv_cost.py, Zen 4);
+// padded, the block costs at most its full width. Python's _native.padded is the same rule.
+int kept_width(int kept) {
+    int w = (kept + 3) / 4 * 4;
+    return w > 12 && w % 8 ? w + 4 : w;
+}
+
 // A block's weights restricted to one kept channel set (conv1's kept outputs, conv2's kept
 // inputs), zero-padded to a multiple of 4. Trained Channel-Nets choose among few recurring sets,
 // so the gathered weights are cached (LRU, shared by the threads of a batch), keyed by the
@@ -311,7 +320,7 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
     int nkept = 0;
     if (G > 0) for (int k = 0; k < G; ++k) nkept += keep[k];
     const int kept = G > 0 ? nkept * g : B.cmid;
-    const int kp = (kept + 3) / 4 * 4;  // the kernel writes widths in multiples of 4
+    const int kp = kept_width(kept);
     const float *w1 = B.w1, *b1 = B.b1, *w2 = B.w2, *w1t = nullptr;
     float* sc = nullptr;
     int idx[4096], n = 0;  // the kept channels, in order
@@ -427,6 +436,9 @@ int forward_one(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w,
     });
 }
 }  // namespace
+
+// kept_width for Python's test that _native.padded follows the same rule.
+extern "C" int lcnas_kept_width(int kept) { return kept_width(kept); }
 
 // n images (x: n x cin x h x w, any strides). Forced decisions per sample and block: forced_run
 // (n x nblocks; -1 none, 0, 1) and forced_keep (n x nblocks offsets into keep_bits, -1 none), each

@@ -133,6 +133,19 @@ def test_results_do_not_depend_on_the_thread_count(kernel):
     assert torch.equal(one, two)
 
 
+def test_kept_widths_follow_one_rule_in_python_and_the_engine(kernel):
+    # The per-block path packs conv1 to _native.kept_width(k) outputs, the network engine to its own
+    # kept_width(k): the latency tables time the engine, so the two must agree.
+    widths = [_native.kept_width(k) for k in range(1, 129)]
+    assert widths == [kernel.kept_width(k) for k in range(1, 129)]
+    assert widths[:16] == [4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12, 16, 16, 16, 16]
+    assert [_native.kept_width(k) for k in (20, 28, 44, 60, 64)] == [24, 32, 48, 64, 64]
+    w, b = torch.randn(28, 16, 3, 3), torch.randn(28)
+    assert kernel.pack(w, b, 1, 1, width=32).padded_out == 32
+    with pytest.raises(ValueError, match="output width 30"):
+        kernel.pack(w, b, 1, 1, width=30)
+
+
 def test_kernel_rejects_arguments_it_cannot_run(kernel):
     # Direct calls of the C entry point: zero outputs, negative padding, a kernel larger than the
     # padded image, a zero stride are refused (return 1) instead of read or written out of bounds.
