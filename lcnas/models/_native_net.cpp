@@ -104,14 +104,14 @@ int on_team(int nthreads, Work& ws, F&& f) {
 // The width conv1 computes for `kept` channels (the extra ones zero): the kernel writes multiples
 // of 4, and past 12 multiples of 8. A 4-wide tail beside 8-wide vectors made 32->28 at 16x16 take
 // 1.24 of 32->32's time and 64->60 at 8x8 1.21 of 64->64's (benchmarks/conv_cost.py, Zen 4);
-// padded, the block costs at most its full width. Python's _native.padded is the same rule.
+// padded, the block costs at most its full width. Python's _native.kept_width is the same rule.
 int kept_width(int kept) {
     int w = (kept + 3) / 4 * 4;
     return w > 12 && w % 8 ? w + 4 : w;
 }
 
 // A block's weights restricted to one kept channel set (conv1's kept outputs, conv2's kept
-// inputs), zero-padded to a multiple of 4. Trained Channel-Nets choose among few recurring sets,
+// inputs), zero-padded to kept_width. Trained Channel-Nets choose among few recurring sets,
 // so the gathered weights are cached (LRU, shared by the threads of a batch), keyed by the
 // network's id, the block and the set: a hit costs a hash lookup instead of a gather of
 // 9 x (Cin + Cout) x kept floats, which on an 8x8 map is a third of the convs' own work.
@@ -363,7 +363,7 @@ void grow_mid(const LcNet& N, Work& w) {
     size_t most = 0;
     for (int i = 0; i < N.nblocks; ++i) {
         const LcBlock& B = N.blocks[i];
-        most = std::max(most, (size_t)((B.h - 1) / B.stride + 1) * ((B.w - 1) / B.stride + 1) * ((B.cmid + 3) / 4 * 4));
+        most = std::max(most, (size_t)((B.h - 1) / B.stride + 1) * ((B.w - 1) / B.stride + 1) * kept_width(B.cmid));
     }
     grow(w.mid, most);
 }
@@ -437,7 +437,7 @@ int forward_one(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w,
 }
 }  // namespace
 
-// kept_width for Python's test that _native.padded follows the same rule.
+// kept_width, for Python's test that _native.kept_width follows the same rule.
 extern "C" int lcnas_kept_width(int kept) { return kept_width(kept); }
 
 // n images (x: n x cin x h x w, any strides). Forced decisions per sample and block: forced_run
