@@ -249,6 +249,7 @@ static void team_rows(const Args& a, int unit, F&& band) {
     band(0, a.Ho);
 #endif
 }
+
 template <typename F>
 static void for_rows(const Args& a, int nthreads, bool parallel, F&& row) {
     for_rows(a, nthreads, parallel, row, 0, [](int) {});

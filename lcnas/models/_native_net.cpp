@@ -52,17 +52,15 @@ struct LcNet {
 }
 
 namespace {
-struct Compact;
-
 struct Work {  // per-thread scratch, grown on demand
     Floats act[2], mid, scale, pooled, hidden, out;
 };
 
 // The threads of one batch-1 pass (nthreads > 1): all of them run the whole pass, making the same
-// decisions and calls, with the activations, the middle buffer and the bordered copies in the
-// first thread's Work (`shared`) and each conv's rows split over the team (for_rows): no
-// fork/join per conv. Outside a team (one thread, or an image of a batch) shared is the
-// thread's own Work and `on` is false.
+// decisions and calls, with the activations and the middle buffer in the first thread's Work
+// (`shared`) and each conv's rows split into one band per thread (team_rows, which borders its
+// own input rows): no fork/join per conv. Outside a team (one thread, or an image of a batch)
+// shared is the thread's own Work and `on` is false.
 struct Team {
     Work* shared;
     bool on;
