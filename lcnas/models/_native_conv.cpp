@@ -234,15 +234,16 @@ static void for_rows(const Args& a, int nthreads, bool parallel, F&& row, int np
 }
 
 // Inside a team of threads that runs a whole network pass together (a.team: every thread makes
-// the same calls), band(r0, r1) runs this thread's output rows [r0, r1) (whole groups of `unit`
-// rows), everything it needs private to it, then one barrier: no fork/join per conv and no
-// barrier between a conv's steps (a shared bordered copy cost two more, ~0.5 us each on
-// 2 threads, Zen 4, for ~10 us convs).
+// the same calls), band(r0, r1) runs this thread's equal share [r0, r1) of the output rows,
+// everything it needs private to it, then one barrier: no fork/join per conv and no barrier
+// between a conv's steps (a shared bordered copy cost two more, ~0.5 us each on 2 threads,
+// Zen 4, for ~10 us convs). Shares are equal to the row: bands in whole groups of the narrow
+// kernel's 6 rows gave one of 2 threads 18 of 32 rows.
 template <typename F>
-static void team_rows(const Args& a, int unit, F&& band) {
+static void team_rows(const Args& a, F&& band) {
 #ifdef _OPENMP
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads(), groups = (a.Ho + unit - 1) / unit;
-    const int r0 = std::min(a.Ho, t * groups / nt * unit), r1 = std::min(a.Ho, (t + 1) * groups / nt * unit);
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int r0 = t * a.Ho / nt, r1 = (t + 1) * a.Ho / nt;
     if (r0 < r1) band(r0, r1);
 #pragma omp barrier
 #else
@@ -475,19 +476,21 @@ static void narrow_edge_column(const Args& a, const float* wd, int ho0, int wo) 
     narrow_epilogue<P, KP>(a, acc, ho0, wo, 1, 0);
 }
 
-// The edge columns of rows [g P, g P + P) (fewer in the last group), for narrow_row's P > 2.
+// narrow_edge_column for m <= P rows (a band's or the map's last group may be short).
 template <int P, int KP>
-static void narrow_edges(const Args& a, const float* wd, int g) {
+static void narrow_edge_rows(const Args& a, const float* wd, int ho0, int m, int wo) {
+    if (m == P) narrow_edge_column<P, KP>(a, wd, ho0, wo);
+    else if constexpr (P > 1) narrow_edge_rows<P - 1, KP>(a, wd, ho0, m, wo);
+}
+
+// The edge columns of rows [ho0, ho0 + m), m <= P, for narrow_row's P > 2.
+template <int P, int KP>
+static void narrow_edges(const Args& a, const float* wd, int ho0, int m) {
     const Interior in = interior_columns(a);
-    const int ho0 = g * P;
     for (int wo = 0; wo < a.Wo; ++wo) {
         if (wo == in.lo) wo = in.end;
         if (wo >= a.Wo) break;
-        if (ho0 + P <= a.Ho) {
-            narrow_edge_column<P, KP>(a, wd, ho0, wo);
-            continue;
-        }
-        for (int ho = ho0; ho < a.Ho; ++ho) narrow_tile<1, KP, true>(a, wd, ho, wo);
+        narrow_edge_rows<P, KP>(a, wd, ho0, m, wo);
     }
 }
 
@@ -514,17 +517,17 @@ static void run_narrow(const Args& a, int nthreads, bool parallel) {
         narrow_layout(a.w, a.K, a.Cin, a.Kp, KP, wbuf.data());
         wd = wbuf.data();
     }
-    if (a.team) {  // P rows at a time: this thread's edge groups and rows
-        team_rows(a, P <= 2 ? 1 : P, [&](int r0, int r1) {
+    if (a.team) {  // an equal share of rows (groups of P from the band's first row): edges, then rows
+        team_rows(a, [&](int r0, int r1) {
             if constexpr (P > 2)
-                for (int g = r0 / P; g * P < r1; ++g) narrow_edges<P, KP>(a, wd, g);
+                for (int ho = r0; ho < r1; ho += P) narrow_edges<P, KP>(a, wd, ho, std::min(P, r1 - ho));
             for (int ho = r0; ho < r1; ++ho) narrow_row<P, KP>(a, wd, ho);
         });
     } else if constexpr (P <= 2) {
         for_rows(a, nthreads, parallel, [&](int ho) { narrow_row<P, KP>(a, wd, ho); });
     } else {  // edge columns in groups of P rows first, in the same parallel region
         for_rows(a, nthreads, parallel, [&](int ho) { narrow_row<P, KP>(a, wd, ho); }, (a.Ho + P - 1) / P,
-                 [&](int g) { narrow_edges<P, KP>(a, wd, g); });
+                 [&](int g) { narrow_edges<P, KP>(a, wd, g * P, std::min(P, a.Ho - g * P)); });
     }
 }
 
@@ -588,7 +591,7 @@ static void run_small(const Args& a, int nthreads, bool parallel) {
     thread_local Floats xbuf;  // per thread: a team's threads each border the input rows they read
     const Bordered xb = bordered(a, xbuf);
     if (a.team) {
-        team_rows(a, 1, [&](int r0, int r1) {
+        team_rows(a, [&](int r0, int r1) {
             for (int r = r0 * a.stride, end = std::min(xb.Hp, (r1 - 1) * a.stride + a.K); r < end; ++r) bordered_row(a, xb, r);
             for (int ho = r0; ho < r1; ++ho) small_row<CIN>(a, xb.x, xb.Wp, ho);
         });
@@ -627,7 +630,7 @@ static void run(const Args& a, int nthreads) {
         return;
     }
     if (a.team)
-        team_rows(a, 1, [&](int r0, int r1) { for (int ho = r0; ho < r1; ++ho) run_row<NHWC>(a, ho); });
+        team_rows(a, [&](int r0, int r1) { for (int ho = r0; ho < r1; ++ho) run_row<NHWC>(a, ho); });
     else
         for_rows(a, nthreads, parallel, [&](int ho) { run_row<NHWC>(a, ho); });
 }
