@@ -75,9 +75,6 @@ struct Args {
     int relu; const float* chscale;
     float* y; int Ho, Wo;
     const float* wt = nullptr;  // the narrow kernel's weights (narrow_layout of w), if the caller keeps them
-    // Per (kh, kw, ci), its Kp weights, instead of w's contiguous [K][K][Cin][Kp]: a block's conv2
-    // reads its kept inputs' rows where they are in the full weights (see Compact).
-    const float* const* wrows = nullptr;
     bool team = false;          // inside a team running a whole pass (see team_rows)
 };
 
@@ -132,14 +129,7 @@ static inline void tile_epilogue(const Args& a, v8 (&acc)[P][B], int ho, int wo0
 // P output pixels along a row x (B 8-channel vectors + T ? one 4-channel vector) from channel c0.
 // The 4-wide tail rides in the same pass as the 8-wide vectors, so a kept width of 12 or 28
 // (3 or 7 groups of 4) reads its input once, not twice.
-// The Kp weights of input ci at tap (kh, kw): from wrows when ROWS, else from the contiguous w.
-template <bool ROWS>
-static inline const float* weight_row(const Args& a, int kh, int kw, int ci) {
-    const long r = ((long)kh * a.K + kw) * a.Cin + ci;
-    return ROWS ? a.wrows[r] : a.w + r * a.Kp;
-}
-
-template <int P, int B, bool T, bool NHWC, bool ROWS>
+template <int P, int B, bool T, bool NHWC>
 static inline void tile(const Args& a, int ho, int wo0, int c0) {
     v8 acc[P][B > 0 ? B : 1];
     v4 acct[P];
@@ -170,10 +160,9 @@ static inline void tile(const Args& a, int ho, int wo0, int c0) {
             }
             const float* wr = wk + (long)kw * Cin * Kp;
             for (int ci = 0; ci < Cin; ++ci) {
-                const float* wc = ROWS ? weight_row<true>(a, kh, kw, ci) + c0 : wr + (long)ci * Kp;
                 v8 wv[B > 0 ? B : 1];
-                for (int b = 0; b < B; ++b) wv[b] = load<v8>(wc + b * 8);
-                v4 wt = T ? load<v4>(wc + B * 8) : v4{};
+                for (int b = 0; b < B; ++b) wv[b] = load<v8>(wr + (long)ci * Kp + b * 8);
+                v4 wt = T ? load<v4>(wr + (long)ci * Kp + B * 8) : v4{};
                 for (int p = 0; p < P; ++p) {
                     float xs = NHWC ? xp[p][ci] : xp[p][ci * st[p]];
                     for (int b = 0; b < B; ++b) acc[p][b] += xs * wv[b];
@@ -194,32 +183,32 @@ static inline void tile(const Args& a, int ho, int wo0, int c0) {
     }
 }
 
-template <int B, bool T, bool NHWC, bool ROWS>
+template <int B, bool T, bool NHWC>
 static inline void row_blocks(const Args& a, int ho, int c0) {
     constexpr int V = B + (T ? 1 : 0);
     constexpr int P = kPixels(V);
     int wo = 0;
-    for (; wo + P <= a.Wo; wo += P) tile<P, B, T, NHWC, ROWS>(a, ho, wo, c0);
-    for (; wo < a.Wo; ++wo) tile<1, B, T, NHWC, ROWS>(a, ho, wo, c0);
+    for (; wo + P <= a.Wo; wo += P) tile<P, B, T, NHWC>(a, ho, wo, c0);
+    for (; wo < a.Wo; ++wo) tile<1, B, T, NHWC>(a, ho, wo, c0);
 }
 
-template <bool NHWC, bool ROWS>
+template <bool NHWC>
 static void run_row(const Args& a, int ho) {
     int nb = a.Kp / 8, ob = 0;
     const bool tail = a.Kp % 8 != 0;
     // Pairs of vectors over 8 pixels (16 accumulators): measured faster than 4 vectors over 4
     // pixels although the input is read once per pair (Zen 4: 44 vs 74 us for 64->64 on 8x8).
-    for (; ob + 2 <= nb && nb - ob != 3; ob += 2) row_blocks<2, false, NHWC, ROWS>(a, ho, ob * 8);
+    for (; ob + 2 <= nb && nb - ob != 3; ob += 2) row_blocks<2, false, NHWC>(a, ho, ob * 8);
     // the last 0-3 vectors of 8 and the 4-wide tail in one pass
     const int c0 = ob * 8;
     switch ((nb - ob) * 2 + (tail ? 1 : 0)) {
-        case 7: row_blocks<3, true, NHWC, ROWS>(a, ho, c0); break;
-        case 6: row_blocks<3, false, NHWC, ROWS>(a, ho, c0); break;
-        case 5: row_blocks<2, true, NHWC, ROWS>(a, ho, c0); break;
-        case 4: row_blocks<2, false, NHWC, ROWS>(a, ho, c0); break;
-        case 3: row_blocks<1, true, NHWC, ROWS>(a, ho, c0); break;
-        case 2: row_blocks<1, false, NHWC, ROWS>(a, ho, c0); break;
-        case 1: row_blocks<0, true, NHWC, ROWS>(a, ho, c0); break;
+        case 7: row_blocks<3, true, NHWC>(a, ho, c0); break;
+        case 6: row_blocks<3, false, NHWC>(a, ho, c0); break;
+        case 5: row_blocks<2, true, NHWC>(a, ho, c0); break;
+        case 4: row_blocks<2, false, NHWC>(a, ho, c0); break;
+        case 3: row_blocks<1, true, NHWC>(a, ho, c0); break;
+        case 2: row_blocks<1, false, NHWC>(a, ho, c0); break;
+        case 1: row_blocks<0, true, NHWC>(a, ho, c0); break;
         default: break;
     }
 }
@@ -507,7 +496,7 @@ static void narrow_edges(const Args& a, const float* wd, int ho0, int m) {
 
 static bool narrow_ok(const Args& a) {
     // (the edge columns read up to K x Cin zeros for rows outside the image: within g_zero)
-    return !a.wrows && a.Kp <= 12 && a.Cin % 8 == 0 && (long)a.K * a.Cin <= kMaxCin && !a.padv && a.xs_c == 1 && a.xs_w == a.Cin;
+    return a.Kp <= 12 && a.Cin % 8 == 0 && (long)a.K * a.Cin <= kMaxCin && !a.padv && a.xs_c == 1 && a.xs_w == a.Cin;
 }
 
 // [K][K][Cin][Kp] weights (first `kp` outputs) in the narrow kernel's layout [kh][(kw, ci) / 8][kp][8].
@@ -551,7 +540,7 @@ static void run_narrow(const Args& a, int nthreads, bool parallel) {
 // A tile is only 3 x 3 x Cin steps long, so its set-up and epilogue weigh: on 32-pixel rows,
 // tiles of 12 pixels (24 accumulators) with the 3x3 size known at compile time took 4->16 from
 // 17.2 to 15.7 us and the stem from 13.7 to 12.3 (Zen 4).
-template <int P, int B, int CIN, int KK, bool ROWS>  // KK: the kernel size, or 0 for a.K; ROWS: see weight_row
+template <int P, int B, int CIN, int KK>  // KK: the kernel size, or 0 for a.K
 static inline void small_tile(const Args& a, const float* xpad, int Wp, int ho, int wo0, int c0) {
     v8 acc[P][B];
     for (int b = 0; b < B; ++b) {
@@ -563,11 +552,9 @@ static inline void small_tile(const Args& a, const float* xpad, int Wp, int ho, 
     for (int kh = 0; kh < K; ++kh) {
         const float* xr = xpad + ((long)(ho * a.stride + kh) * Wp + (long)wo0 * a.stride) * CIN;
         const float* wk = a.w + (long)kh * n * Kp + c0;
-        const float* const* wrow = ROWS ? a.wrows + (long)kh * n : nullptr;  // j = kw CIN + ci, as in w
         for (int j = 0; j < n; ++j) {
-            const float* wj = ROWS ? wrow[j] + c0 : wk + (long)j * Kp;
             v8 wv[B];
-            for (int b = 0; b < B; ++b) wv[b] = load<v8>(wj + b * 8);
+            for (int b = 0; b < B; ++b) wv[b] = load<v8>(wk + (long)j * Kp + b * 8);
             for (int p = 0; p < P; ++p) {
                 float xs = xr[p * ps + j];
                 for (int b = 0; b < B; ++b) acc[p][b] += xs * wv[b];
@@ -577,19 +564,19 @@ static inline void small_tile(const Args& a, const float* xpad, int Wp, int ho, 
     tile_epilogue<P, B>(a, acc, ho, wo0, c0);
 }
 
-template <int CIN, bool ROWS>
+template <int CIN>
 static void small_row(const Args& a, const float* xpad, int Wp, int ho) {
     for (int c0 = 0; c0 < a.Kp; c0 += 16) {
         int wo = 0;
         if (a.K == 3) {
             if (a.Wo >= 24)  // 12-pixel tiles (24 accumulators) where they leave no long remainder
-                for (; wo + 12 <= a.Wo; wo += 12) small_tile<12, 2, CIN, 3, ROWS>(a, xpad, Wp, ho, wo, c0);
-            for (; wo + 8 <= a.Wo; wo += 8) small_tile<8, 2, CIN, 3, ROWS>(a, xpad, Wp, ho, wo, c0);
-            for (; wo + 4 <= a.Wo; wo += 4) small_tile<4, 2, CIN, 3, ROWS>(a, xpad, Wp, ho, wo, c0);
-            for (; wo < a.Wo; ++wo) small_tile<1, 2, CIN, 3, ROWS>(a, xpad, Wp, ho, wo, c0);
+                for (; wo + 12 <= a.Wo; wo += 12) small_tile<12, 2, CIN, 3>(a, xpad, Wp, ho, wo, c0);
+            for (; wo + 8 <= a.Wo; wo += 8) small_tile<8, 2, CIN, 3>(a, xpad, Wp, ho, wo, c0);
+            for (; wo + 4 <= a.Wo; wo += 4) small_tile<4, 2, CIN, 3>(a, xpad, Wp, ho, wo, c0);
+            for (; wo < a.Wo; ++wo) small_tile<1, 2, CIN, 3>(a, xpad, Wp, ho, wo, c0);
         } else {
-            for (; wo + 8 <= a.Wo; wo += 8) small_tile<8, 2, CIN, 0, ROWS>(a, xpad, Wp, ho, wo, c0);
-            for (; wo < a.Wo; ++wo) small_tile<1, 2, CIN, 0, ROWS>(a, xpad, Wp, ho, wo, c0);
+            for (; wo + 8 <= a.Wo; wo += 8) small_tile<8, 2, CIN, 0>(a, xpad, Wp, ho, wo, c0);
+            for (; wo < a.Wo; ++wo) small_tile<1, 2, CIN, 0>(a, xpad, Wp, ho, wo, c0);
         }
     }
 }
@@ -599,44 +586,19 @@ static bool small_ok(const Args& a) {
     return a.Kp % 16 == 0 && (a.Cin == 3 || (a.Cin % 4 == 0 && a.Cin <= 32));
 }
 
-template <int CIN, bool ROWS>
+template <int CIN>
 static void run_small(const Args& a, int nthreads, bool parallel) {
     thread_local Floats xbuf;  // per thread: a team's threads each border the input rows they read
     const Bordered xb = bordered(a, xbuf);
     if (a.team) {
         team_rows(a, [&](int r0, int r1) {
             for (int r = r0 * a.stride, end = std::min(xb.Hp, (r1 - 1) * a.stride + a.K); r < end; ++r) bordered_row(a, xb, r);
-            for (int ho = r0; ho < r1; ++ho) small_row<CIN, ROWS>(a, xb.x, xb.Wp, ho);
+            for (int ho = r0; ho < r1; ++ho) small_row<CIN>(a, xb.x, xb.Wp, ho);
         });
         return;
     }
-    for_rows(a, nthreads, parallel, [&](int ho) { small_row<CIN, ROWS>(a, xb.x, xb.Wp, ho); },
+    for_rows(a, nthreads, parallel, [&](int ho) { small_row<CIN>(a, xb.x, xb.Wp, ho); },
              xb.Hp, [&](int r) { bordered_row(a, xb, r); });
-}
-
-template <bool ROWS>
-static void run_small_cin(const Args& a, int nthreads, bool parallel) {
-    // The loop length known at compile time: with a runtime one the same kernel ran
-    // 12->16 at 32x32 in 61 us against 34 (and 40 on `outputs`).
-    switch (a.Cin) {
-        case 3: run_small<3, ROWS>(a, nthreads, parallel); break;
-        case 4: run_small<4, ROWS>(a, nthreads, parallel); break;
-        case 8: run_small<8, ROWS>(a, nthreads, parallel); break;
-        case 12: run_small<12, ROWS>(a, nthreads, parallel); break;
-        case 16: run_small<16, ROWS>(a, nthreads, parallel); break;
-        case 20: run_small<20, ROWS>(a, nthreads, parallel); break;
-        case 24: run_small<24, ROWS>(a, nthreads, parallel); break;
-        case 28: run_small<28, ROWS>(a, nthreads, parallel); break;
-        default: run_small<32, ROWS>(a, nthreads, parallel); break;
-    }
-}
-
-template <bool NHWC, bool ROWS>
-static void run_rows(const Args& a, int nthreads, bool parallel) {
-    if (a.team)
-        team_rows(a, [&](int r0, int r1) { for (int ho = r0; ho < r1; ++ho) run_row<NHWC, ROWS>(a, ho); });
-    else
-        for_rows(a, nthreads, parallel, [&](int ho) { run_row<NHWC, ROWS>(a, ho); });
 }
 
 template <bool NHWC>
@@ -652,17 +614,25 @@ static void run(const Args& a, int nthreads) {
         return;
     }
     if (small_ok(a)) {
-        if (a.wrows) run_small_cin<true>(a, nthreads, parallel);
-        else run_small_cin<false>(a, nthreads, parallel);
+        // The loop length known at compile time: with a runtime one the same kernel ran
+        // 12->16 at 32x32 in 61 us against 34 (and 40 on `outputs`).
+        switch (a.Cin) {
+            case 3: run_small<3>(a, nthreads, parallel); break;
+            case 4: run_small<4>(a, nthreads, parallel); break;
+            case 8: run_small<8>(a, nthreads, parallel); break;
+            case 12: run_small<12>(a, nthreads, parallel); break;
+            case 16: run_small<16>(a, nthreads, parallel); break;
+            case 20: run_small<20>(a, nthreads, parallel); break;
+            case 24: run_small<24>(a, nthreads, parallel); break;
+            case 28: run_small<28>(a, nthreads, parallel); break;
+            default: run_small<32>(a, nthreads, parallel); break;
+        }
         return;
     }
-    if constexpr (NHWC) {
-        if (a.wrows) {
-            run_rows<NHWC, true>(a, nthreads, parallel);
-            return;
-        }
-    }
-    run_rows<NHWC, false>(a, nthreads, parallel);
+    if (a.team)
+        team_rows(a, [&](int r0, int r1) { for (int ho = r0; ho < r1; ++ho) run_row<NHWC>(a, ho); });
+    else
+        for_rows(a, nthreads, parallel, [&](int ho) { run_row<NHWC>(a, ho); });
 }
 }  // namespace
 
@@ -673,13 +643,11 @@ int conv_impl(const float* x, int H, int W, int Cin, long xs_h, long xs_w, long 
               const float* padv, int K, int stride, int pad,
               const float* w, const float* bias, int Kp, float alpha,
               const float* res, long rs_h, long rs_w, int res_lo, int res_hi,
-              int relu, const float* chscale, float* y, int nthreads, const float* wt, bool team = false,
-              const float* const* wrows = nullptr) {
+              int relu, const float* chscale, float* y, int nthreads, const float* wt, bool team = false) {
     if (Kp <= 0 || Kp % 4 != 0 || Cin <= 0 || Cin > kMaxCin || res_lo % 8 != 0 || res_hi % 8 != 0) return 1;
-    if (wrows && !(xs_c == 1 && xs_w == Cin)) return 1;  // weight rows: NHWC input only
     if (K <= 0 || stride <= 0 || pad < 0 || H <= 0 || W <= 0 || H + 2 * pad < K || W + 2 * pad < K) return 1;
     Args a{x, H, W, Cin, K, stride, pad, xs_h, xs_w, xs_c, padv, w, bias, Kp, alpha,
-           res, rs_h, rs_w, res_lo, res_hi, relu, chscale, y, 0, 0, wt, wrows, team};
+           res, rs_h, rs_w, res_lo, res_hi, relu, chscale, y, 0, 0, wt, team};
     a.Ho = (H + 2 * pad - K) / stride + 1;
     a.Wo = (W + 2 * pad - K) / stride + 1;
     if (xs_c == 1 && xs_w == Cin) run<true>(a, nthreads);

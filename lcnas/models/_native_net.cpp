@@ -10,8 +10,7 @@
 // global average pooling + linear head (the CIFAR ResNets). Other models keep the per-conv path.
 // A block's kept channel groups are gathered into compact weights (9 x Cin x kept floats for
 // conv1, 9 x kept x Cout for conv2, and conv1's narrow-kernel layout where it takes that kernel),
-// cached per channel set (see Compact), so any set runs at full vector width; one thread reads
-// conv2's kept rows in place instead.
+// cached per channel set (see Compact), so any set runs at full vector width.
 #include "_native_conv.cpp"
 
 #include <cmath>
@@ -114,16 +113,11 @@ int kept_width(int kept) {
 // so the gathered weights are cached (LRU, shared by the threads of a batch), keyed by the
 // network's id, the block and the set: a hit costs a hash lookup instead of a gather of
 // 9 x (Cin + Cout) x kept floats, which on an 8x8 map is a third of the convs' own work.
-// conv2 also has its kept inputs' rows where they are in the full weights (w2rows, zeros for
-// the padding): one thread reads those, so that all sets of a block and the full network share
-// one copy of conv2's weights in the cache (4 sets of 48 of 64 kept had 3 copies' worth);
-// a batch-1 team reads the gathered copy (see block()).
 struct Compact {
     Floats w1, b1, w2;
     Floats w1t;  // w1 in the narrow kernel's layout, when conv1 takes it (else empty)
-    std::vector<const float*> w2rows;  // per (kh, kw, kept input): its Cout weights
     unsigned long long used = 0;
-    size_t floats() const { return w1.size() + b1.size() + w2.size() + w1t.size() + w2rows.size() * sizeof(float*) / sizeof(float); }
+    size_t floats() const { return w1.size() + b1.size() + w2.size() + w1t.size(); }
 };
 const size_t kCacheFloats = (size_t)16 << 20;  // 64 MiB of gathered weights at most
 
@@ -233,10 +227,9 @@ long head(const LcGateHead& g, const float* h, float* out) {
 
 int conv(const Team& t, const float* x, int H, int W, int C, const float* padv, int stride, int pad, int K,
          const float* w, const float* b, int Kp, float alpha, const float* res, long rs_h, long rs_w,
-         int lo, int hi, int relu, const float* chscale, float* y, int nthreads, const float* wt = nullptr,
-         const float* const* wrows = nullptr) {
+         int lo, int hi, int relu, const float* chscale, float* y, int nthreads, const float* wt = nullptr) {
     return conv_impl(x, H, W, C, (long)W * C, C, 1, padv, K, stride, pad, w, b, Kp, alpha,
-                     res, rs_h, rs_w, lo, hi, relu, chscale, y, nthreads, wt, t.on, wrows);
+                     res, rs_h, rs_w, lo, hi, relu, chscale, y, nthreads, wt, t.on);
 }
 
 // Block B's weights for the kept channels idx[0, kept) (padded to kp), from the cache or gathered.
@@ -248,7 +241,6 @@ std::shared_ptr<Compact> compact_for(const LcBlock& B, const std::string& key, c
     c.w1.assign((size_t)9 * B.cin * kp, 0.f);
     c.b1.assign(kp, 0.f);
     c.w2.assign((size_t)9 * kp * B.cout, 0.f);
-    c.w2rows.assign((size_t)9 * kp, g_zero);  // the padding's rows: zeros (B.cout <= kMaxCin)
     for (int t = 0; t < 9 * B.cin; ++t) {
         const float* src = B.w1 + (long)t * B.cmid;
         float* dst = c.w1.data() + (long)t * kp;
@@ -256,11 +248,8 @@ std::shared_ptr<Compact> compact_for(const LcBlock& B, const std::string& key, c
     }
     for (int j = 0; j < kept; ++j) c.b1[j] = B.b1[idx[j]];
     for (int t = 0; t < 9; ++t)
-        for (int j = 0; j < kept; ++j) {
-            const float* row = B.w2 + ((long)t * B.cmid + idx[j]) * B.cout;
-            c.w2rows[(size_t)t * kp + j] = row;
-            std::memcpy(c.w2.data() + ((long)t * kp + j) * B.cout, row, sizeof(float) * B.cout);
-        }
+        for (int j = 0; j < kept; ++j)
+            std::memcpy(c.w2.data() + ((long)t * kp + j) * B.cout, B.w2 + ((long)t * B.cmid + idx[j]) * B.cout, sizeof(float) * B.cout);
     if (narrow_takes(B.cin, kp)) {  // kept once, not transposed on every call
         c.w1t.resize(c.w1.size());
         narrow_layout(c.w1.data(), 3, B.cin, kp, kp, c.w1t.data());
@@ -331,7 +320,6 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
     const int kept = G > 0 ? nkept * g : B.cmid;
     const int kp = kept_width(kept);
     const float *w1 = B.w1, *b1 = B.b1, *w2 = B.w2, *w1t = nullptr;
-    const float* const* w2rows = nullptr;
     float* sc = nullptr;
     int idx[4096], n = 0;  // the kept channels, in order
     for (int k = 0; k < (G > 0 ? G : 1); ++k)
@@ -349,12 +337,7 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
         // Each thread of a team looks up on its own: the lock is cheaper than a barrier.
         compact = compact_for(B, key, idx, kept, kp);
         const Compact& c = *compact;
-        w1 = c.w1.data(); b1 = c.b1.data();
-        // One thread: conv2's rows in place (same-process A/B of whole ResNet-20 calls, 1 thread,
-        // 25-75 % of channels kept: 0.96-0.99 of the time in two runs). A batch-1 team: the
-        // gathered copy (in place took 1.05-1.09 of the time on 2 threads; scratch, Zen 4).
-        if (t.on) w2 = c.w2.data();
-        else w2rows = c.w2rows.data();
+        w1 = c.w1.data(); b1 = c.b1.data(); w2 = c.w2.data();
         if (!c.w1t.empty()) w1t = c.w1t.data();
     }
     // A team's shared middle buffer is sized before the team starts (grow_mid): growing it here
@@ -364,8 +347,7 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
     long rs_h = (long)B.w * B.cin, rs_w = B.cin;
     int lo = 0;
     if (B.pad_stride) { rs_h *= B.pad_stride; rs_w *= B.pad_stride; lo = B.pad_lo; }
-    rc |= conv(t, mid, Ho, Wo, kp, nullptr, 1, 1, 3, w2, B.b2, B.cout, alpha, x, rs_h, rs_w, lo, lo + B.cin, 1, nullptr, spare, nthreads,
-               nullptr, w2rows);
+    rc |= conv(t, mid, Ho, Wo, kp, nullptr, 1, 1, 3, w2, B.b2, B.cout, alpha, x, rs_h, rs_w, lo, lo + B.cin, 1, nullptr, spare, nthreads);
     *macs += 9.0 * Ho * Wo * kept * ((double)B.cin + B.cout);
     *ran = 1;
     *kept_out = kept;
