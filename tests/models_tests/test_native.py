@@ -324,7 +324,8 @@ def test_batch_1_team_of_threads_equals_one_thread(kernel, name):
     # rows split, shared buffers): gates evaluated (skips, kept sets, scales, skipped downsampling
     # blocks) and forced decisions give bit-identical logits, traces and FLOPs on 1 and 2 threads,
     # and the packed network's single-block call matches too. Three threads (over this machine's
-    # cores or not) split rows unevenly, and the narrow kernel's P-row groups across threads.
+    # cores or not) split rows unevenly (32 as 10 / 11 / 11), so the narrow kernel's P-row edge
+    # groups, counted from each band's first row, end short of P inside a band.
     model = _gated(name)
     nb = len(model.blocks())
     gen = torch.Generator().manual_seed(5)
