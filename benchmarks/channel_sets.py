@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=250)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    if args.images < 1 or args.batch < 1:
+        ap.error(f"--images and --batch must be at least 1, got {args.images} and {args.batch}")
     torch.set_grad_enabled(False)
     try:
         model = load_model(args.checkpoint)
