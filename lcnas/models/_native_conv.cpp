@@ -22,6 +22,7 @@
 // Built at first use by lcnas/models/_native.py with -O3 -march=native. Each output's operations
 // run in a fixed order, so results do not depend on the thread count.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -32,6 +33,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include <sched.h>
 
 // Buffers on 64-byte boundaries: std::vector's 16-byte ones split every other 8-float load across
 // two cache lines (gathered weights of a 12-kept conv2 at 32x32: 64 vs 37 us in the network).
@@ -233,6 +235,44 @@ static void for_rows(const Args& a, int nthreads, bool parallel, F&& row, int np
     }
 }
 
+// The barrier of a batch-1 team: a counter and a generation on their own cache lines, waited on
+// by spinning. libgomp's team barrier makes a futex_wake system call on every completion
+// (config/linux/bar.c): 0.24-0.30 us per 2-thread barrier here against this one's 0.03 (scratch
+// probe, Zen 4 VM), and up to 1.4-9 us in this host's slow spells, where this one stayed under
+// 0.4. A pass has 2 per block. After 4096 pauses (tens of us) a waiter yields its core each
+// round, so more threads than cores still progress.
+struct alignas(64) TeamBarrier {
+    std::atomic<int> arrived{0};
+    alignas(64) std::atomic<unsigned> generation{0};
+
+    void wait(int nthreads) {
+        const unsigned g = generation.load(std::memory_order_relaxed);  // only our arrival can end g
+        if (arrived.fetch_add(1, std::memory_order_acq_rel) == nthreads - 1) {
+            arrived.store(0, std::memory_order_relaxed);  // before the release below: the next round starts at 0
+            generation.store(g + 1, std::memory_order_release);
+            return;
+        }
+        for (int spins = 0; generation.load(std::memory_order_acquire) == g; ++spins) {
+            if (spins < (1 << 12)) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            } else {
+                sched_yield();
+            }
+        }
+    }
+};
+
+// The barrier of the team this thread runs a pass in (set by the team's owner for its threads).
+static thread_local TeamBarrier* t_team_barrier = nullptr;
+
+static inline void team_barrier() {
+#ifdef _OPENMP
+    t_team_barrier->wait(omp_get_num_threads());
+#endif
+}
+
 // Inside a team of threads that runs a whole network pass together (a.team: every thread makes
 // the same calls), band(r0, r1) runs this thread's equal share [r0, r1) of the output rows,
 // everything it needs private to it, then one barrier: no fork/join per conv and no barrier
@@ -245,7 +285,7 @@ static void team_rows(const Args& a, F&& band) {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int r0 = t * a.Ho / nt, r1 = (t + 1) * a.Ho / nt;
     if (r0 < r1) band(r0, r1);
-#pragma omp barrier
+    team_barrier();
 #else
     band(0, a.Ho);
 #endif
