@@ -21,6 +21,8 @@ _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "dataset": ("cifar10", "imagenet", "synthetic"),
 }
+# The loss settings a static (gating: none) run takes: distillation from a teacher.
+_STATIC_LOSS = frozenset({"distill", "distill_temperature", "label_smoothing"})
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class TrainConfig:
     gated checkpoint whose gates have this run's shapes continues with its gates too),
     ``teacher`` the same for distillation, ``gate_lr`` the gates' peak rate (default ``lr``),
     ``lut`` a latency table (path or shipped device name) for the ``loss.latency`` term.
+    A static run (``gating: none``) takes ``loss.distill`` (with ``distill_temperature`` and
+    ``label_smoothing``) and a ``teacher``: cross-entropy + distill·KL, the control that tells
+    what a distilled LC-Net owes to its gates and what to the teacher.
     """
 
     name: str = "run"
@@ -85,8 +90,12 @@ class TrainConfig:
             raise ConfigError("lr must be > 0, weight_decay >= 0 and label_smoothing in [0, 1)")
         if self.gating not in ("none", "layer", "channel", "lc"):
             raise ConfigError(f"gating={self.gating!r} is not one of none, layer, channel, lc")
-        if self.gating == "none" and (self.gate or self.loss):
-            raise ConfigError("gate/loss settings need gating: layer, channel or lc")
+        if self.gating == "none":
+            gated_only = sorted(set(self.loss or ()) - _STATIC_LOSS)
+            if self.gate or gated_only:
+                what = "gate settings" if self.gate else ", ".join(f"loss.{k}" for k in gated_only)
+                raise ConfigError(f"{what} need gating: layer, channel or lc (a static model takes only "
+                                  f"{', '.join(f'loss.{k}' for k in sorted(_STATIC_LOSS))})")
         from ..models import GateConfig
         from ._losses import LossWeights
 

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..models import create_model
 from ._config import TrainConfig
 from ._evaluate import evaluate
-from ._losses import LossWeights, lcnet_loss
+from ._losses import LossWeights, distillation_loss, lcnet_loss
 from ._schedule import lr_multiplier
 
 __all__ = ["train", "resolve_device", "resolve_amp"]
@@ -211,7 +211,7 @@ def _param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, An
 
 
 class _Objective:
-    """Cross-entropy for static models; the LC-Net loss (compute terms, distillation) for gated ones."""
+    """Cross-entropy (+ distillation) for static models; the LC-Net loss (compute terms, distillation) for gated ones."""
 
     def __init__(self, cfg: TrainConfig, model: torch.nn.Module, loader, teacher: torch.nn.Module | None) -> None:
         self.cfg, self.teacher = cfg, teacher
@@ -227,13 +227,16 @@ class _Objective:
 
     def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(x)
-        if not self.gated:
-            return F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing), logits
         teacher_logits = None
         if self.teacher is not None:
             with torch.no_grad():
                 teacher_logits = self.teacher(x)
         weights = self.weights if self.weights.label_smoothing else replace(self.weights, label_smoothing=self.cfg.label_smoothing)
+        if not self.gated:
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=weights.label_smoothing)
+            if teacher_logits is not None:
+                loss = loss + weights.distill * distillation_loss(logits, teacher_logits, weights.distill_temperature)
+            return loss, logits
         loss, _ = lcnet_loss(logits, y, trace=model.last_trace, arch=self.arch, static_mflops=self.static_mflops,
                              weights=weights, teacher_logits=teacher_logits,
                              latency_cost=self.latency_cost, static_latency_ms=self.static_latency_ms)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .._fields import checked_fields
 from ..cost import ArchSpec, FlopsModel, walk
 
-__all__ = ["LossWeights", "lcnet_loss"]
+__all__ = ["LossWeights", "distillation_loss", "lcnet_loss"]
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,13 @@ def lcnet_loss(
         total = total + weights.latency * (ratio - weights.latency_target) ** 2
         parts["latency_ratio"] = float(ratio.detach())
     if weights.distill and teacher_logits is not None:
-        t = weights.distill_temperature
-        kd = F.kl_div(F.log_softmax(logits.float() / t, 1), F.softmax(teacher_logits.float() / t, 1), reduction="batchmean") * t * t
+        kd = distillation_loss(logits, teacher_logits, weights.distill_temperature)
         total = total + weights.distill * kd
         parts["distill"] = float(kd.detach())
     return total, parts
+
+
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher ‖ student) of the temperature-softened distributions, × T² (Hinton et al. 2015), batch mean."""
+    t = temperature
+    return F.kl_div(F.log_softmax(logits.float() / t, 1), F.softmax(teacher_logits.float() / t, 1), reduction="batchmean") * t * t

@@ -100,8 +100,10 @@ def test_distillation_needs_a_teacher(tmp_path):
 
 
 def test_gate_settings_are_validated_and_nested_overrides_work(tmp_path):
-    with pytest.raises(ConfigError, match="gate/loss settings need gating"):
+    with pytest.raises(ConfigError, match="gate settings need gating"):
         TrainConfig(gate={"hidden": 4})
+    with pytest.raises(ConfigError, match=r"loss\.flops, loss\.rate need gating.*takes only loss\.distill"):
+        TrainConfig(loss={"flops": 1.0, "rate": 1.0, "distill": 1.0})
     with pytest.raises(ConfigError, match="gate: GateConfig: pooling"):
         TrainConfig(gating="lc", gate={"pooling": "median"})
     cfg = load_train_config(None, ["gating=lc", "gate.hidden=8", "gate.group_size=2", "loss.flops=1.5"])
@@ -127,3 +129,30 @@ def test_init_from_a_gated_checkpoint_continues_with_its_gates(tmp_path):
     assert torch.equal(other.state_dict()[conv], state[conv])
     assert not any(k in state and other.state_dict()[k].shape == state[k].shape and torch.equal(other.state_dict()[k], state[k])
                    for k in other.state_dict() if "_gate.mlp" in k)
+
+
+def test_static_distillation_adds_the_weighted_kl_term(tmp_path):
+    """A static run takes loss.distill and a teacher (the control for distilled LC-Nets): its
+    objective is cross-entropy + distill × the same KL term the LC-Net loss uses."""
+    import torch.nn.functional as F
+
+    from lcnas.train._loop import _Objective, _load_teacher
+    from lcnas.train._losses import distillation_loss
+
+    train(_cfg(tmp_path, name="teacher"), progress=False)
+    cfg = _cfg(tmp_path, name="kd", teacher=str(tmp_path / "teacher" / "final.pt"), loss={"distill": 2.0, "distill_temperature": 3.0})
+    teacher = _load_teacher(cfg, torch.device("cpu"))
+    assert teacher is not None and not any(p.requires_grad for p in teacher.parameters())
+    torch.manual_seed(0)
+    student = lcnas.create_model("resnet20").train()
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    loss, logits = _Objective(cfg, student, None, teacher)(student, x, y)
+    with torch.no_grad():
+        kd = distillation_loss(logits, teacher(x), 3.0)
+    assert kd > 0
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, y).item() + 2.0 * kd.item(), rel=1e-5)
+    # Without a teacher a static run with loss.distill is refused, as a gated one is.
+    with pytest.raises(ConfigError, match="needs a teacher"):
+        train(_cfg(tmp_path, name="kd2", loss={"distill": 1.0}), progress=False)
+    final = train(cfg, progress=False)  # and it trains end to end
+    assert 0 <= final["test_accuracy"] <= 100
