@@ -140,8 +140,23 @@ def stratified_choices(space, n: int, seed: int | None) -> list[dict[str, Any]]:
     return rows
 
 
+def _rdb_storage(optuna, url: str, attempts: int = 5):
+    """Optuna's RDB storage for ``url``. Workers started together on an empty database each create
+    the schema; on PostgreSQL the loser of that race fails (a duplicate table or type), and on a
+    retry finds the tables there. Other errors, and the last attempt's, propagate."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1) + random.random() * 0.2)
+
+
 def _create(optuna, settings: SearchSettings, url: str, name: str, sampler: str, single: bool, seed: int | None, n_trials: int):
-    storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    storage = _rdb_storage(optuna, url)
     directions = ["maximize"] if single else ["maximize", "minimize"]
     # Optuna >= 5 takes constraints from Trial.set_constraint; older versions need constraints_func.
     legacy = not hasattr(optuna.trial.Trial, "set_constraint")

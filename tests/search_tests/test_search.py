@@ -193,6 +193,34 @@ def test_sigkill_mid_study_then_resume_keeps_completed_trials(tiny_space_file, t
     assert len(finished) >= 5
 
 
+def test_storage_retries_the_schema_race_of_workers_started_together(monkeypatch):
+    """Two workers on an empty PostgreSQL database both create the schema; the loser gets a
+    duplicate-table error (seen in CI) and must retry, not fail; a lasting error still surfaces."""
+    import optuna
+    import sqlalchemy.exc
+
+    from lcnas.search import _optuna as mod
+
+    monkeypatch.setattr(mod.time, "sleep", lambda s: None)
+    calls = []
+
+    def flaky(url, **kw):
+        calls.append(url)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.ProgrammingError("CREATE TABLE studies", {}, Exception("relation already exists"))
+        return "storage"
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
+    assert mod._rdb_storage(optuna, "postgresql://x") == "storage" and len(calls) == 2
+
+    def broken(url, **kw):
+        raise sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        mod._rdb_storage(optuna, "postgresql://x", attempts=3)
+
+
 def test_two_workers_share_one_postgresql_study(tiny_space_file, tmp_path, postgres_url):
     args = ["--space", str(tiny_space_file), "--trials", "4", "--storage", postgres_url, "--study-name", "shared",
             "--no-progress", "--format", "json", *_base_flags()]
