@@ -214,8 +214,10 @@ class _Objective:
     """Cross-entropy (+ distillation) for static models; the LC-Net loss (compute terms, distillation) for gated ones."""
 
     def __init__(self, cfg: TrainConfig, model: torch.nn.Module, loader, teacher: torch.nn.Module | None) -> None:
-        self.cfg, self.teacher = cfg, teacher
-        self.weights = LossWeights.from_dict(cfg.loss)
+        self.teacher = teacher
+        weights = LossWeights.from_dict(cfg.loss)
+        # loss.label_smoothing, else the run's: resolved once, not on every step
+        self.weights = weights if weights.label_smoothing else replace(weights, label_smoothing=cfg.label_smoothing)
         self.gated = cfg.gating != "none"
         if self.gated:
             from ..cost import describe, static_mflops
@@ -231,7 +233,7 @@ class _Objective:
         if self.teacher is not None:
             with torch.no_grad():
                 teacher_logits = self.teacher(x)
-        weights = self.weights if self.weights.label_smoothing else replace(self.weights, label_smoothing=self.cfg.label_smoothing)
+        weights = self.weights
         if not self.gated:
             loss = F.cross_entropy(logits.float(), y, label_smoothing=weights.label_smoothing)
             if teacher_logits is not None:
