@@ -1,6 +1,6 @@
 """What a kept-channel count costs: batch-1 time of a CIFAR basic block's two 3×3 convs vs kept channels.
 
-    python benchmarks/conv_cost.py --out benchmarks/results/conv_cost_cpu.json
+    python benchmarks/conv_cost.py --threads 1 --rounds 15 --calls 100 --out benchmarks/results/conv_cost_cpu_1t.json
 
 A Channel-Net that keeps k of a block's C inner channels runs conv1 with k output channels
 (C → k) and conv2 with k input channels (k → C): k/C of the FLOPs of each. This measures, per

@@ -1,6 +1,6 @@
 """Predicted vs measured end-to-end latency of dynamic executions (held out from the table).
 
-    python benchmarks/latency_validation.py --lut latency_models/cpu-amd-epyc-2t.json --out benchmarks/results/latency_validation_cpu.json
+    python benchmarks/latency_validation.py --lut latency_models/cpu-amd-epyc-2t.json --out benchmarks/results/latency_validation_cpu_2t.json
 
 Draws --samples random forced decisions per model (block run probability and channel keep
 probability themselves random per sample, so executions range from nearly empty to full),

@@ -170,7 +170,7 @@ REPORTED = [
 
 
 def markdown(rows: list[dict]) -> str:
-    """The README's results table from the measured rows."""
+    """The results table (docs/results.md) from the measured rows."""
     lines = ["| model | kind | test acc. | MFLOPs mean / p95 | bs-1 latency, measured (median) | predicted (table) |",
              "|---|---|---|---|---|---|"]
     for r in rows:

@@ -1,9 +1,9 @@
-"""The README's skip-speed table from two skip_speed.py results (batch 1 on 1 thread, everything on 2).
+"""The skip-speed table (docs/results.md) from two skip_speed.py results (batch 1 on 1 thread, everything on 2).
 
     python benchmarks/skip_speed_table.py benchmarks/results/skip_speed_cpu_1t.json benchmarks/results/skip_speed_cpu.json
 
 Efficiency = speedup against the fastest static execution of the same round ÷ FLOPs reduction.
-Goals: batch 1 judged on the 1-thread run, batch 64 on the 2-thread run (see the README for why).
+Goals: batch 1 judged on the 1-thread run, batch 64 on the 2-thread run (benchmarks/README.md says why).
 """
 
 from __future__ import annotations
