@@ -29,6 +29,7 @@ def cpuinfo_field(*names: str) -> str | None:
 
 
 def cpu_model() -> str:
+    """This machine's CPU model name (``/proc/cpuinfo``, else :func:`platform.processor`, else ``"unknown"``)."""
     return cpuinfo_field("model name") or platform.processor() or "unknown"
 
 

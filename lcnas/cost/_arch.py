@@ -19,6 +19,8 @@ __all__ = ["GateSpec", "BlockSpec", "ArchSpec", "CostModel", "describe", "walk"]
 
 @dataclass(frozen=True)
 class GateSpec:
+    """Shape of one gate network: a pooled input vector through an MLP to its output heads."""
+
     features: int  # pooled input vector length
     hidden: int  # 0: single linear layer
     heads: int  # logits (+ scales)
@@ -26,6 +28,12 @@ class GateSpec:
 
 @dataclass(frozen=True)
 class BlockSpec:
+    """One residual block as the cost walk sees it: shapes, stride, shortcut kind and its gates.
+
+    ``in_hw`` and ``out_hw`` are (height, width) of the block's input and output feature maps;
+    ``layer_gate`` / ``channel_gate`` are ``None`` where the block has no such gate.
+    """
+
     index: int
     stage: int  # 1-based
     kind: str  # basic | bottleneck
@@ -43,6 +51,11 @@ class BlockSpec:
 
 @dataclass(frozen=True)
 class ArchSpec:
+    """A whole network for one input size (C, H, W): stem, every block in order, and the head.
+
+    Built by :func:`describe`; :func:`walk` turns it plus an execution trace into per-sample cost.
+    """
+
     model: str
     gating: str
     input_size: tuple[int, int, int]
@@ -57,11 +70,20 @@ class ArchSpec:
 class CostModel(Protocol):
     """Per-unit costs; FLOPs and latency tables implement it. ``kept`` may be fractional (expected)."""
 
-    def stem(self, arch: ArchSpec) -> float: ...
-    def gate(self, block: BlockSpec, gate: GateSpec) -> float: ...
-    def residual(self, block: BlockSpec, kept: torch.Tensor) -> torch.Tensor: ...
-    def shortcut(self, block: BlockSpec) -> float: ...
-    def head(self, arch: ArchSpec) -> float: ...
+    def stem(self, arch: ArchSpec) -> float:
+        """Cost of the stem (first convolution, and max-pool for ImageNet stems); always paid."""
+
+    def gate(self, block: BlockSpec, gate: GateSpec) -> float:
+        """Cost of evaluating one gate network ``gate`` of ``block``."""
+
+    def residual(self, block: BlockSpec, kept: torch.Tensor) -> torch.Tensor:
+        """Per-sample cost of ``block``'s residual branch at ``kept`` inner channels (shape N, may be fractional)."""
+
+    def shortcut(self, block: BlockSpec) -> float:
+        """Cost of ``block``'s shortcut (identity, zero-padding or 1×1 convolution); always paid."""
+
+    def head(self, arch: ArchSpec) -> float:
+        """Cost of the head (global pooling and the classifier); always paid."""
 
 
 def describe(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> ArchSpec:

@@ -16,16 +16,19 @@ class FlopsModel:
     """The analytic FLOPs cost model for :func:`lcnas.cost.walk`."""
 
     def stem(self, arch: ArchSpec) -> float:
+        """FLOPs of the stem convolution (3×3 CIFAR stem or 7×7 ImageNet stem)."""
         k = 7 if arch.stem_kind == "imagenet" else 3
         h, w = arch.stem_out_hw
         return 2.0 * arch.stem_channels * arch.input_size[0] * k * k * h * w
 
     def gate(self, block: BlockSpec, gate: GateSpec) -> float:
+        """FLOPs of the gate's linear layers (pooling is not counted)."""
         if gate.hidden:
             return 2.0 * (gate.features * gate.hidden + gate.hidden * gate.heads)
         return 2.0 * gate.features * gate.heads
 
     def residual(self, block: BlockSpec, kept: torch.Tensor) -> torch.Tensor:
+        """Per-sample FLOPs of the residual branch's convolutions with ``kept`` inner channels."""
         hw_in = block.in_hw[0] * block.in_hw[1]
         hw_out = block.out_hw[0] * block.out_hw[1]
         if block.kind == "basic":
@@ -34,11 +37,13 @@ class FlopsModel:
         return 2.0 * (kept * block.in_channels * hw_in + 9 * kept * kept * hw_out + kept * block.out_channels * hw_out)
 
     def shortcut(self, block: BlockSpec) -> float:
+        """FLOPs of a 1×1 convolution shortcut; 0 for identity and zero-padding shortcuts."""
         if block.shortcut != "conv":
             return 0.0
         return 2.0 * block.in_channels * block.out_channels * block.out_hw[0] * block.out_hw[1]
 
     def head(self, arch: ArchSpec) -> float:
+        """FLOPs of the final linear classifier."""
         return 2.0 * arch.head_features * arch.num_classes
 
 

@@ -54,6 +54,7 @@ class BatchLoader:
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose shuffle and augmentation the next iteration draws."""
         self.epoch = epoch
 
     def __len__(self) -> int:

@@ -32,9 +32,11 @@ class ImageTensors:
 
     @property
     def num_classes(self) -> int:
+        """Number of class names (not of distinct labels present)."""
         return len(self.classes)
 
     def subset(self, index: torch.Tensor) -> ImageTensors:
+        """The samples selected by ``index`` (indices or a boolean mask), with the same class names."""
         return ImageTensors(self.images[index], self.labels[index], self.classes)
 
     def head(self, n: int) -> ImageTensors:

@@ -35,6 +35,7 @@ class _Gate(nn.Module):
         self.layers = nn.ModuleList([_linear(w, b) for w, b in pairs])
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """Gate outputs (logits, then scales when the gate scales) of pooled vectors ``v`` (N×features)."""
         n = len(self.layers)
         for i, layer in enumerate(self.layers):
             v = layer(v)
@@ -85,7 +86,8 @@ class _Block(nn.Module):
             return F.pad(x, [0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2])
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # one sample (N = 1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block on one sample (N = 1): skipped, or run on the channel gate's kept groups only."""
         run_scale = 1.0
         use_run_scale = False
         v = torch.zeros(0)
@@ -168,6 +170,7 @@ class ScriptedLCNet(nn.Module):
         return self.fc(x.mean((2, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N×classes) of images ``x`` (N×3×H×W, float in [0, 1]), each sample run on its own path."""
         outs: List[torch.Tensor] = []
         for n in range(x.shape[0]):
             outs.append(self._one(x[n : n + 1]))

@@ -46,12 +46,22 @@ class LatencyModel:
         return self.table.latency_ms(self.model, unit, shape, kept, self.batch)
 
     def stem(self, arch: ArchSpec) -> float:
+        """Table ms of the per-call frame overhead plus the stem (uncalibrated)."""
         return self._ms("frame") + self._ms("stem")
 
     def head(self, arch: ArchSpec) -> float:
+        """Table ms of the head (uncalibrated)."""
         return self._ms("head")
 
     def gate(self, block: BlockSpec, gate: GateSpec) -> float:
+        """Table ms of one gate (uncalibrated), pooling included when this gate pools.
+
+        A gate whose exact output count was not measured takes the measured gate of the same
+        input shape with the closest output count.
+
+        Raises:
+            LatencyTableError: the table has no entry for a gate of this input shape.
+        """
         is_layer = gate is block.layer_gate
         pools = is_layer or block.layer_gate is None  # the layer gate pools for both
         unit = "layer_gate" if is_layer else "channel_gate"
@@ -74,9 +84,18 @@ class LatencyModel:
         return min(same, key=lambda k: abs(int(k.partition(" o")[2].partition(" ")[0]) - int(heads)))
 
     def shortcut(self, block: BlockSpec) -> float:
+        """Table ms of the block's skip path (its shortcut alone; uncalibrated)."""
         return self._ms("block_skip", block_key(block))
 
     def residual(self, block: BlockSpec, kept: torch.Tensor) -> torch.Tensor:
+        """Per-sample table ms of the residual branch at ``kept`` inner channels (uncalibrated).
+
+        The ``block_run`` entries minus the skip path, interpolated linearly in ``kept`` (from 0 ms
+        at 0 channels), so it is differentiable in ``kept``.
+
+        Raises:
+            LatencyTableError: the table has no ``block_run`` entries for this block and batch.
+        """
         key = block_key(block)
         curve = self._curves.get(key)
         if curve is None:
@@ -103,18 +122,23 @@ class _GatesOnly:
         self.inner = inner
 
     def stem(self, arch: ArchSpec) -> float:
+        """Free: only gates count."""
         return 0.0
 
     def head(self, arch: ArchSpec) -> float:
+        """Free: only gates count."""
         return 0.0
 
     def gate(self, block: BlockSpec, gate: GateSpec) -> float:
+        """The inner model's gate entry."""
         return self.inner.gate(block, gate)
 
     def shortcut(self, block: BlockSpec) -> float:
+        """Free: only gates count."""
         return 0.0
 
     def residual(self, block: BlockSpec, kept: torch.Tensor) -> torch.Tensor:
+        """Free: only gates count."""
         return torch.zeros_like(kept)
 
 

@@ -33,6 +33,8 @@ _CL = torch.channels_last
 
 
 def device_metadata(device: torch.device, threads: int, argv: list[str] | None) -> dict[str, Any]:
+    """A latency table's ``device`` section: kind, CPU model or GPU name, threads, versions, date and
+    the command ``argv`` that made it."""
     env = environment_metadata(argv)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else env["cpu_model"]
     return {"kind": device.type, "name": name, "threads": threads, "torch": env["torch"], "dtype": "float32",

@@ -42,6 +42,9 @@ class LatencyTableError(LcnasError, ValueError):
 
 @dataclass(frozen=True)
 class LatencyEntry:
+    """One measured unit: the timing statistics (milliseconds) of ``unit`` of ``model`` at one
+    block or gate ``shape``, ``kept_channels`` and ``batch``, over ``count`` timed runs."""
+
     model: str
     unit: str
     shape: str  # readable signature of the block or gate ("" for frame/stem/head)
@@ -54,9 +57,11 @@ class LatencyEntry:
 
     @property
     def key(self) -> tuple[str, str, str, int, int]:
+        """The lookup key: (model, unit, shape, kept_channels, batch)."""
         return (self.model, self.unit, self.shape, self.kept_channels, self.batch)
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as it is stored in the table's JSON ``entries`` list."""
         return {"model": self.model, "unit": self.unit, "shape": self.shape, "kept_channels": self.kept_channels,
                 "batch": self.batch, "latency_ms_median": self.latency_ms_median, "latency_ms_p95": self.latency_ms_p95,
                 "latency_ms_std": self.latency_ms_std, "count": self.count}
@@ -76,6 +81,7 @@ class Calibration:
     gate_scale: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The calibration as stored in the table's JSON ``calibration`` list (``gate_scale`` only when set)."""
         out = {"model": self.model, "batch": self.batch, "scale": self.scale, "offset_ms": self.offset_ms,
                "executions": self.executions, "fit_mape": self.fit_mape}
         if self.gate_scale is not None:
@@ -85,6 +91,12 @@ class Calibration:
 
 @dataclass(frozen=True)
 class LatencyTable:
+    """A per-device latency lookup table: device and measurement metadata, entries, calibration.
+
+    Read one with :meth:`load` (a path or the name of a shipped table), which validates it;
+    :meth:`latency_ms` looks up the median of one entry. ``source`` names the file in error messages.
+    """
+
     device: dict[str, Any]
     measurement: dict[str, Any]
     entries: tuple[LatencyEntry, ...]
@@ -104,16 +116,31 @@ class LatencyTable:
 
     @property
     def models(self) -> list[str]:
+        """The model names the table has entries for, sorted."""
         return sorted({e.model for e in self.entries})
 
     def batches(self, model: str) -> list[int]:
+        """The batch sizes measured for ``model``, sorted (empty if the model is absent)."""
         return sorted({e.batch for e in self.entries if e.model == model})
 
     def kept_options(self, model: str, shape: str, batch: int) -> list[int]:
+        """The kept-channel counts with a ``block_run`` entry for block ``shape`` of ``model`` at ``batch``, sorted."""
         return sorted(e.kept_channels for e in self.entries if e.model == model and e.unit == "block_run"
                       and e.shape == shape and e.batch == batch)
 
     def latency_ms(self, model: str, unit: str, shape: str = "", kept_channels: int = 0, batch: int = 1) -> float:
+        """Median latency (ms) of one entry, uncalibrated.
+
+        Args:
+            model: Registry name of the model.
+            unit: One of :data:`UNITS`.
+            shape: The block or gate key (empty for ``frame``, ``stem`` and ``head``).
+            kept_channels: Inner channels kept (``block_run`` entries; 0 otherwise).
+            batch: Batch size.
+
+        Raises:
+            LatencyTableError: the table has no such entry.
+        """
         entry = self._index.get((model, unit, shape, kept_channels, batch))
         if entry is None:
             raise LatencyTableError(
@@ -139,6 +166,7 @@ class LatencyTable:
 
     # ------------------------------------------------------------------ file format
     def to_dict(self) -> dict[str, Any]:
+        """The table in its JSON file format (schema, device, measurement, entries, calibration)."""
         out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "device": self.device,
                "measurement": self.measurement, "entries": [e.to_dict() for e in self.entries]}
         if self.calibration:
@@ -146,6 +174,7 @@ class LatencyTable:
         return out
 
     def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the table as JSON to ``path`` (atomically) and return the path written."""
         return write_json(path, self.to_dict())
 
     def merged(self, other: LatencyTable) -> LatencyTable:
@@ -162,6 +191,16 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<memory>") -> LatencyTable:
+        """Validate parsed JSON ``data`` and build a table from it.
+
+        Args:
+            data: The parsed table file.
+            source: Where ``data`` came from, for error messages.
+
+        Raises:
+            LatencyTableError: wrong schema or version, a missing or mistyped field, a unit that is
+                not one of :data:`UNITS`, latencies not in milliseconds, or a bad calibration.
+        """
         def bad(msg: str) -> LatencyTableError:
             return LatencyTableError(f"latency table {source!r}: {msg}")
 
@@ -222,6 +261,7 @@ class LatencyTable:
 
 
 def shipped_tables() -> list[str]:
+    """File names of the latency tables shipped with lcnas (loadable by name with :meth:`LatencyTable.load`)."""
     from importlib import resources
 
     try:

@@ -15,12 +15,16 @@ __all__ = ["Timing", "measure", "measure_difference", "measure_interleaved"]
 
 @dataclass(frozen=True)
 class Timing:
+    """Summary of repeated timings in milliseconds: median, 95th percentile (nearest rank),
+    population standard deviation, and the number of timed runs."""
+
     latency_ms_median: float
     latency_ms_p95: float
     latency_ms_std: float
     count: int
 
     def to_dict(self) -> dict[str, float | int]:
+        """The statistics under the field names a latency-table entry uses."""
         return {"latency_ms_median": self.latency_ms_median, "latency_ms_p95": self.latency_ms_p95,
                 "latency_ms_std": self.latency_ms_std, "count": self.count}
 

@@ -39,8 +39,9 @@ class GateConfig:
         norm: standardise the pooled input (BatchNorm, folded away at inference). Without it the
             gates' input varies little between images next to its mean, the bias dominates, and
             training settles on the same decisions for every image (a static network).
-        layer_threshold, channel_threshold: inference keep threshold on the gate probability: the
-            runtime compute knob (higher skips more), changeable without retraining.
+        layer_threshold: inference keep threshold on the layer gate's probability: the runtime
+            compute knob (higher skips more), changeable without retraining.
+        channel_threshold: the same for the channel gate's per-group probabilities.
     """
 
     hidden: int = 16
@@ -66,12 +67,18 @@ class GateConfig:
             object.__setattr__(self, "stages", tuple(int(s) for s in self.stages))
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a JSON/YAML-ready dict (``stages`` as a list or ``None``)."""
         d = dataclasses.asdict(self)
         d["stages"] = None if self.stages is None else list(self.stages)
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> GateConfig:
+        """Build a config from a dict such as :meth:`to_dict` returns; missing fields take their defaults.
+
+        Raises:
+            ValueError: ``data`` has a field :class:`GateConfig` does not know, or a value is out of range.
+        """
         data = checked_fields(cls, data)
         if data.get("stages") is not None:
             data["stages"] = tuple(data["stages"])
@@ -100,6 +107,7 @@ class Gate(nn.Module):
             last.bias[:outputs].fill_(cfg.init_logit)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate's input vector (N×features) from a block input ``x`` (N×C×H×W)."""
         if self.pooling == "avg":
             return x.mean((2, 3))
         if self.pooling == "max":

@@ -27,4 +27,5 @@ class Normalize(nn.Module):
         self.register_buffer("inv_std", 1.0 / torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (N×C×H×W) normalised per channel."""
         return (x - self.mean) * self.inv_std

@@ -51,6 +51,11 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` a backbone was registered with.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered (the message suggests close names).
+    """
     _check_name(name)
     return _INFO[name]
 

@@ -38,6 +38,7 @@ class ExecutionTrace:
 
     @property
     def num_samples(self) -> int:
+        """Number of samples ``N`` the trace covers."""
         return int(self.block_run.shape[0])
 
     def block_rate(self) -> torch.Tensor:

@@ -22,6 +22,7 @@ PRETRAINED_DIR = Path(__file__).resolve().parent
 
 
 def pretrained_manifest() -> dict[str, Any]:
+    """The shipped ``manifest.json``: model name → entry (file, sha256, command, accuracy, ...); empty if absent."""
     path = PRETRAINED_DIR / "manifest.json"
     if not path.is_file():
         return {}
@@ -43,6 +44,12 @@ def pretrained_path(name: str) -> Path:
 
 
 def load_pretrained_state(name: str, *, num_classes: int) -> dict[str, torch.Tensor]:
+    """The verified shipped ``state_dict`` for model ``name``.
+
+    Raises:
+        CheckpointError: no weights are shipped for ``name``, the file fails its sha256 check, or
+            it was trained for a number of classes other than ``num_classes``.
+    """
     ckpt = read_checkpoint(pretrained_path(name))
     if ckpt["model"].get("num_classes") != num_classes:
         raise CheckpointError(f"pretrained {name!r} has {ckpt['model'].get('num_classes')} classes, not {num_classes}")

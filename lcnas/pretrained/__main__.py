@@ -20,6 +20,7 @@ from . import PRETRAINED_DIR, pretrained_manifest
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Publish the run folder named in ``argv`` (see the module docstring); returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m lcnas.pretrained", description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", type=Path, help="a finished run folder (holds final.pt and metrics.json)")
     ap.add_argument("--command", required=True, help="the exact command that produced the run (recorded in the manifest)")

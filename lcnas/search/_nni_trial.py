@@ -15,6 +15,8 @@ BUDGET_PENALTY = 100.0  # accuracy points subtracted from an over-budget trial's
 
 
 def main(argv: list[str]) -> int:
+    """Run the trial NNI hands out with the settings in file ``argv[0]``; report to NNI and write
+    ``<out_dir>/nni_results/<number>.json``. Returns the exit status (1 if the trial failed)."""
     import nni
 
     from ._translate import from_nni

@@ -51,7 +51,14 @@ class SearchSettings:
         out_dir: the search folder; trial runs go to ``<out_dir>/trials/``.
         cost_metric: the cost objective, one of :data:`COST_METRICS`.
         lut: latency table (path or shipped name) for the latency metrics; ``None`` → FLOPs only.
-        max_latency_ms, max_mflops: hard budgets (constraints), on the mean or the p95 (``budget_stat``).
+        max_latency_ms: hard latency budget in ms (a constraint); needs ``lut``.
+        max_mflops: hard compute budget in MFLOPs (a constraint).
+        budget_stat: which per-sample statistic the budgets bound: ``"mean"`` or ``"p95"``.
+
+    Raises:
+        ConfigError: an unknown cost metric or budget statistic, a latency metric or budget
+            without ``lut``, a budget that is not positive, or a base config that no trial could
+            train with.
     """
 
     space: SearchSpace
@@ -94,12 +101,14 @@ class SearchSettings:
         return [float(metrics[k]) - bound for k, bound in self.budgets.items()]
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (what workers receive; :meth:`from_dict` reads it back)."""
         d = dataclasses.asdict(self)
         d["space"] = self.space.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
+        """Settings from a dict such as :meth:`to_dict` returns (validated as on construction)."""
         return cls(**{**data, "space": SearchSpace.from_dict(data["space"])})
 
 
@@ -122,15 +131,18 @@ class TrialResult:
     error: str | None = None
 
     def metric(self, name: str) -> float | None:
+        """The value of result field ``name`` (e.g. ``"accuracy"``, ``"latency_ms_mean"``); ``None`` if not measured."""
         return getattr(self, name)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict (tuple parameter values as lists)."""
         d = dataclasses.asdict(self)
         d["params"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.params.items()}
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
+        """A result from a dict such as :meth:`to_dict` returns; keys that are not fields are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -200,6 +212,7 @@ def epoch_metrics(row: dict[str, Any]) -> dict[str, float]:
 
 
 def worker_id() -> str:
+    """This process as ``host:pid``, recorded as the worker that ran a trial."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 

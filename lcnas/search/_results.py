@@ -44,9 +44,11 @@ class SearchResults:
 
     @property
     def front(self) -> list[TrialResult]:
+        """The Pareto front of the trials on accuracy and the settings' cost metric (see :func:`pareto_front`)."""
         return pareto_front(list(self.trials), self.settings.cost_metric)
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``results.json`` content: settings, budgets, this machine's environment, every trial and the front."""
         return {"schema_version": RESULTS_SCHEMA, "backend": self.backend, "study": self.study,
                 "cost_metric": self.settings.cost_metric, "budgets": self.settings.budgets,
                 "settings": self.settings.to_dict(), "environment": environment_metadata(),

@@ -250,15 +250,22 @@ class SearchSpace:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The parameter names, parents before their children."""
         return tuple(p.name for p in self.params)
 
     def param(self, name: str) -> Param:
+        """The parameter called ``name``.
+
+        Raises:
+            ConfigError: the space has no such parameter (the message suggests close names).
+        """
         for p in self.params:
             if p.name == name:
                 return p
         raise ConfigError(f"search space {self.name!r} has no parameter {name!r}{_did_you_mean(name, self.names)}")
 
     def fixed_dict(self) -> dict[str, Any]:
+        """The space's constants (the ``fixed`` section) as a new dict."""
         return dict(self.fixed)
 
     def children(self, name: str) -> tuple[Param, ...]:
@@ -319,6 +326,7 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> SearchSpace:
+        """Parse and validate a space in the file layout (as :func:`parse_space`); ``source`` names it in errors."""
         return parse_space(data, source=source)
 
 

@@ -107,13 +107,27 @@ class TrainConfig:
 
     @property
     def run_dir(self) -> Path:
+        """The run's folder: ``<out_dir>/<name>``."""
         return Path(self.out_dir) / self.name
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting as a plain dict (what checkpoints store; :meth:`from_dict` reads it back)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build a validated config from a mapping of settings (missing ones take their defaults).
+
+        Values are coerced to the fields' types (e.g. ``"5"`` or ``5.0`` for an int field).
+
+        Args:
+            data: setting name → value.
+            source: what ``data`` came from (a file name), prefixed to error messages.
+
+        Raises:
+            ConfigError: ``data`` is not a mapping, names an unknown setting (with a suggestion),
+                or has a value of the wrong type or out of range.
+        """
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
         known = {f.name: f for f in fields(cls)}

@@ -32,6 +32,11 @@ _RESUME_FREE = {"data_root", "threads", "device", "out_dir", "eval_batch_size"}
 
 
 def resolve_device(device: str) -> torch.device:
+    """The torch device for a ``device`` setting: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+
+    Raises:
+        ConfigError: ``"cuda"`` was asked for but no CUDA GPU is available.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():

@@ -59,6 +59,11 @@ class LossWeights:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LossWeights:
+        """Weights from a dict (values converted to float; missing ones take their defaults).
+
+        Raises:
+            ValueError: an unknown field, or a value out of range.
+        """
         data = checked_fields(cls, data)
         return cls(**{k: float(v) for k, v in data.items()})
 
