@@ -99,20 +99,36 @@ def decode_optuna(values: Mapping[str, Any], space: SearchSpace) -> dict[str, An
 # --------------------------------------------------------------------------- Ray Tune
 
 def to_ray(space: SearchSpace) -> dict[str, Any]:
-    """Ray Tune ``param_space`` domains for an unconditional space (categoricals encoded: decode
-    trial configs with :func:`from_ray`). A conditional parameter raises LossyTranslationError:
-    Ray's plain ``param_space`` cannot express it, Optuna's define-by-run can."""
+    """Ray Tune ``param_space`` domains, one per parameter (categoricals encoded: decode trial
+    configs with :func:`from_ray`).
+
+    A conditional parameter becomes a domain that samples its own range only when its parent's
+    sampled value is one it depends on, and is ``None`` otherwise (:func:`from_ray` drops it):
+    exact under Tune's default search (``BasicVariantGenerator``, with its ``random_state``).
+    Searchers that convert a ``param_space`` themselves (``OptunaSearch``, ``HyperOptSearch``)
+    refuse that domain with an error; search conditional spaces with those through a
+    define-by-run function (:func:`suggest_optuna`), as ``lcnas search --backend ray`` does.
+
+    Args:
+        space: the search space.
+
+    Returns:
+        ``{parameter name: Ray Tune domain}``.
+
+    Raises:
+        LossyTranslationError: a stepped parameter whose ``low`` is off the multiples of its step
+            (Ray would sample another grid).
+    """
     tune = import_optional("ray.tune", extra="ray")
     out = {}
     for p in space.params:
+        domain = _ray_domain(tune, p, space)
         if p.condition is not None:
             parent, allowed = p.condition
-            raise LossyTranslationError(
-                f"search space {space.name!r}: parameter {p.name!r} is conditional (when {parent} in "
-                f"[{', '.join(_fmt(a) for a in allowed)}]), which a Ray Tune param_space cannot express: search conditional "
-                "spaces with Ray's OptunaSearch and a define-by-run function (lcnas.search.suggest_optuna), "
-                "as `lcnas search --backend ray` does")
-        out[p.name] = _ray_domain(tune, p, space)
+            from ._ray_domain import RayConditional
+
+            domain = RayConditional(domain, parent=space.param(parent), allowed=allowed)
+        out[p.name] = domain
     return out
 
 
@@ -131,8 +147,10 @@ def _ray_domain(tune, p: Param, space: SearchSpace):
 def from_ray(config: Mapping[str, Any], space: SearchSpace) -> dict[str, Any]:
     """A Ray trial ``config`` → validated lcnas values (decoded choices, ints, grid-snapped
     floats), without fixed values. Keys that are not parameters of the space are ignored (a
-    ``param_space`` often carries other constants); ConfigError if the values do not fit."""
-    values = {p.name: _decode(p, config[p.name]) for p in space.params if p.name in config}
+    ``param_space`` often carries other constants), and so are ``None`` values of conditional
+    parameters (inactive under :func:`to_ray`); ConfigError if the values do not fit."""
+    values = {p.name: _decode(p, config[p.name]) for p in space.params
+              if p.name in config and not (config[p.name] is None and p.condition is not None)}
     return space.check(values, merge_fixed=False)
 
 

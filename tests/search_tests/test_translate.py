@@ -172,10 +172,23 @@ def test_from_ray_decodes_and_validates():
         from_ray({**config, "gate.group_size": 4}, space)
 
 
-def test_to_ray_refuses_conditionals_and_off_grid_steps(shipped):
+def test_to_ray_samples_conditionals_only_when_active(shipped):
     pytest.importorskip("ray.tune")
-    with pytest.raises(LossyTranslationError, match="'gate.group_size' is conditional.*Optuna"):
-        to_ray(shipped)
+    import pickle
+
+    from ray.tune.search.variant_generator import generate_variants
+
+    domains = pickle.loads(pickle.dumps(to_ray(shipped)))  # Tune stores its param_space
+    seen = set()
+    for _ in range(60):
+        for _, spec in generate_variants({"config": domains}):
+            values = from_ray(spec["config"], shipped)  # validated: every active parameter, no inactive one
+            seen.add((values["gating"], values.get("gate.group_size")))
+    assert seen == {("layer", None), ("channel", 4), ("channel", 8), ("lc", 4), ("lc", 8)}
+
+
+def test_to_ray_refuses_off_grid_steps():
+    pytest.importorskip("ray.tune")
     off = parse_space({"name": "off", "params": {"loss.distill": {"type": "float", "low": 0.25, "high": 1.25, "step": 0.5}}})
     with pytest.raises(LossyTranslationError, match="'loss.distill'.*multiple of step"):
         to_ray(off)
