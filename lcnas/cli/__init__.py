@@ -13,6 +13,7 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``lcnas`` argument parser with one sub-parser per command (the command object in ``_command``)."""
     parser = argparse.ArgumentParser(
         prog="lcnas",
         description="Hardware-aware AutoML for fully dynamic networks (LC-Net: layer and channel skipping).",
@@ -27,6 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``lcnas`` console script on ``argv`` (``sys.argv[1:]`` when ``None``).
+
+    Returns:
+        The exit status: the command's own, 2 after an :class:`~lcnas.errors.LcnasError` (its
+        message printed to stderr), 130 when interrupted.
+
+    Raises:
+        SystemExit: from argparse, for ``--help``, ``--version`` or unparseable arguments.
+    """
     args = build_parser().parse_args(argv)
     try:
         return args._command.run(args)

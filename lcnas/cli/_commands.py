@@ -11,6 +11,8 @@ __all__ = ["COMMANDS"]
 
 
 class Train:
+    """The ``lcnas train`` sub-command; ``lcnas train --help`` shows its ``description`` and options."""
+
     name = "train"
     help = "train a model from a study config (YAML)"
     description = (
@@ -20,6 +22,7 @@ class Train:
     )
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        """Add ``lcnas train``'s arguments and options to ``p``."""
         p.add_argument("--config", "-c", help="training YAML, e.g. studies/resnet20_cifar10.yaml (defaults if omitted)")
         p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a setting (repeatable), e.g. --set epochs=5")
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py (else $LCNAS_DATA_ROOT, else ~/.cache/lcnas/data)")
@@ -28,6 +31,7 @@ class Train:
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
+        """Run ``lcnas train`` with the parsed ``args``; returns the process exit status."""
         from ..train import load_train_config, train
 
         overrides = list(args.overrides or [])
@@ -40,11 +44,14 @@ class Train:
 
 
 class Evaluate:
+    """The ``lcnas evaluate`` sub-command; ``lcnas evaluate --help`` shows its ``description`` and options."""
+
     name = "evaluate"
     help = "evaluate a checkpoint on CIFAR-10 (test or validation split)"
     description = "Accuracy and loss of a checkpoint on the test split (default) or the validation split."
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        """Add ``lcnas evaluate``'s arguments and options to ``p``."""
         p.add_argument("checkpoint", type=Path, help="an lcnas checkpoint (.pt)")
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
         p.add_argument("--split", choices=("test", "val"), default="test", help="which split (default: test)")
@@ -54,6 +61,7 @@ class Evaluate:
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
+        """Run ``lcnas evaluate`` with the parsed ``args``; returns the process exit status."""
         from ..checkpoint import model_from_checkpoint, read_checkpoint
         from ..data import load_splits
         from ..train import evaluate, resolve_device
@@ -75,15 +83,19 @@ class Evaluate:
 
 
 class Models:
+    """The ``lcnas models`` sub-command; ``lcnas models --help`` shows its ``description`` and options."""
+
     name = "models"
     help = "list registered models"
     description = "List the registered backbones (shell-style pattern filter)."
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        """Add ``lcnas models``'s arguments and options to ``p``."""
         p.add_argument("pattern", nargs="?", default="*", help="e.g. 'resnet*'")
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
+        """Run ``lcnas models`` with the parsed ``args``; returns the process exit status."""
         from ..models import list_models, model_info
         from ..pretrained import pretrained_manifest
 
@@ -100,6 +112,8 @@ class Models:
 
 
 class Profile:
+    """The ``lcnas profile`` sub-command; ``lcnas profile --help`` shows its ``description`` and options."""
+
     name = "profile"
     help = "measure a latency lookup table for a model on this device"
     description = (
@@ -109,6 +123,7 @@ class Profile:
     )
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        """Add ``lcnas profile``'s arguments and options to ``p``."""
         p.add_argument("--model", required=True, help="a registered model, e.g. resnet32")
         p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
         p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -128,6 +143,7 @@ class Profile:
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
+        """Run ``lcnas profile`` with the parsed ``args``; returns the process exit status."""
         import sys
 
         from ..latency import LatencyTable, LatencyTableError, profile_model
@@ -167,11 +183,14 @@ class Profile:
 
 
 class Latency:
+    """The ``lcnas latency`` sub-command; ``lcnas latency --help`` shows its ``description`` and options."""
+
     name = "latency"
     help = "predicted vs measured latency of a trained model on real images"
     description = "Run a gated checkpoint on real CIFAR-10 test images at batch 1; compare measured latency with the table's prediction."
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        """Add ``lcnas latency``'s arguments and options to ``p``."""
         p.add_argument("checkpoint", type=Path)
         p.add_argument("--lut", required=True, help="latency table (path or shipped name)")
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
@@ -183,6 +202,7 @@ class Latency:
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
+        """Run ``lcnas latency`` with the parsed ``args``; returns the process exit status."""
         import statistics
 
         import torch

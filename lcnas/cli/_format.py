@@ -10,6 +10,7 @@ __all__ = ["add_format_argument", "emit"]
 
 
 def add_format_argument(parser) -> None:
+    """Add ``--format table|json`` (default ``table``) to ``parser``; :func:`emit` prints in that format."""
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
 
 

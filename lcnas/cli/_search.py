@@ -11,6 +11,8 @@ __all__ = ["Search", "Retrain", "Report", "Export"]
 
 
 class Search:
+    """The ``lcnas search`` sub-command; ``lcnas search --help`` shows its ``description`` and options."""
+
     name = "search"
     help = "search LC-Net gate shapes and loss weights (Optuna, Ray Tune or NNI)"
     description = (
@@ -23,6 +25,7 @@ class Search:
     )
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        """Add ``lcnas search``'s arguments and options to ``p``."""
         p.add_argument("--space", default="lcnet_cifar10", help="search space: a shipped name or a YAML path (default: lcnet_cifar10)")
         p.add_argument("--backend", choices=("optuna", "ray", "nni"), default="optuna", help="search engine (default: optuna)")
         p.add_argument("--trials", type=int, default=20, help="number of finished trials (default: 20)")
@@ -55,6 +58,7 @@ class Search:
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
+        """Run ``lcnas search`` with the parsed ``args``; returns the process exit status."""
         from ..search import load_space, make_settings, search
         from ..train import parse_overrides
 
@@ -101,6 +105,8 @@ def _nest(overrides: dict) -> dict:
 
 
 class Retrain:
+    """The ``lcnas retrain`` sub-command; ``lcnas retrain --help`` shows its ``description`` and options."""
+
     name = "retrain"
     help = "retrain a trial picked from a search's Pareto front with a full schedule"
     description = (
@@ -111,6 +117,7 @@ class Retrain:
     )
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        """Add ``lcnas retrain``'s arguments and options to ``p``."""
         p.add_argument("results", nargs="?", type=Path, help="search folder or its results.json")
         p.add_argument("--storage", help="Optuna storage URL instead of a results file")
         p.add_argument("--study-name", default="lcnas")
@@ -127,6 +134,7 @@ class Retrain:
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
+        """Run ``lcnas retrain`` with the parsed ``args``; returns the process exit status."""
         from .._io import write_json
         from ..errors import ConfigError
         from ..search import load_results, load_study_results, pick_trial, retrain_config
@@ -155,6 +163,8 @@ class Retrain:
 
 
 class Report:
+    """The ``lcnas report`` sub-command; ``lcnas report --help`` shows its ``description`` and options."""
+
     name = "report"
     help = "Markdown report with plots of a trained dynamic model"
     description = (
@@ -165,6 +175,7 @@ class Report:
     )
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        """Add ``lcnas report``'s arguments and options to ``p``."""
         p.add_argument("run_dir", type=Path, help="a finished run folder")
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
         p.add_argument("--lut", help="latency table for predicted latency")
@@ -174,6 +185,7 @@ class Report:
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
+        """Run ``lcnas report`` with the parsed ``args``; returns the process exit status."""
         from ..report import build_report
 
         path = build_report(args.run_dir, data_root=args.data_root, lut=args.lut, others=tuple(args.compare),
@@ -183,6 +195,8 @@ class Report:
 
 
 class Export:
+    """The ``lcnas export`` sub-command; ``lcnas export --help`` shows its ``description`` and options."""
+
     name = "export"
     help = "export a checkpoint to TorchScript that keeps real control flow"
     description = (
@@ -192,11 +206,13 @@ class Export:
     )
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        """Add ``lcnas export``'s arguments and options to ``p``."""
         p.add_argument("checkpoint", type=Path, help="an lcnas checkpoint (.pt)")
         p.add_argument("--out", type=Path, required=True, help="TorchScript file to write")
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
+        """Run ``lcnas export`` with the parsed ``args``; returns the process exit status."""
         import torch
 
         from ..checkpoint import load_model

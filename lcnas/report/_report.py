@@ -43,10 +43,12 @@ class ModelStats:
 
     @property
     def mflops_mean(self) -> float:
+        """Mean per-sample MFLOPs over the test set."""
         return statistics.fmean(self.mflops)
 
     @property
     def latency_ms_median(self) -> float:
+        """Median measured batch-1 latency (ms); raises :class:`statistics.StatisticsError` when none was measured."""
         return statistics.median(self.latency_ms_measured)
 
 

@@ -156,7 +156,8 @@ class Param:
     Args:
         name: its training-config target (``lr``, ``gate.hidden``, ``loss.flops``).
         kind: float | int | categorical.
-        low, high: inclusive bounds (float and int).
+        low: inclusive lower bound (float and int).
+        high: inclusive upper bound (float and int).
         log: sample on a log scale (float and int; not with a step).
         step: grid spacing from ``low`` (float and int); ``None`` = continuous / every integer.
         choices: the values of a categorical (tuples for list values).
