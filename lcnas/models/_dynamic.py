@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._gates import Gate, GateConfig, straight_through_gate
-from ._hard import HardExecutor
 from ._resnet import Bottleneck, ResNet
 from ._trace import ExecutionTrace
 
@@ -87,11 +86,8 @@ class DynamicResNet(ResNet):
             raise ValueError(f"DynamicResNet gating must be layer, channel or lc, got {gating!r}")
         self.gating = gating
         self.gate_config = gate_config
-        self.execution = "hard"
         self._last_trace: ExecutionTrace | None = None
         self._pending_trace: tuple | None = None
-        self._forced: ForcedDecisions | None = None
-        self._hard = HardExecutor(self)
         stages = set(gate_config.stages or range(1, len(self.stages) + 1))
         unknown = stages - set(range(1, len(self.stages) + 1))
         if unknown:
@@ -108,7 +104,6 @@ class DynamicResNet(ResNet):
                     if width % gate_config.group_size:
                         raise ValueError(f"group_size {gate_config.group_size} does not divide block width {width}")
                     block.channel_gate = Gate(in_ch, width // gate_config.group_size, gate_config)
-        self.register_load_state_dict_post_hook(lambda module, keys: module._hard.clear())
 
     # ---------------------------------------------------------------- public knobs
     def set_thresholds(self, *, layer: float | None = None, channel: float | None = None) -> None:
@@ -122,6 +117,7 @@ class DynamicResNet(ResNet):
         return _Forcing(self.__dict__, decisions)
 
     def gate_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters of every layer and channel gate (for a separate optimizer group)."""
         for block in self.blocks():
             for gate in (block.layer_gate, block.channel_gate):
                 if gate is not None:
@@ -134,16 +130,14 @@ class DynamicResNet(ResNet):
         if bad_missing or unexpected:
             raise RuntimeError(f"backbone weights do not fit: missing {bad_missing[:3]}, unexpected {list(unexpected)[:3]}")
 
-    def train(self, mode: bool = True) -> DynamicResNet:
-        self._hard.clear()  # weights may change while training: refold on the next eval forward
-        return super().train(mode)
-
-    def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .half(): folded weights are stale
-        self._hard.clear()
-        return super()._apply(fn, recurse)
-
     # ---------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N×classes) of images ``x`` (N×C×H×W, float in [0, 1]; normalised inside).
+
+        Training mode runs the masked (differentiable) pass; eval mode with ``execution="hard"``
+        skips blocks and channels for real, through the native engine where it applies. Either
+        way the decisions are recorded in :attr:`last_trace`.
+        """
         hard = not self.training and self.execution == "hard"
         native = self._hard.forward_native(x) if hard else None
         if native is not None:  # the whole pass in one native call

@@ -1,6 +1,7 @@
 """Hard execution: skipped blocks and channels are not computed at all.
 
-Everything is prepared once per eval session and cached on the executor: BatchNorm folded into
+Everything is prepared on the first eval-mode pass and cached on the executor until ``train()``,
+``eval()``, ``load_state_dict`` or ``.to()`` clears it: BatchNorm folded into
 the convs, weights in channels-last (2× faster than NCHW for these small convs on oneDNN CPUs),
 gate MLPs as plain ``addmm`` operands, and, per block, the folded weights restricted to each kept
 channel-group set (an LRU of pre-packed contiguous tensors, so a repeated set costs no copy).
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._fold import fold_conv_bn
+from ._gates import GateConfig
 from ._native import NativeConv, PackedConv, kept_width, native, packable, window_ok
 from ._native_net import NativeNet, build_native_net, forced_arrays
 from ._normalize import Normalize
@@ -122,6 +124,7 @@ def _run_gate(packed: tuple, v: torch.Tensor) -> torch.Tensor:
 
 
 def pool(v_kind: str, x: torch.Tensor) -> torch.Tensor:
+    """A gate's input vector (N×features) from ``x`` (N×C×H×W) by ``v_kind`` pooling: avg, max or avgmax."""
     if v_kind == "avg":
         return x.mean((2, 3))
     if v_kind == "max":
@@ -129,8 +132,16 @@ def pool(v_kind: str, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x.mean((2, 3)), x.amax((2, 3))], 1)
 
 
+# What the engine reads of a gate configuration for a static model (no gates): every block runs.
+_STATIC_CONFIG = GateConfig()
+
+
 class HardExecutor:
-    """Runs a :class:`~lcnas.models.DynamicResNet` in eval mode without computing skipped work."""
+    """Runs a :class:`~lcnas.models.ResNet` in eval mode without computing skipped work.
+
+    A :class:`~lcnas.models.DynamicResNet` runs its gates' decisions; a static ResNet (no gates)
+    runs every block on the same engine, so static and dynamic models are timed on one engine.
+    """
 
     # Batch 1 on the native kernel: the whole network in one call where the model is eligible
     # (``_native_net.py``); False runs it block by block from Python (benchmarks compare the two).
@@ -154,7 +165,13 @@ class HardExecutor:
         # latency predictor replays the grouping rule on them). Reset by the model per forward.
         self.masks: dict[int, torch.Tensor] = {}
 
+    @property
+    def config(self) -> GateConfig:
+        """The model's gate configuration (thresholds, group size, pooling); defaults for a static model."""
+        return getattr(self.model, "gate_config", None) or _STATIC_CONFIG
+
     def clear(self) -> None:
+        """Drop every packed weight and cached network (the weights or the thresholds changed)."""
         self.packs.clear()
         self._blocks = None
         self._forced_cache.clear()
@@ -229,6 +246,7 @@ class HardExecutor:
         return self._blocks
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem on the folded weights (native kernel where eligible); also picks this pass's engine."""
         m = self.model
         # One decision per forward: the blocks follow the stem's (a batch-1 float32 CPU input).
         nat = self._nat = self._native_for(x)
@@ -283,7 +301,7 @@ class HardExecutor:
         pack = self.packs.get(i)
         if pack is not None:
             return pack
-        cfg = self.model.gate_config
+        cfg = self.config
         convs = [(block.conv1, block.bn1), (block.conv2, block.bn2)]
         if isinstance(block, Bottleneck):
             convs.append((block.conv3, block.bn3))
@@ -323,7 +341,7 @@ class HardExecutor:
         return _lru(pack["subsets"], keep_row, lambda: self._pack_subset(pack, keep_row))
 
     def _pack_subset(self, pack: dict[str, Any], keep_row: tuple[bool, ...]) -> tuple:
-        g = self.model.gate_config.group_size
+        g = self.config.group_size
         idx = torch.tensor([k * g + j for k, on in enumerate(keep_row) if on for j in range(g)])
         (w1, b1), (w2, b2), *last = pack["folded"]
         if pack["bottleneck"]:
@@ -390,7 +408,7 @@ class HardExecutor:
     def _block_one(self, i: int, block: nn.Module, pack: dict[str, Any], x: torch.Tensor):
         # Batch 1: decisions and scales as Python numbers (one .tolist() per gate), so each gate
         # costs a pooling and one or two addmm calls, and the block only what it runs.
-        m, cfg = self.model, self.model.gate_config
+        m, cfg = self.model, self.config
         forced = m._forced
         gates = pack["gates_one"] if forced is None or forced.evaluate_gates else None
         forced_run, forced_keep = self._forced_row(i)
@@ -448,7 +466,7 @@ class HardExecutor:
     def _scale_index(self, pack: dict[str, Any], keep_row: tuple[bool, ...], groups: int, device: torch.device) -> torch.Tensor:
         """Column of each kept channel's scale in the channel gate's output row (cached per set),
         padded to the native kernel's kept width by repeating a column (padded channels are zero)."""
-        g = self.model.gate_config.group_size
+        g = self.config.group_size
 
         def make() -> torch.Tensor:
             cols = [groups + k for k, on in enumerate(keep_row) if on for _ in range(g)]
@@ -509,7 +527,7 @@ class HardExecutor:
         return (None if runs is None else runs[i]), (None if keeps is None else keeps[i])
 
     def _block_batch(self, i: int, block: nn.Module, pack: dict[str, Any], x: torch.Tensor):
-        m, cfg = self.model, self.model.gate_config
+        m, cfg = self.model, self.config
         n = x.shape[0]
         gates_on = m._gates_on()
         run = m._forced_run(i, n, x.device)
@@ -569,7 +587,7 @@ class HardExecutor:
         return out, run, kept
 
     def _residual_sets(self, pack, block, x: torch.Tensor, keep: torch.Tensor | None, c_scale: torch.Tensor | None) -> torch.Tensor:
-        g = self.model.gate_config.group_size
+        g = self.config.group_size
         bottleneck, stride = pack["bottleneck"], block.stride
         if keep is None:
             return _residual(bottleneck, stride, x, pack["full"], None)

@@ -189,7 +189,7 @@ def build_native_net(executor: Any, lib: NativeConv, input_hw: tuple[int, int]) 
     model = executor.model
     if not _eligible(model):
         return None
-    cfg = model.gate_config
+    cfg = executor.config
     keep: list[torch.Tensor] = []
 
     def ptr(t: torch.Tensor | None) -> int | None:

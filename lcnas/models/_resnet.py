@@ -31,11 +31,23 @@ class PadShortcut(nn.Module):
         self.pad = out_channels - in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` subsampled by ``stride`` and zero-padded to the block's output channels."""
         x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
 
 
 class BasicBlock(nn.Module):
+    """Two 3×3 convolutions with BatchNorm (stride on the first) plus a shortcut: the CIFAR ResNet
+    and ResNet-18/34 block. Output channels are ``width`` (``expansion`` 1).
+
+    Args:
+        in_channels: input channels.
+        width: channels of both convolutions.
+        stride: stride of the first convolution (2 where a stage downsamples).
+        downsample: the shortcut module when the shape changes (:class:`PadShortcut` or a 1×1
+            conv + BN); ``None`` for the identity.
+    """
+
     expansion = 1
 
     def __init__(self, in_channels: int, width: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
@@ -47,18 +59,32 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
+        self.layer_gate = self.channel_gate = None  # a DynamicResNet sets them on its gated blocks
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch (what a layer gate skips), before the addition and final ReLU."""
         return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """The shortcut path: ``x`` itself, or ``downsample(x)`` when the block changes shape."""
         return x if self.downsample is None else self.downsample(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``relu(residual(x) + shortcut(x))``: the static block (gated models do not call it)."""
         return self.relu(self.residual(x) + self.shortcut(x))
 
 
 class Bottleneck(nn.Module):
+    """1×1 reduce, 3×3 (with the stride, as torchvision), 1×1 expand to ``4 × width`` channels,
+    each with BatchNorm, plus a shortcut: the ResNet-50 block.
+
+    Args:
+        in_channels: input channels.
+        width: inner channels (of the 3×3 convolution); the output has ``width * expansion``.
+        stride: stride of the 3×3 convolution.
+        downsample: the shortcut module when the shape changes; ``None`` for the identity.
+    """
+
     expansion = 4
 
     def __init__(self, in_channels: int, width: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
@@ -72,21 +98,32 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
+        self.layer_gate = self.channel_gate = None  # a DynamicResNet sets them on its gated blocks
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch (what a layer gate skips), before the addition and final ReLU."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         return self.bn3(self.conv3(out))
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """The shortcut path: ``x`` itself, or ``downsample(x)`` when the block changes shape."""
         return x if self.downsample is None else self.downsample(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``relu(residual(x) + shortcut(x))``: the static block (gated models do not call it)."""
         return self.relu(self.residual(x) + self.shortcut(x))
 
 
 class ResNet(nn.Module):
     """A ResNet over ``blocks_per_stage`` blocks of ``block`` at ``widths``.
+
+    In ``eval()`` a model the native engine can run (the CIFAR ResNets on a float32 CPU input,
+    no autograd) runs on it: BatchNorm folded once, the whole pass in one native call, the same
+    engine that runs the gated :class:`~lcnas.models.DynamicResNet`. ``model.execution = "mask"``
+    runs plain PyTorch instead (the reference); training always runs plain PyTorch. The folded
+    weights are refreshed by ``train()``/``eval()``, ``load_state_dict`` and ``.to()``: after
+    editing weights in place in eval mode, call ``eval()`` again.
 
     Args:
         block: :class:`BasicBlock` or :class:`Bottleneck`.
@@ -95,7 +132,8 @@ class ResNet(nn.Module):
         num_classes: classifier outputs.
         stem: ``"cifar"`` (3×3 conv, no pooling) or ``"imagenet"`` (7×7/2 conv + 3×3/2 max-pool).
         shortcut: ``"pad"`` (option A, parameter-free) or ``"conv"`` (1×1 conv + BN, option B).
-        mean, std: input normalisation applied inside the model.
+        mean: per-channel input mean, subtracted inside the model.
+        std: per-channel input standard deviation, divided out inside the model.
     """
 
     def __init__(
@@ -146,6 +184,21 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(in_channels, num_classes)
         self.num_classes = num_classes
         self._init_weights()
+        from ._hard import HardExecutor  # the engine imports this module's block types
+
+        self.execution = "hard"
+        self._forced = None  # decisions imposed on a gated model; a static one has none
+        self._hard = HardExecutor(self)
+        self.register_load_state_dict_post_hook(lambda module, keys: module._hard.clear())
+
+    def train(self, mode: bool = True) -> ResNet:
+        """Set training mode; the engine's folded weights are rebuilt on the next eval forward."""
+        self._hard.clear()  # weights may change while training
+        return super().train(mode)
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .half(): folded weights are stale
+        self._hard.clear()
+        return super()._apply(fn, recurse)
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -160,12 +213,22 @@ class ResNet(nn.Module):
         return [b for name in self.stages for b in getattr(self, name)]
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalisation, stem convolution, BN, ReLU (and max-pool for the ImageNet stem)."""
         return self.maxpool(self.relu(self.bn1(self.conv1(self.normalize(x)))))
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pooling and the classifier: logits (N×classes)."""
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N×classes) of images ``x`` (N×3×H×W, float in [0, 1]; normalised inside).
+
+        In eval mode with ``execution == "hard"`` the native engine runs the pass where it can.
+        """
+        if not self.training and self.execution == "hard":
+            native = self._hard.forward_native(x)
+            if native is not None:  # the whole pass in one native call
+                return native[0]
         x = self.forward_stem(x)
         for name in self.stages:
             x = getattr(self, name)(x)

@@ -1,4 +1,4 @@
-"""Registered backbones: CIFAR ResNet-20/32/44/56/110 and ImageNet ResNet-18/34/50."""
+"""Registered backbones: CIFAR ResNet-8/14/20/32/44/56/110 (depth 6n+2) and ImageNet ResNet-18/34/50."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _imagenet_resnet(depth: int, block: type[BasicBlock] | type[Bottleneck], lay
                       num_classes=num_classes, stem="imagenet", shortcut="conv", mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
-for _depth in (20, 32, 44, 56, 110):
+for _depth in (8, 14, 20, 32, 44, 56, 110):
     _cifar_resnet(_depth)
 _imagenet_resnet(18, BasicBlock, (2, 2, 2, 2))
 _imagenet_resnet(34, BasicBlock, (3, 4, 6, 3))

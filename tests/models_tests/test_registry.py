@@ -17,8 +17,8 @@ def _input(name: str, n: int = 2) -> torch.Tensor:
 
 
 def test_registry_lists_the_standard_resnets():
-    assert ALL_MODELS == sorted(["resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18", "resnet34", "resnet50"])
-    assert lcnas.list_models("resnet1*") == ["resnet110", "resnet18"]
+    assert ALL_MODELS == sorted(["resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18", "resnet34", "resnet50"])
+    assert lcnas.list_models("resnet1*") == ["resnet110", "resnet14", "resnet18"]
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -33,12 +33,13 @@ def test_forward_backward_every_parameter_gets_a_gradient(name):
     assert not missing, f"parameters without gradient: {missing[:5]}"
 
 
-@pytest.mark.parametrize("name,blocks", [("resnet20", 9), ("resnet32", 15), ("resnet56", 27), ("resnet110", 54)])
+@pytest.mark.parametrize("name,blocks", [("resnet8", 3), ("resnet14", 6), ("resnet20", 9), ("resnet32", 15), ("resnet56", 27), ("resnet110", 54)])
 def test_cifar_resnet_depth_and_size(name, blocks):
     model = lcnas.create_model(name)
     assert len(model.blocks()) == blocks
-    # He et al. 2016, Table 6: 0.27M / 0.46M / 0.85M / 1.7M parameters.
-    expected = {"resnet20": 0.27e6, "resnet32": 0.46e6, "resnet56": 0.85e6, "resnet110": 1.7e6}[name]
+    # He et al. 2016, Table 6: 0.27M / 0.46M / 0.85M / 1.7M parameters; ResNet-8/14 (n = 1, 2)
+    # by the same layout: 3×3 stem, 2n convs per stage, 16-32-64 widths, option-A shortcuts.
+    expected = {"resnet8": 0.075e6, "resnet14": 0.17e6, "resnet20": 0.27e6, "resnet32": 0.46e6, "resnet56": 0.85e6, "resnet110": 1.7e6}[name]
     assert abs(sum(p.numel() for p in model.parameters()) - expected) / expected < 0.03
 
 
