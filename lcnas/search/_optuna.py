@@ -8,8 +8,11 @@ machines share one study through one storage URL (e.g. PostgreSQL).
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 import random
+import socket
 import sys
 import time
 import warnings
@@ -54,14 +57,15 @@ def run_optuna(
 
     if n_trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {n_trials}")
-    url = storage or default_storage(settings.out_dir)
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    url = storage_url(storage) if storage else default_storage(settings.out_dir)
+    if not storage:
+        Path(settings.out_dir).mkdir(parents=True, exist_ok=True)
     study = _open_study(optuna, settings, url, study_name, sampler, single_objective, seed, n_trials)
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    remaining = n_trials - len(study.get_trials(deepcopy=False, states=finished))
-    print(f"lcnas search: optuna study {study_name!r} in {url} ({n_trials - max(remaining, 0)}/{n_trials} trials done); "
-          f"watch it with: optuna-dashboard {url}", file=sys.stderr)
+    reclaim_dead_trials(optuna, study)
+    done = len(_slots(optuna, study, running=False))
+    shown = _masked(url)
+    print(f"lcnas search: optuna study {study_name!r} in {shown} ({min(done, n_trials)}/{n_trials} trials done); "
+          f"watch it with: optuna-dashboard {shown}", file=sys.stderr)
 
     def objective(trial):
         params = suggest_optuna(trial, settings.space)
@@ -93,11 +97,190 @@ def run_optuna(
             return result.accuracy
         return result.accuracy, result.metric(settings.cost_metric)
 
-    if remaining > 0:
-        callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=finished), _log_trial]
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=callbacks, show_progress_bar=progress)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _optimize(optuna, study, objective, n_trials, progress=progress)
     return optuna_results(study, settings, label=f"{url}#{study_name}")
+
+
+def storage_url(url: str, *, flag: str = "--storage") -> str:
+    """Check an RDB URL before anything is written: one clear error for a malformed URL, an unknown
+    database, a missing driver or a SQLite file in a folder that does not exist.
+
+    A plain ``postgresql://`` URL (the usual form) means SQLAlchemy's default driver, psycopg 3;
+    when only psycopg2 is installed (``lcnas[dev]``, ``psycopg2-binary``) it is used instead.
+    """
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise ConfigError(f"{flag} {url!r} is not a database URL: use sqlite:///path/study.db or "
+                          "postgresql://user@host:port/db") from None
+    shown = u.render_as_string(hide_password=True)
+    if u.get_backend_name() == "postgresql" and "+" not in u.drivername and importlib.util.find_spec("psycopg") is None:
+        if importlib.util.find_spec("psycopg2") is None:
+            raise ConfigError(f"{flag} {shown!r} needs a PostgreSQL driver: pip install psycopg2-binary (or 'psycopg[binary]')")
+        u = u.set(drivername="postgresql+psycopg2")
+    try:
+        dialect = u.get_dialect()
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise ConfigError(f"{flag} {shown!r}: unknown database {u.drivername!r}; use sqlite:///path/study.db or "
+                          "postgresql://user@host:port/db") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        raise ConfigError(f"{flag} {shown!r}: the database driver {getattr(e, 'name', None) or u.drivername!r} is not installed; "
+                          f"pip install it, or name an installed driver in the URL ({u.get_backend_name()}+DRIVER://...)") from None
+    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
+        folder = Path(u.database).expanduser().absolute().parent
+        if not folder.is_dir():
+            raise ConfigError(f"{flag} {shown!r}: folder {str(folder)!r} does not exist; create it first, or give a file in an existing folder")
+    return u.render_as_string(hide_password=False)
+
+
+def _masked(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def open_storage(optuna, url: str, *, heartbeat: bool = True, flag: str = "--storage"):
+    """Optuna's RDB storage for a checked ``url``; a server that cannot be reached is a ConfigError."""
+    import sqlalchemy.exc
+
+    try:
+        return _rdb_storage(optuna, url, heartbeat=heartbeat)
+    except sqlalchemy.exc.OperationalError as e:
+        reason = str(getattr(e, "orig", e)).strip().splitlines()[0] if str(getattr(e, "orig", e)).strip() else type(e).__name__
+        raise ConfigError(f"{flag} {_masked(url)!r}: cannot connect to the database ({reason}); start the server or fix the URL") from None
+
+
+# --- one trial at a time, exactly n_trials in all, whatever is killed when -------------------------
+# A trial's slot is taken while it runs and once it finished (complete, pruned or failed on its own).
+# A trial whose process died (kill -9, power loss) is "interrupted": marked FAIL with
+# ``lcnas_interrupted``, its parameters queued again, and it no longer holds a slot. Dead processes
+# on this machine are found at once by their pid; on other machines by Optuna's heartbeat.
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> str | None:
+    try:  # field 22 of /proc/PID/stat: start time in clock ticks since boot (tells a reused pid apart)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(owner: dict[str, Any]) -> bool:
+    pid = int(owner.get("pid", -1))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    started = owner.get("started")
+    return started is None or _process_start(pid) in (None, started)
+
+
+def _excluded(trial) -> bool:
+    return bool(trial.user_attrs.get("lcnas_interrupted") or trial.user_attrs.get("lcnas_surplus"))
+
+
+def reclaim_dead_trials(optuna, study) -> list[int]:
+    """Mark the RUNNING trials of dead processes interrupted and queue their parameters again."""
+    from datetime import datetime
+
+    stale = set()
+    storage = study._storage
+    if hasattr(storage, "_get_stale_trial_ids") and storage.get_heartbeat_interval():
+        stale = set(storage._get_stale_trial_ids(study._study_id))
+    host, now = socket.gethostname(), datetime.now()
+    reclaimed = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        owner = t.user_attrs.get("lcnas_owner")
+        if owner and owner.get("host") == host:
+            dead = not _alive(owner)
+        elif owner or t._trial_id in stale:
+            dead = t._trial_id in stale
+        else:  # killed between Optuna's ask and the first record: no owner, no heartbeat
+            dead = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > GRACE_S
+        if dead and _release(optuna, study, t, "lcnas_interrupted"):
+            reclaimed.append(t.number)
+            print(f"lcnas search: trial {t.number} was left running by a process that died; it runs again", file=sys.stderr)
+    return reclaimed
+
+
+def _release(optuna, study, trial, reason: str) -> bool:
+    """FAIL ``trial`` without counting it and queue its parameters again; False if another process did."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, reason, True)
+        if not storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    frozen = storage.get_trial(trial._trial_id)
+    params = {**frozen.system_attrs.get("fixed_params", {}), **frozen.params}
+    study.enqueue_trial(params, user_attrs={"lcnas_retry_of": frozen.number})
+    return True
+
+
+def _slots(optuna, study, *, running: bool = True) -> list:
+    states = [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL]
+    if running:
+        states.append(optuna.trial.TrialState.RUNNING)
+    return [t for t in study.get_trials(deepcopy=False, states=tuple(states)) if not _excluded(t)]
+
+
+def _surplus(optuna, study, trial, n_trials: int) -> bool:
+    """Whether ``trial`` is beyond the first ``n_trials`` slots (workers that asked at the same moment
+    agree on the order: start time, then id), so it must not run."""
+    order = sorted(_slots(optuna, study), key=lambda t: (t.datetime_start or t.datetime_complete, t._trial_id))
+    ids = [t._trial_id for t in order]
+    return trial._trial_id in ids and ids.index(trial._trial_id) >= n_trials
+
+
+def _optimize(optuna, study, objective, n_trials: int, *, progress: bool) -> None:
+    """Run trials until ``n_trials`` slots are taken; Ctrl-C marks the running trial interrupted."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n_trials, desc="trials", disable=not progress, dynamic_ncols=True)
+    try:
+        while True:
+            reclaim_dead_trials(optuna, study)
+            bar.n = min(len(_slots(optuna, study, running=False)), n_trials)
+            bar.refresh()
+            if len(_slots(optuna, study)) >= n_trials:
+                return
+            with warnings.catch_warnings():  # our loop runs Optuna's heartbeat thread itself, as optimize() does
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = study.ask()
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                trial.set_user_attr("lcnas_owner", _owner())
+                if _surplus(optuna, study, trial, n_trials):
+                    _release(optuna, study, trial, "lcnas_surplus")
+                    return
+                values, state = None, None
+                try:
+                    values = objective(trial)
+                except optuna.TrialPruned:
+                    state = optuna.trial.TrialState.PRUNED
+                except KeyboardInterrupt:
+                    _release(optuna, study, trial, "lcnas_interrupted")
+                    raise
+                except Exception:
+                    state = optuna.trial.TrialState.FAIL
+            if state is None and not all(isinstance(v, (int, float)) and math.isfinite(v)
+                                         for v in (values if isinstance(values, (tuple, list)) else (values,))):
+                state = optuna.trial.TrialState.FAIL  # a NaN or missing objective: a failed trial, not a crash
+            _log_trial(study, study.tell(trial, None if state is not None else values, state=state))
+    finally:
+        bar.close()
 
 
 def _open_study(optuna, settings: SearchSettings, url: str, name: str, sampler: str, single: bool, seed: int | None, n_trials: int):
@@ -140,7 +323,7 @@ def stratified_choices(space, n: int, seed: int | None) -> list[dict[str, Any]]:
     return rows
 
 
-def _rdb_storage(optuna, url: str, attempts: int = 5):
+def _rdb_storage(optuna, url: str, attempts: int = 5, *, heartbeat: bool = True):
     """Optuna's RDB storage for ``url``. Workers started together on an empty database each create
     the schema; on PostgreSQL the loser of that race fails (a duplicate table or type), and on a
     retry finds the tables there. Other errors, and the last attempt's, propagate."""
@@ -148,6 +331,8 @@ def _rdb_storage(optuna, url: str, attempts: int = 5):
 
     for attempt in range(attempts):
         try:
+            if not heartbeat:
+                return optuna.storages.RDBStorage(url)
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == attempts - 1:
@@ -156,7 +341,7 @@ def _rdb_storage(optuna, url: str, attempts: int = 5):
 
 
 def _create(optuna, settings: SearchSettings, url: str, name: str, sampler: str, single: bool, seed: int | None, n_trials: int):
-    storage = _rdb_storage(optuna, url)
+    storage = open_storage(optuna, url)
     directions = ["maximize"] if single else ["maximize", "minimize"]
     # Optuna >= 5 takes constraints from Trial.set_constraint; older versions need constraints_func.
     legacy = not hasattr(optuna.trial.Trial, "set_constraint")
@@ -174,7 +359,7 @@ def _create(optuna, settings: SearchSettings, url: str, name: str, sampler: str,
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=smp, pruner=pruner, load_if_exists=True)
     except ValueError as e:  # e.g. an existing study with other directions
-        raise ConfigError(f"optuna study {name!r} in {url} cannot be opened for this search: {e}; pick another --study-name") from None
+        raise ConfigError(f"optuna study {name!r} in {_masked(url)} cannot be opened for this search: {e}; pick another --study-name") from None
     done = len(study.get_trials(deepcopy=False))
     if not done and sampler in ("tpe", "nsga2"):
         # Stratified start-up: a model-based sampler only proposes what its first trials tried, and
@@ -192,8 +377,17 @@ def _create(optuna, settings: SearchSettings, url: str, name: str, sampler: str,
     if saved is None:
         study.set_user_attr("lcnas_settings", mine)
     elif saved != mine:
-        raise ConfigError(f"optuna study {name!r} in {url} was started with other search settings (space, base config, cost or budgets); "
+        raise ConfigError(f"optuna study {name!r} in {_masked(url)} was started with other search settings (space, base config, cost or budgets); "
                           "continue it with the same arguments, or pick another --study-name")
+    first = study.user_attrs.get("lcnas_sampler")
+    if first is None:
+        study.set_user_attr("lcnas_sampler", sampler)
+    elif first != sampler:
+        raise ConfigError(f"optuna study {name!r} in {_masked(url)} was started with --sampler {first}; "
+                          f"continue it with --sampler {first}, or pick another --study-name for --sampler {sampler}")
+    metric_names = ["accuracy"] if single else ["accuracy", settings.cost_metric]
+    if study.metric_names != metric_names:  # optuna-dashboard shows these instead of "Objective 0/1"
+        study.set_metric_names(metric_names)
     return study
 
 
@@ -224,7 +418,7 @@ def optuna_results(study, settings: SearchSettings, *, label: str = "") -> Searc
     trials = []
     for t in study.trials:
         state = states.get(t.state.name)
-        if state is None:  # running or waiting: not a result yet
+        if state is None or _excluded(t):  # running or waiting: not a result yet; interrupted: queued again
             continue
         data = t.user_attrs.get("result") if state == "complete" else None
         if data is None:

@@ -88,12 +88,14 @@ def load_study_results(storage: str, study_name: str) -> SearchResults:
     import optuna
 
     from ._objective import SearchSettings
-    from ._optuna import optuna_results
+    from ._optuna import _masked, open_storage, optuna_results, storage_url
 
+    url = storage_url(storage)
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=open_storage(optuna, url, heartbeat=False))
     except KeyError:
-        raise ConfigError(f"no optuna study {study_name!r} in {storage}; list them with: optuna studies --storage {storage}") from None
+        shown = _masked(url)
+        raise ConfigError(f"no optuna study {study_name!r} in {shown}; list them with: optuna studies --storage {shown}") from None
     saved = study.user_attrs.get("lcnas_settings")
     if not saved:
         raise ConfigError(f"optuna study {study_name!r} in {storage} was not made by lcnas search (no lcnas_settings)")

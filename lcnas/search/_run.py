@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ def make_settings(
     Relative paths (data root, table, checkpoints) become absolute: Ray and NNI run trials elsewhere.
     """
     base = dict(overrides or {})
+    check_overrides(base)
     for key in ("data_root", "init_from", "teacher"):
         value = base.get(key)
         if isinstance(value, str) and value != "pretrained" and Path(value).exists():
@@ -46,6 +48,23 @@ def make_settings(
 
         LatencyTable.load(lut).check_for(trial_config(settings, example_params(settings.space), number=0).model, 1)
     return settings
+
+
+def check_overrides(base: dict[str, Any]) -> None:
+    """Name the ``--set`` flag (not a file or a trial) when a base setting is unknown or invalid."""
+    import difflib
+
+    from ..train import TrainConfig
+    from ._objective import PROXY_DEFAULTS
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, value in base.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            shown = ", ".join(f"{key}.{k}={v}" for k, v in value.items()) if isinstance(value, dict) else f"{key}={value}"
+            raise ConfigError(f"--set {shown}: unknown setting {key!r}{hint}")
+    TrainConfig.from_dict({**PROXY_DEFAULTS, **base}, source="--set")
 
 
 def search(settings: SearchSettings, *, backend: str = "optuna", n_trials: int = 20, progress: bool = True,
