@@ -1,4 +1,4 @@
-# Fresh-machine entry points: `make run` (main job) and `make test` (test suite).
+# Fresh-machine entry points: `make run` (main job) and `make test` (docs build + test suite); `make docs` builds the site.
 # Each creates .venv and installs what it needs; re-running skips finished installs.
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +13,7 @@ TRIALS ?= 8
 EPOCHS ?= 3
 LUT ?= cpu-amd-epyc-1t.json
 
-.PHONY: setup setup-dev run test clean-venv
+.PHONY: setup setup-dev setup-docs run test docs clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,13 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $@
+
 setup: $(VENV)/.installed-optuna
 setup-dev: $(VENV)/.installed-dev
+setup-docs: $(VENV)/.installed-docs
 
 # Main job: a small LC-Net search on CIFAR-10 (Optuna, SQLite in runs/<name>/search/study.db) against the
 # shipped latency table, then the knee of its front retrained on the full training split, then a report.
@@ -42,7 +47,16 @@ run: setup
 	$(VENV)/bin/lcnas retrain runs/$(RUN_NAME)/search --pick knee --epochs $(EPOCHS) --name $(RUN_NAME)-retrain $(DATA_FLAG)
 	$(VENV)/bin/lcnas report runs/$(RUN_NAME)-retrain --lut $(LUT) $(DATA_FLAG)
 
+# The docs site (MkDocs + Material, API reference from docstrings) into $(SITE_DIR) (git-ignored), offline.
+# --strict: a broken link, a missing page or an unresolved reference fails the build.
+SITE_DIR ?= site
+MKDOCS = NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $(SITE_DIR)
+docs: setup-docs
+	$(MKDOCS)
+
+# CI runs this (.ci/run): the strict docs build, then the test suite.
 test: setup-dev
+	$(MKDOCS)
 	$(PY) -m pytest -q tests
 
 clean-venv:
