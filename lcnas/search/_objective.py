@@ -24,12 +24,15 @@ __all__ = ["SearchSettings", "TrialResult", "trial_config", "run_trial", "exampl
 COST_METRICS = ("latency_ms_mean", "latency_ms_p95", "mflops_mean", "mflops_p95")
 
 # What a proxy trial trains unless the space's ``fixed`` section or ``--set`` says otherwise:
-# a short fine-tune of the gates on a subset, starting from (and distilled from) the shipped backbone.
+# the gates alone on a subset, on the shipped backbone frozen (weights and BatchNorm statistics)
+# and distilled from it. A short proxy that also trains the backbone damages it by an amount that
+# varies from trial to trial, and then ranks that damage rather than the gates.
 PROXY_DEFAULTS: dict[str, Any] = {
     "model": "resnet20",
     "gating": "lc",
     "init_from": "pretrained",
     "teacher": "pretrained",
+    "backbone_lr": 0.0,
     "epochs": 1,
     "train_subset": 5000,
     "val_size": 5000,

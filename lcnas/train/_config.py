@@ -40,6 +40,8 @@ class TrainConfig:
     fields, ``init_from`` "pretrained" (the shipped static backbone) or a checkpoint path (a
     gated checkpoint whose gates have this run's shapes continues with its gates too),
     ``teacher`` the same for distillation, ``gate_lr`` the gates' peak rate (default ``lr``),
+    ``backbone_lr`` the backbone's (default ``lr``; ``0`` freezes it, BatchNorm statistics
+    included, so only the gates learn: the search's proxy, which cannot damage the backbone),
     ``lut`` a latency table (path or shipped device name) for the ``loss.latency`` term.
     A static run (``gating: none``) takes ``loss.distill`` (with ``distill_temperature`` and
     ``label_smoothing``) and a ``teacher``: cross-entropy + distill·KL, the control that tells
@@ -54,6 +56,7 @@ class TrainConfig:
     init_from: str | None = None
     teacher: str | None = None
     gate_lr: float | None = None
+    backbone_lr: float | None = None
     lut: str | None = None
     dataset: str = "cifar10"
     data_root: str | None = None
@@ -86,6 +89,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.backbone_lr is not None and (self.backbone_lr < 0 or self.gating == "none"):
+            raise ConfigError(f"backbone_lr={self.backbone_lr} needs gating: layer, channel or lc and a value >= 0 "
+                              "(0 freezes the backbone and trains the gates only)")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
             raise ConfigError("lr must be > 0, weight_decay >= 0 and label_smoothing in [0, 1)")
         if self.gating not in ("none", "layer", "channel", "lc"):

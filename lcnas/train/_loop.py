@@ -211,8 +211,20 @@ def _param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, An
     if cfg.gating == "none":
         return [{"params": list(model.parameters())}]
     gate_ids = {id(p) for p in model.gate_parameters()}
-    return [{"params": [p for p in model.parameters() if id(p) not in gate_ids]},
-            {"params": [p for p in model.parameters() if id(p) in gate_ids], "lr": cfg.gate_lr or cfg.lr}]
+    backbone = [p for p in model.parameters() if id(p) not in gate_ids]
+    gates = {"params": [p for p in model.parameters() if id(p) in gate_ids], "lr": cfg.gate_lr or cfg.lr}
+    if cfg.backbone_lr == 0:  # frozen: no gradients computed for it, no weight decay applied to it
+        for p in backbone:
+            p.requires_grad_(False)
+        return [gates]
+    return [{"params": backbone, "lr": cfg.backbone_lr or cfg.lr}, gates]
+
+
+def _freeze_backbone_norms(model: torch.nn.Module) -> None:
+    """Backbone BatchNorms in eval mode (running statistics used and kept); gates' own norms train."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and "_gate" not in name:
+            module.eval()
 
 
 class _Objective:
@@ -274,6 +286,8 @@ def _latency_cost(cfg: TrainConfig, model: torch.nn.Module, arch):
 def _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg: TrainConfig, device, epoch: int, progress: bool | None,
                  objective: _Objective) -> dict[str, Any]:
     model.train()
+    if cfg.backbone_lr == 0:
+        _freeze_backbone_norms(model)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     seen, correct, loss_sum, start = 0, 0, 0.0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None if progress is None else not progress, dynamic_ncols=True)
