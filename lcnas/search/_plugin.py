@@ -120,7 +120,8 @@ class OptunaObjective:
         """Run one trial.
 
         Args:
-            trial: the ``optuna.trial.Trial`` that ``study.optimize`` passes.
+            trial: the ``optuna.trial.Trial`` that ``study.optimize`` passes (or an
+                ``optuna.trial.FixedTrial`` of chosen parameters, as Optuna stores them).
 
         Returns:
             ``accuracy`` with ``single_objective``, else ``(accuracy, cost)``.
@@ -133,7 +134,8 @@ class OptunaObjective:
         from ._optuna import _jsonable
         from ._translate import suggest_optuna
 
-        directions = [d.name.lower() for d in trial.study.directions]
+        study = getattr(trial, "study", None)  # none on an optuna.trial.FixedTrial: nothing to check
+        directions = [d.name.lower() for d in study.directions] if study is not None else self.directions
         if directions != self.directions:
             raise ConfigError(f"the study optimises {directions}, this objective returns {self.metric_names} to "
                               f"{self.directions}: create the study with directions=objective.directions")
@@ -266,7 +268,8 @@ def nni_trial(settings: SearchSettings, *, params: Mapping[str, Any] | None = No
 
     Args:
         settings: the search settings (build them in the trial script as in the experiment's).
-        params: lcnas values to run instead of asking NNI (fixed values left out).
+        params: lcnas values to run instead of asking NNI (fixed values left out); for runs
+            outside an experiment, where NNI has no parameters to give.
 
     Returns:
         The trial's result (also in ``<run_dir>/result.json``).

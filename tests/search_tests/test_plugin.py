@@ -108,7 +108,7 @@ def test_optuna_objective_budgets_are_constraints_and_results_convert(tiny_setti
     assert [t.state for t in results.trials] == ["complete"] and results.trials[0].feasible is False
 
 
-def test_optuna_objective_refuses_a_study_of_other_directions_and_records_errors(tiny_settings, monkeypatch):
+def test_optuna_objective_refuses_other_directions_runs_fixed_trials_and_records_errors(tiny_settings, monkeypatch):
     optuna = pytest.importorskip("optuna")
     objective = OptunaObjective(tiny_settings)
     study = optuna.create_study(direction="maximize")
@@ -119,6 +119,9 @@ def test_optuna_objective_refuses_a_study_of_other_directions_and_records_errors
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
+
+    accuracy, mflops = objective(optuna.trial.FixedTrial(LAYER_PARAMS))  # one chosen configuration, no study
+    assert 0 <= accuracy <= 100 and mflops > 0
 
     monkeypatch.setattr(plugin, "run_trial", broken)
     study = optuna.create_study(directions=objective.directions)
