@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except LcnasError as e:
         print(f"lcnas {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"lcnas {args.command}: interrupted; a training run continues from its last epoch with --resume", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        how = str(e) or "a training run continues from its last epoch with --resume"
+        print(f"lcnas {args.command}: interrupted; {how}", file=sys.stderr)
         return 130
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from typing import Any
 
-__all__ = ["add_format_argument", "emit"]
+__all__ = ["add_format_argument", "emit", "stdout_to_stderr"]
 
 
 def add_format_argument(parser) -> None:
@@ -40,3 +42,29 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Send everything printed meanwhile to stderr, also by child processes and libraries that hold
+    the original stream (Ray Tune's tables, NNI's log lines), so stdout carries only the result."""
+    sys.stdout.flush()
+    try:
+        fd = sys.__stdout__.fileno() if sys.__stdout__ else 1
+        saved = os.dup(fd)
+    except (OSError, ValueError):  # no real stdout (embedded): redirect Python's stream only
+        fd = saved = None
+    if saved is not None:
+        sys.stderr.flush()
+        os.dup2(sys.__stderr__.fileno() if sys.__stderr__ else 2, fd)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            with contextlib.suppress(OSError, ValueError):
+                if sys.__stdout__:
+                    sys.__stdout__.flush()
+            os.dup2(saved, fd)
+            os.close(saved)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._format import add_format_argument, emit
+from ._format import add_format_argument, emit, stdout_to_stderr
 
 __all__ = ["Search", "Retrain", "Report", "Export"]
 
@@ -76,7 +76,8 @@ class Search:
                            concurrency=args.concurrency, resume=args.resume)
         else:
             options.update(port=args.port, tuner=args.tuner, concurrency=args.concurrency or 1)
-        results = search(settings, backend=args.backend, n_trials=args.trials, progress=not args.no_progress, **options)
+        with stdout_to_stderr():  # engines print tables and logs; stdout carries only the summary (JSON with --format json)
+            results = search(settings, backend=args.backend, n_trials=args.trials, progress=not args.no_progress, **options)
         front = results.front
         summary = {"backend": results.backend, "out": str(settings.out_dir), "study": results.study,
                    "trials": len(results.trials), "complete": sum(t.state == "complete" for t in results.trials),

@@ -47,12 +47,19 @@ def run_ray(
     path = storage / name
     if (path.exists() and any(path.iterdir())) and not resume:
         raise ConfigError(f"a Ray Tune run already exists in {str(path)!r}: continue it with --resume, or use another --out")
+    started = False
     if not ray.is_initialized():
+        if address:
+            check_ray_address(address)
         # Workers inherit this environment; the driver's folder stays their working directory so
         # relative data paths resolve the same way everywhere.
         env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}, "working_dir": None}
-        kw: dict[str, Any] = {"address": address} if address else {"include_dashboard": False}
-        ray.init(log_to_driver=progress, runtime_env={k: v for k, v in env.items() if v}, **kw)
+        try:
+            ray.init(log_to_driver=progress, runtime_env={k: v for k, v in env.items() if v}, **local_init_options(address))
+        except ConnectionError as e:  # "auto" with no cluster on this machine
+            raise ConfigError(f"--ray-address {address!r}: no Ray cluster found ({str(e).splitlines()[0]}); start one with "
+                              "`ray start --head --node-ip-address 127.0.0.1`, or leave --ray-address out for a local instance") from None
+        started = True
     trainable = tune.with_resources(functools.partial(_trainable, settings=settings.to_dict(), cwd=os.getcwd()),
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     if resume:
@@ -69,12 +76,55 @@ def run_ray(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=n_trials,
                                         max_concurrent_trials=concurrency),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=1 if progress else 0),
+            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=1 if progress else 0,
+                                      # a trial whose worker process died runs again (from scratch: trials keep no checkpoint)
+                                      failure_config=tune.FailureConfig(max_failures=3)),
         )
     print(f"lcnas search: Ray Tune run {str(path)!r} on {address or 'a local Ray instance'}", file=sys.stderr)
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+        unfinished = [t for t in grid._experiment_analysis.trials if t.status not in ("TERMINATED", "ERROR")]
+    finally:
+        if started:
+            ray.shutdown()
+    if unfinished or len(grid) < n_trials:
+        # Tune ends fit() quietly on Ctrl-C: this is not a finished search, so no results are written.
+        raise KeyboardInterrupt(f"interrupted with {len(grid) - len(unfinished)} of {n_trials} Ray Tune trials finished; "
+                                f"continue with the same command and --resume (state in {str(path)!r})")
     trials = [_result(r, settings, i) for i, r in enumerate(grid)]
     return SearchResults(backend="ray", settings=settings, trials=tuple(sorted(trials, key=lambda t: t.number)), study=str(path))
+
+
+def local_init_options(address: str | None) -> dict[str, Any]:
+    """``ray.init`` options: join ``address``, or start a local instance bound to 127.0.0.1 with no
+    dashboard and usage statistics off (a cluster started by hand keeps its own settings)."""
+    if address:
+        return {"address": address}
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    return {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
+
+
+def check_ray_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once when nothing listens at ``address`` (Ray itself retries for minutes)."""
+    import socket
+
+    target = address
+    if address == "auto":
+        try:
+            from ray._private.utils import get_ray_temp_dir
+
+            target = (Path(get_ray_temp_dir()) / "ray_current_cluster").read_text().strip()
+        except (OSError, ImportError):
+            return  # ray.init raises ConnectionError itself: no cluster on this machine
+    host, _, port = target.split("://", 1)[-1].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return
+    except ValueError:
+        raise ConfigError(f"--ray-address {address!r} is not host:port, ray://host:port or auto") from None
+    except OSError as e:
+        raise ConfigError(f"--ray-address {address!r}: nothing answers at {host}:{port} ({e.strerror or e}); start the cluster with "
+                          f"`ray start --head --node-ip-address {host} --port {port}`, or fix the address") from None
 
 
 def _define_by_run(trial, *, space) -> dict[str, int]:
