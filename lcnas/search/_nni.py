@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
+import signal
+import socket
 import sys
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -48,36 +53,120 @@ def run_nni(
         raise ConfigError(f"NNI tuner {tuner!r} is not one of {', '.join(NNI_TUNERS)}")
     out = Path(settings.out_dir).resolve()
     results_dir = out / "nni_results"
-    if results_dir.exists() and any(results_dir.iterdir()):
-        raise ConfigError(f"{str(results_dir)!r} already holds NNI trial results: use another --out")
-    settings_file = write_json(out / "nni_settings.json", settings.to_dict())
+    state_file = out / "nni_run.json"
+    mine = json.loads(json.dumps(settings.to_dict()))
+    done = finished_trials(results_dir)
+    saved = _read(out / "nni_settings.json")
+    if (done or state_file.exists()) and saved is not None and saved != mine:
+        raise ConfigError(f"{str(out)!r} holds an NNI search with other settings: continue it with the same arguments, "
+                          "or use another --out")
+    stop_leftovers(out)  # a killed driver's NNI manager still holds the port
+    check_port(port)  # before anything is written
+    if done or state_file.exists():
+        if done:
+            print(f"lcnas search: continuing the NNI search in {str(out)!r} ({min(len(done), n_trials)}/{n_trials} trials done)",
+                  file=sys.stderr)
+    fresh = [p for p in (out / "nni", out / "nni_settings.json", state_file) if not p.exists()]
+    settings_file = write_json(out / "nni_settings.json", mine)
     space_json = to_nni(settings.space)
+    exp_id, stalls = "", 0
+    # One NNI experiment per pass: a pass that ends short (a killed trial, NNI's tuner not connecting
+    # within its hard-coded 10 s on a loaded machine) is followed by another for the trials missing.
+    while len(done) < n_trials and stalls < 3:
+        before = len(done)
+        lease = {"token": uuid.uuid4().hex, "offset": max(done, default=-1) + 1, "manager_pid": None}
+        write_json(state_file, lease)
+        try:
+            exp_id, status = _run_experiment(settings, settings_file, space_json, out, n_trials=n_trials - len(done), port=port,
+                                             tuner=tuner, concurrency=concurrency, seed=seed, progress=progress, poll_s=poll_s,
+                                             lease=lease, state_file=state_file, target=n_trials)
+        except ConfigError:
+            if not done:
+                for path in fresh:
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            raise
+        stop_leftovers(out)
+        done = finished_trials(results_dir)
+        stalls = 0 if len(done) > before else stalls + 1
+        if len(done) < n_trials:
+            print(f"lcnas search: NNI experiment {exp_id} ended ({status}) with {len(done)}/{n_trials} trials done; "
+                  f"running the rest (logs in {out / 'nni'})", file=sys.stderr)
+    if len(done) < n_trials:
+        raise ConfigError(f"NNI finished {len(done)} of {n_trials} trials: its experiments keep failing (logs in {out / 'nni'}); "
+                          "rerun the same command to continue")
+    trials = [TrialResult.from_dict(json.loads(path.read_text())) for path in sorted(results_dir.glob("*.json"))]
+    return SearchResults(backend="nni", settings=settings, trials=tuple(sorted(trials, key=lambda t: t.number)), study=exp_id)
 
-    for attempt in (1, 2):
-        exp, status = _run_experiment(settings, settings_file, space_json, out, n_trials=n_trials, port=port, tuner=tuner,
-                                      concurrency=concurrency, seed=seed, progress=progress, poll_s=poll_s)
-        # NNI 3.0's server gives up when the tuner process has not connected within 10 s (hard-coded):
-        # on a loaded machine that happens before any trial ran; start a fresh experiment once.
-        if status != "ERROR" or attempt == 2 or (results_dir.exists() and any(results_dir.iterdir())):
-            break
-        print("lcnas search: NNI's experiment failed before any trial ran (its tuner did not connect in time); starting it again",
-              file=sys.stderr)
-    if status == "ERROR":
-        print(f"lcnas search: NNI reported an experiment error; logs in {out / 'nni'}", file=sys.stderr)
-    trials = [TrialResult.from_dict(json.loads(p.read_text())) for p in sorted(results_dir.glob("*.json"))]
-    return SearchResults(backend="nni", settings=settings, trials=tuple(sorted(trials, key=lambda t: t.number)), study=exp.id)
+
+def check_port(port: int) -> None:
+    """NNI's web server listens on every interface: the port must be free there."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError as e:
+            raise ConfigError(f"port {port} is not free for NNI's web UI ({e.strerror or e}); pick a free --port") from None
+
+
+def finished_trials(results_dir: Path) -> set[int]:
+    """Numbers of the trials with a result file (complete or failed on their own)."""
+    return {int(path.stem) for path in results_dir.glob("*.json") if path.stem.isdigit()}
+
+
+def stop_leftovers(out: Path) -> None:
+    """Kill what a killed driver left running for this folder: its NNI manager (a Node.js process in
+    a process group of its own, with the tuner) and its trial processes."""
+    experiments = f"\0--experiments-directory\0{out / 'nni'}\0"
+    settings = f"\0{out / 'nni_settings.json'}\0"
+    killed = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            pid = int(proc.name)
+            if pid == os.getpid():
+                continue
+            if "main.js" in cmdline and experiments in cmdline + "\0":
+                os.killpg(pid, signal.SIGKILL)
+            elif "lcnas.search._nni_trial" in cmdline and settings in cmdline + "\0":
+                os.kill(pid, signal.SIGKILL)
+            else:
+                continue
+            killed.append(pid)
+        except (OSError, ValueError):
+            continue
+    for pid in killed:
+        for _ in range(200):
+            if not Path(f"/proc/{pid}").exists() or "Z" in _proc_state(pid):
+                break
+            time.sleep(0.05)
+    for path in (out / "nni_pids").glob("*"):
+        path.unlink(missing_ok=True)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def _read(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _run_experiment(settings, settings_file: Path, space_json: dict, out: Path, *, n_trials: int, port: int, tuner: str,
-                    concurrency: int, seed: int | None, progress: bool, poll_s: float):
-    """Start one NNI experiment, wait for it to end, stop it: (experiment, final status)."""
+                    concurrency: int, seed: int | None, progress: bool, poll_s: float, lease: dict, state_file: Path, target: int):
+    """Start one NNI experiment, wait for it to end, stop it: (experiment id, final status)."""
     from nni.experiment import Experiment
 
     exp = Experiment("local")
     cfg = exp.config
     cfg.experiment_name = f"lcnas {settings.space.name}"
     cfg.experiment_working_directory = str(out / "nni")
-    cfg.trial_command = f"{sys.executable} -m lcnas.search._nni_trial {settings_file}"
+    cfg.trial_command = f"{sys.executable} -m lcnas.search._nni_trial {settings_file} {lease['token']} {lease['offset']}"
     cfg.trial_code_directory = str(Path.cwd())
     cfg.search_space = space_json
     cfg.tuner.name = NNI_TUNERS[tuner]
@@ -93,16 +182,20 @@ def _run_experiment(settings, settings_file: Path, space_json: dict, out: Path, 
             exp.start(port)
     except Exception as e:
         raise ConfigError(f"NNI experiment did not start on port {port} ({type(e).__name__}: {e}); pick a free --port") from None
+    proc = getattr(exp, "_proc", None)
+    if proc is not None:  # so that a rerun after kill -9 can stop this manager and its trials
+        write_json(state_file, {**lease, "manager_pid": proc.pid})
     print(f"lcnas search: NNI experiment {exp.id}: web UI at http://localhost:{port} (while it runs)", file=sys.stderr)
     status = "?"
     try:
-        status = _wait(exp, n_trials, progress, poll_s)
+        status = _wait(exp, n_trials, progress, poll_s, out / "nni_results", target)
     finally:
-        exp.stop()
-    return exp, status
+        with contextlib.redirect_stdout(sys.stderr):
+            exp.stop()
+    return exp.id, status
 
 
-def _wait(exp, n_trials: int, progress: bool, poll_s: float) -> str:
+def _wait(exp, n_trials: int, progress: bool, poll_s: float, results_dir: Path, target: int) -> str:
     from tqdm.auto import tqdm
 
     bar = tqdm(total=n_trials, desc="NNI trials", disable=not progress, dynamic_ncols=True)
@@ -113,7 +206,7 @@ def _wait(exp, n_trials: int, progress: bool, poll_s: float) -> str:
                        if s.get("trialJobStatus") in ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"))
             bar.n = done
             bar.refresh()
-            if status in _FINAL or (status == "NO_MORE_TRIAL" and done >= n_trials):
+            if status in _FINAL or (status == "NO_MORE_TRIAL" and done >= n_trials) or len(finished_trials(results_dir)) >= target:
                 return status
             time.sleep(poll_s)
     finally:

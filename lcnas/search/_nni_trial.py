@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -22,20 +23,34 @@ def main(argv: list[str]) -> int:
     from ._translate import from_nni
 
     settings = SearchSettings.from_dict(json.loads(Path(argv[0]).read_text()))
-    number = nni.get_sequence_id()
-    results = Path(settings.out_dir) / "nni_results"
+    token, offset = (argv[1], int(argv[2])) if len(argv) >= 3 else (None, 0)
+    out = Path(settings.out_dir)
+    number = offset + nni.get_sequence_id()
+    results = out / "nni_results"
+    pid_file = out / "nni_pids" / str(os.getpid())  # a rerun after kill -9 stops trials left running
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.touch()
+
+    def record(result: TrialResult) -> None:
+        # Only the current pass's trials count: one of a killed driver's passes writes nothing.
+        if token is None or (json.loads((out / "nni_run.json").read_text()).get("token") == token):
+            write_json(results / f"{number:05d}.json", result.to_dict())
+
     raw = nni.get_next_parameter()
     params = {}
     try:
-        params = from_nni(raw, settings.space)
-        result = run_trial(settings, params, number=number,
-                           report=lambda epoch, m: nni.report_intermediate_result(_finite(m["accuracy"])))
-    except Exception as e:
-        write_json(results / f"{number:05d}.json", TrialResult(
-            number=number, state="failed", params=params or {}, worker=worker_id(), error=f"{type(e).__name__}: {e}").to_dict())
-        traceback.print_exc()
-        return 1
-    write_json(results / f"{number:05d}.json", result.to_dict())
+        try:
+            params = from_nni(raw, settings.space)
+            result = run_trial(settings, params, number=number,
+                               report=lambda epoch, m: nni.report_intermediate_result(_finite(m["accuracy"])))
+        except Exception as e:
+            record(TrialResult(number=number, state="failed", params=params or {}, worker=worker_id(),
+                               error=f"{type(e).__name__}: {e}"))
+            traceback.print_exc()
+            return 1
+        record(result)
+    finally:
+        pid_file.unlink(missing_ok=True)
     score = result.accuracy - (0.0 if result.feasible else BUDGET_PENALTY)
     nni.report_final_result({"default": _finite(score), **{k: v for k, v in result.to_dict().items()
                                                         if k in ("mflops_mean", "latency_ms_mean") and v is not None}})
