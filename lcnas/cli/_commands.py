@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._format import add_format_argument, emit
+from ._format import add_format_argument, check_set, emit
 
 __all__ = ["COMMANDS"]
 
@@ -34,6 +34,7 @@ class Train:
         """Run ``lcnas train`` with the parsed ``args``; returns the process exit status."""
         from ..train import load_train_config, train
 
+        check_set(args.overrides)
         overrides = list(args.overrides or [])
         if args.data_root:
             overrides.append(f"data_root={args.data_root}")

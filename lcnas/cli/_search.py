@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._format import add_format_argument, emit, stdout_to_stderr
+from ._format import add_format_argument, check_set, emit, stdout_to_stderr
 
 __all__ = ["Search", "Retrain", "Report", "Export"]
 
@@ -62,6 +62,7 @@ class Search:
         from ..search import load_space, make_settings, search
         from ..train import parse_overrides
 
+        check_set(args.overrides)
         overrides = parse_overrides(args.overrides)
         if args.data_root:
             overrides["data_root"] = args.data_root
@@ -141,6 +142,7 @@ class Retrain:
         from ..search import load_results, load_study_results, pick_trial, retrain_config
         from ..train import parse_overrides, train
 
+        check_set(args.overrides)
         if (args.results is None) == (args.storage is None):
             raise ConfigError("give either a search results folder/file or --storage URL (with --study-name)")
         results = load_results(args.results) if args.results else load_study_results(args.storage, args.study_name)
