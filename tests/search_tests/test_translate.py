@@ -116,12 +116,12 @@ def test_optuna_distributions_encode_like_suggest(shipped):
     assert set(dists) == set(shipped.names)
     assert dists["gate.stages"].choices == ("[1, 2, 3]", "[2, 3]")
     assert dists["gate.hidden"] == optuna.distributions.IntDistribution(0, 32, step=8)
-    assert dists["lr"].log and dists["lr"].low == 0.005
+    assert dists["gate_lr"].log and dists["gate_lr"].low == 0.05
     # A hand-picked trial enqueued with the same encoding comes back decoded.
     wanted = {"gating": "layer", "gate.hidden": 16, "gate.pooling": "avgmax", "gate.stages": (2, 3), "gate.scaling": False,
               "gate.temperature": 1.0, "gate.init_logit": 2.0, "loss.layer": 0.1, "loss.flops": 2.0, "loss.flops_target": 0.5,
               "loss.rate": 2.0, "loss.rate_target": 0.6,
-              "loss.distill": 1.0, "lr": 0.01, "gate_lr": 0.5}
+              "loss.distill": 1.0, "gate_lr": 0.5}
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     study.enqueue_trial({**wanted, "gate.stages": "[2, 3]"})
     got = []
@@ -225,7 +225,7 @@ def test_to_nni_types_and_nesting(shipped):
     assert json.loads(json.dumps(spec)) == spec
     assert spec["gate.hidden"] == {"_type": "choice", "_value": [0, 8, 16, 24, 32]}
     assert spec["gate.stages"] == {"_type": "choice", "_value": ["[1, 2, 3]", "[2, 3]"]}
-    assert spec["lr"] == {"_type": "loguniform", "_value": [0.005, 0.05]}
+    assert spec["gate_lr"] == {"_type": "loguniform", "_value": [0.05, 2.0]}
     assert spec["loss.flops_target"] == {"_type": "uniform", "_value": [0.3, 0.8]}
     options = {o["_name"]: set(o) - {"_name"} for o in spec["gating"]["_value"]}
     assert options == {"layer": {"loss.layer"}, "channel": {"gate.group_size", "loss.channel"},
@@ -246,12 +246,12 @@ def test_from_nni_hand_built(shipped):
               "gate.hidden": 16, "gate.pooling": "avg", "gate.stages": "[2, 3]", "gate.scaling": True,
               "gate.temperature": 1.5, "gate.init_logit": 2.0, "loss.flops": 2.0, "loss.flops_target": 0.5,
               "loss.rate": 2.0, "loss.rate_target": 0.6, "loss.distill": 0.0,
-              "lr": 0.01, "gate_lr": 0.5}
+              "gate_lr": 0.5}
     out = from_nni(params, shipped)
     assert out == {"gating": "lc", "gate.group_size": 8, "loss.layer": 0.1, "loss.channel": 0.2, "gate.hidden": 16,
                    "gate.pooling": "avg", "gate.stages": (2, 3), "gate.scaling": True, "gate.temperature": 1.5,
                    "gate.init_logit": 2.0, "loss.flops": 2.0, "loss.flops_target": 0.5,
-                   "loss.rate": 2.0, "loss.rate_target": 0.6, "loss.distill": 0.0, "lr": 0.01,
+                   "loss.rate": 2.0, "loss.rate_target": 0.6, "loss.distill": 0.0,
                    "gate_lr": 0.5}
     flat = parse_space(FLAT)
     got = from_nni({"gating": "lc", "gate.stages": "null", "gate.scaling": False, "gate.hidden": 24, "gate.group_size": 3,
@@ -269,7 +269,7 @@ def test_from_nni_hand_built(shipped):
 def test_from_nni_rejects(shipped, change, words):
     params = {"gating": {"_name": "layer", "loss.layer": 0.1}, "gate.hidden": 16, "gate.pooling": "avg",
               "gate.stages": "[2, 3]", "gate.scaling": True, "gate.temperature": 1.5, "gate.init_logit": 2.0, "loss.flops": 2.0,
-              "loss.flops_target": 0.5, "loss.rate": 2.0, "loss.rate_target": 0.6, "loss.distill": 0.0, "lr": 0.01, "gate_lr": 0.5}
+              "loss.flops_target": 0.5, "loss.rate": 2.0, "loss.rate_target": 0.6, "loss.distill": 0.0, "gate_lr": 0.5}
     with pytest.raises(ConfigError) as e:
         from_nni({**params, **change}, shipped)
     assert all(w in str(e.value) for w in words), str(e.value)

@@ -1,4 +1,4 @@
-"""benchmarks/frontier.py's arithmetic: the static front, its interpolation and the cascades."""
+"""Benchmark arithmetic: the static front, its interpolation, cascades (frontier.py) and Kendall tau (proxy_fidelity.py)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,24 @@ def test_cascade_accuracy_and_expected_latency(frontier):
     # the envelope never holds a point that another beats on both axes
     for p in points:
         assert not any(q["latency_ms"] <= p["latency_ms"] and q["accuracy"] > p["accuracy"] for q in points)
+
+
+@pytest.fixture(scope="module")
+def fidelity():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("proxy_fidelity")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_kendall_tau(fidelity):
+    assert fidelity.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert fidelity.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # one swapped pair of six: (5 - 1) / 6
+    assert fidelity.kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+    # tau-b with a tie in one sequence: (4 - 1) / sqrt(5 * 6)... computed by hand below
+    c, d, ta = 4, 1, 1
+    assert fidelity.kendall_tau([1, 1, 2, 3], [1, 3, 2, 4]) == pytest.approx((c - d) / ((c + d + ta) * (c + d)) ** 0.5)
+    with pytest.raises(ValueError):
+        fidelity.kendall_tau([1], [1])
