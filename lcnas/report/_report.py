@@ -25,6 +25,10 @@ from ..errors import ConfigError
 
 __all__ = ["build_report", "ModelStats", "model_stats", "interleaved_bs1_ms", "Bs1Timing", "latency_ratio", "round_ratios", "static_engine"]
 
+_FIGURE_HOOK = None  # tests look at each figure (labels, legends) before it is saved
+_EAGER_TIMING = "own process (eager PyTorch, alone)"
+_INTERLEAVED_TIMING = "interleaved with the other lcnas models in one process"
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -40,6 +44,7 @@ class ModelStats:
     block_rate: list[float]
     keep_rate: list[float]  # mean fraction of inner channels kept where the block ran
     class_mflops: list[float]
+    gating: str = "none"  # layer / channel / lc: which rates the block plot shows
 
     @property
     def mflops_mean(self) -> float:
@@ -102,7 +107,8 @@ def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels:
 
             predicted.append(float(sample_latency_ms(model, table, arch=arch)[0]))
     return ModelStats(name=name, accuracy=100.0 * correct / n, mflops=per_sample.tolist(), latency_ms_measured=measured,
-                      latency_ms_predicted=predicted, block_rate=block_rate, keep_rate=keep_rate, class_mflops=class_mflops)
+                      latency_ms_predicted=predicted, block_rate=block_rate, keep_rate=keep_rate, class_mflops=class_mflops,
+                      gating=str(getattr(model, "gating", "none")) if gated else "none")
 
 
 def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str | None = None, baselines: tuple[str, ...] = ("resnet20", "resnet32"),
@@ -136,9 +142,14 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
         with _engine_context(model, forced):
             rows.append(model_stats(name, model, images, labels, table=table if forced is None else None, latency_images=latency_images,
                                     time_latency=False))
-    # Batch-1 latency with all models interleaved image by image, so a drifting machine hits every
-    # model alike and the comparison between them holds.
-    measured = interleaved_bs1_ms(models, images[:latency_images])
+    # Batch-1 latency of lcnas's models interleaved round by round, so a drifting machine hits every
+    # model alike and the comparison between them holds. Eager PyTorch runs slower right after
+    # lcnas's engine in the same process (thread pools, caches: 7-9 ms against 4 ms alone for
+    # ResNet-20), so each eager baseline is timed alone in a process of its own.
+    eager = {name for name in models if name.endswith("(static)")}
+    measured = interleaved_bs1_ms({k: v for k, v in models.items() if k not in eager}, images[:latency_images])
+    for name in eager:
+        measured[name] = eager_bs1_ms(name[: -len(" (static)")], images[:latency_images])
     rows = [replace(r, latency_ms_measured=measured[r.name].ms) for r in rows]
     main = rows[0]
     figures = {}
@@ -158,12 +169,38 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
     summary = [{"model": r.name, "test_accuracy": r.accuracy, "mflops_mean": r.mflops_mean,
                 "mflops_p95": float(torch.tensor(r.mflops).quantile(0.95)), "bs1_latency_ms_median": r.latency_ms_median,
                 "bs1_latency_ms_per_round": measured[r.name].round_medians_ms,
+                "bs1_latency_timed": _EAGER_TIMING if r.name in eager else _INTERLEAVED_TIMING,
                 "predicted_latency_ms_mean": statistics.fmean(r.latency_ms_predicted) if r.latency_ms_predicted else None} for r in rows]
     write_json(out / "report.json", {"run": str(run_dir), "models": summary, "picked": picked, "lut": lut,
                                      "test_images": int(images.shape[0]), "latency_images": latency_images,
                                      "environment": environment_metadata()})
-    md = _markdown(run_dir, summary, main, picked, [f for f, d in figures.items() if d is not None], lut)
+    md = _markdown(run_dir, summary, main, picked, [f for f, d in figures.items() if d is not None], lut, _budget(ckpt))
     return write_bytes(out / "report.md", md.encode())
+
+
+def _budget(ckpt: Path) -> dict[str, Any]:
+    from ..checkpoint import read_checkpoint
+
+    cfg = read_checkpoint(ckpt).get("config", {}) or {}
+    return {k: cfg.get(k) for k in ("epochs", "train_subset", "dataset", "model", "gating")}
+
+
+def eager_bs1_ms(name: str, images: torch.Tensor, rounds: int = 5) -> Bs1Timing:
+    """Batch-1 timing of the shipped static ``name`` in eager PyTorch, in a fresh process of its own
+    with this process's thread count (nothing of lcnas's engine ran there before it)."""
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_eager_worker, name, images.clone(), torch.get_num_threads(), rounds).result()
+
+
+def _eager_worker(name: str, images: torch.Tensor, threads: int, rounds: int) -> Bs1Timing:
+    from ..models import create_model
+
+    torch.set_num_threads(threads)
+    model = create_model(name, pretrained=True).eval()
+    return interleaved_bs1_ms({name: (model, None)}, images, rounds)[name]
 
 
 def _engine_context(model, forced):
@@ -241,8 +278,14 @@ def dominance(summary: list[dict]) -> list[str]:
     return lines
 
 
-def _markdown(run_dir: Path, summary: list[dict], main: ModelStats, picked: dict | None, figures: list[str], lut: str | None) -> str:
+def _markdown(run_dir: Path, summary: list[dict], main: ModelStats, picked: dict | None, figures: list[str], lut: str | None,
+              budget: dict[str, Any] | None = None) -> str:
     lines = [f"# lcnas report: {run_dir.name}", ""]
+    if budget and budget.get("epochs") is not None:
+        epochs, subset = int(budget["epochs"]), budget.get("train_subset")
+        data = "the whole training split" if subset is None else f"{subset} training images"
+        lines += [f"Retrain budget: {epochs} epoch{'s' if epochs != 1 else ''} on {data} of {budget.get('dataset') or 'the dataset'} "
+                  f"({budget.get('model')}, {budget.get('gating')} gating).", ""]
     if picked:
         t = picked["trial"]
         lines += [f"Picked trial **{t['number']}** ({picked['pick']}) of search `{picked['search']}`: validation accuracy "
@@ -253,13 +296,30 @@ def _markdown(run_dir: Path, summary: list[dict], main: ModelStats, picked: dict
         pred = f"{r['predicted_latency_ms_mean']:.3f}" if r["predicted_latency_ms_mean"] is not None else "–"
         lines.append(f"| {r['model']} | {r['test_accuracy']:.2f} | {r['mflops_mean']:.1f} | {r['mflops_p95']:.1f} | "
                      f"{r['bs1_latency_ms_median']:.3f} | {pred} |")
-    lines += ["", f"Latency: batch 1, {len(main.latency_ms_measured)} test images, this machine, all models interleaved"
+    eager = [r["model"] for r in summary if r.get("bs1_latency_timed") == _EAGER_TIMING]
+    lines += ["", f"Latency: batch 1, {len(main.latency_ms_measured)} test images, this machine; lcnas's models interleaved round by round"
+              + (f", eager PyTorch ({', '.join(eager)}) timed alone in a process of its own" if eager else "")
               + (f"; predictions from `{lut}`." if lut else "."), ""]
+    lines += [*standing(summary), ""]
     if len(summary) > 1:
         lines += [*dominance(summary), ""]
     for f in figures:
         lines += [f"![{f[:-4].replace('_', ' ')}]({f})", ""]
     return "\n".join(lines)
+
+
+def standing(summary: list[dict]) -> list[str]:
+    """Where the reported model stands against each static model on lcnas's engine (the same
+    engine, interleaved timing: the comparison that holds)."""
+    main, lines = summary[0], []
+    for r in summary[1:]:
+        if "(static, lcnas engine)" not in r["model"]:
+            continue
+        ratio = latency_ratio(main["bs1_latency_ms_per_round"], r["bs1_latency_ms_per_round"])
+        lines.append(f"Against {r['model']}: {main['test_accuracy'] - r['test_accuracy']:+.2f} points test accuracy, "
+                     f"{100 * main['mflops_mean'] / r['mflops_mean']:.0f} % of its mean MFLOPs, batch-1 latency × {ratio:.2f} "
+                     f"({'faster' if ratio < 1 else 'not faster'}; median of per-round ratios).")
+    return lines
 
 
 def _pyplot():
@@ -276,6 +336,8 @@ def _pyplot():
 def _png(plt, fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
+    if _FIGURE_HOOK is not None:
+        _FIGURE_HOOK(fig)
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
@@ -295,6 +357,7 @@ def search_results_path(source: str) -> Path | None:
 
 def _front_figure(plt, picked: dict[str, Any]) -> bytes | None:
     from ..search import load_results
+    from ..search._results import cost_label
 
     path = search_results_path(picked.get("search", ""))
     if path is None:
@@ -302,14 +365,16 @@ def _front_figure(plt, picked: dict[str, Any]) -> bytes | None:
     results = load_results(path)
     metric = results.settings.cost_metric
     fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig.set_label("pareto")
     done = [t for t in results.trials if t.state == "complete" and t.metric(metric) is not None]
     ax.scatter([t.metric(metric) for t in done], [t.accuracy for t in done], s=16, c="#9aa5b1", label="trials")
     front = results.front
-    ax.plot([t.metric(metric) for t in front], [t.accuracy for t in front], "o-", c="#2e6fd8", label="Pareto front")
+    # markers only: the points between two front points are not known to be reachable
+    ax.plot([t.metric(metric) for t in front], [t.accuracy for t in front], "o", ls="None", c="#2e6fd8", label="Pareto front")
     t = picked["trial"]
     if t.get(metric) is not None:
         ax.scatter([t[metric]], [t["accuracy"]], s=140, facecolors="none", edgecolors="#c0392b", linewidths=2, label="picked")
-    ax.set_xlabel(metric)
+    ax.set_xlabel(cost_label(metric))
     ax.set_ylabel("validation accuracy (%)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -318,13 +383,16 @@ def _front_figure(plt, picked: dict[str, Any]) -> bytes | None:
 
 def _tradeoff_figure(plt, rows: list[ModelStats]) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig.set_label("accuracy_vs_cost")
     for r in rows:
         static = "static" in r.name
         kw = dict(marker="s" if static else "o", s=50)
         axes[0].scatter([r.mflops_mean], [r.accuracy], label=r.name, **kw)
-        axes[1].scatter([r.latency_ms_median], [r.accuracy], label=r.name, **kw)
+        if not r.name.endswith("(static)"):  # eager PyTorch is timed apart and would stretch the axis: in the table only
+            axes[1].scatter([r.latency_ms_median], [r.accuracy], label=r.name, **kw)
     axes[0].set_xlabel("mean MFLOPs per sample")
-    axes[1].set_xlabel("measured batch-1 latency (ms, median)")
+    axes[1].set_xlabel("measured batch-1 latency (ms, median; lcnas engine, interleaved)")
+    axes[0].legend(fontsize=7)
     for ax in axes:
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
@@ -334,6 +402,7 @@ def _tradeoff_figure(plt, rows: list[ModelStats]) -> bytes:
 
 def _hist_figure(plt, r: ModelStats) -> bytes:
     fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig.set_label("flops_histogram")
     ax.hist(r.mflops, bins=40, color="#2e6fd8")
     ax.axvline(r.mflops_mean, c="#c0392b", ls="--", label=f"mean {r.mflops_mean:.1f}")
     ax.set_xlabel("MFLOPs per sample (test set)")
@@ -344,24 +413,30 @@ def _hist_figure(plt, r: ModelStats) -> bytes:
 
 def _rates_figure(plt, r: ModelStats) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig.set_label("block_rates")
     idx = list(range(len(r.block_rate)))
-    ax.bar([i - 0.2 for i in idx], r.block_rate, width=0.4, label="block executed")
-    ax.bar([i + 0.2 for i in idx], r.keep_rate, width=0.4, label="channels kept (when run)")
+    channels = r.gating in ("channel", "lc") or any(k < 1.0 for k in r.keep_rate)  # a layer-only model keeps every channel
+    width = 0.4 if channels else 0.7
+    ax.bar([i - 0.2 for i in idx] if channels else idx, r.block_rate, width=width, label="block executed")
+    if channels:
+        ax.bar([i + 0.2 for i in idx], r.keep_rate, width=width, label="channels kept (when run)")
     ax.set_xlabel("residual block")
     ax.set_ylabel("rate over the test set")
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)  # above the bars
     return _png(plt, fig)
 
 
 def _latency_figure(plt, r: ModelStats) -> bytes:
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
-    ax.scatter(r.latency_ms_measured, r.latency_ms_predicted, s=10)
+    fig.set_label("latency_predicted_vs_measured")
+    ax.scatter(r.latency_ms_measured, r.latency_ms_predicted, s=10, label="test image (batch 1)")
     lo = min(r.latency_ms_measured + r.latency_ms_predicted)
     hi = max(r.latency_ms_measured + r.latency_ms_predicted)
-    ax.plot([lo, hi], [lo, hi], c="k", lw=1)
-    ax.plot([lo, hi], [lo * 1.1, hi * 1.1], c="#9aa5b1", lw=1, ls="--")
+    ax.plot([lo, hi], [lo, hi], c="k", lw=1, label="predicted = measured")
+    ax.plot([lo, hi], [lo * 1.1, hi * 1.1], c="#9aa5b1", lw=1, ls="--", label="±10 %")
     ax.plot([lo, hi], [lo * 0.9, hi * 0.9], c="#9aa5b1", lw=1, ls="--")
+    ax.legend(fontsize=8)
     ax.set_xlabel("measured (ms)")
     ax.set_ylabel("predicted (ms)")
     return _png(plt, fig)
@@ -369,8 +444,10 @@ def _latency_figure(plt, r: ModelStats) -> bytes:
 
 def _class_figure(plt, r: ModelStats) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig.set_label("flops_per_class")
     names = CIFAR10_CLASSES if len(r.class_mflops) == 10 else [str(i) for i in range(len(r.class_mflops))]
     ax.bar(names, r.class_mflops, color="#2e6fd8")
     ax.set_ylabel("mean MFLOPs")
+    ax.set_xlabel("test-set class (true label)")
     ax.tick_params(axis="x", rotation=45)
     return _png(plt, fig)

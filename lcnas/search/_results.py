@@ -17,6 +17,15 @@ from ._objective import SearchSettings, TrialResult
 __all__ = ["SearchResults", "pareto_front", "load_results", "RESULTS_SCHEMA"]
 
 RESULTS_SCHEMA = 1
+_FIGURE_HOOK = None  # tests look at the figure before it is saved
+
+
+def cost_label(metric: str) -> str:
+    """An axis label for a cost metric, with its unit; latency in a search is the table's prediction."""
+    stat = "p95" if metric.endswith("_p95") else "mean"
+    if metric.startswith("latency_ms"):
+        return f"predicted batch-1 latency, {stat} (ms, latency table)"
+    return f"MFLOPs per sample, {stat}"
 
 
 def pareto_front(trials: list[TrialResult], cost_metric: str) -> list[TrialResult]:
@@ -115,18 +124,21 @@ def plot_front(results: SearchResults, path: Path, *, picked: TrialResult | None
     ax.scatter([t.metric(metric) for t in feasible], [t.accuracy for t in feasible], s=18, c="#9aa5b1", label="trials")
     if infeasible:
         ax.scatter([t.metric(metric) for t in infeasible], [t.accuracy for t in infeasible], s=18, marker="x", c="#d08770", label="over budget")
-    ax.plot([t.metric(metric) for t in front], [t.accuracy for t in front], "o-", c="#2e6fd8", ms=5, label="Pareto front")
+    # markers only: the points between two front points are not known to be reachable
+    ax.plot([t.metric(metric) for t in front], [t.accuracy for t in front], "o", ls="None", c="#2e6fd8", ms=5, label="Pareto front")
     if picked is not None:
         ax.scatter([picked.metric(metric)], [picked.accuracy], s=120, facecolors="none", edgecolors="#c0392b", linewidths=2, label="picked")
     for k, bound in results.settings.budgets.items():
         if k == metric:
             ax.axvline(bound, ls="--", c="#d08770", lw=1)
-    ax.set_xlabel(metric.replace("_ms", " (ms)").replace("mflops", "MFLOPs").replace("_", " "))
+    ax.set_xlabel(cost_label(metric))
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(f"lcnas search ({results.backend}): {len(done)} completed trials")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    if _FIGURE_HOOK is not None:
+        _FIGURE_HOOK(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
