@@ -29,6 +29,7 @@ __all__ = ["run_optuna", "optuna_results", "default_storage", "SAMPLERS"]
 SAMPLERS = ("tpe", "nsga2", "random")
 HEARTBEAT_S = 20  # a trial silent for GRACE_S is from a dead process: marked FAIL on the next start
 GRACE_S = 60
+WAIT_S = 1.0  # polling period while other workers finish the last trials
 
 
 def default_storage(out_dir: str | Path) -> str:
@@ -255,8 +256,14 @@ def _optimize(optuna, study, objective, n_trials: int, *, progress: bool) -> Non
             reclaim_dead_trials(optuna, study)
             bar.n = min(len(_slots(optuna, study, running=False)), n_trials)
             bar.refresh()
-            if len(_slots(optuna, study)) >= n_trials:
-                return
+            slots = _slots(optuna, study)
+            if len(slots) >= n_trials:
+                if not any(t.state == optuna.trial.TrialState.RUNNING for t in slots):
+                    return
+                # Other workers still run the last trials: wait for them, so that every worker's
+                # results hold the whole study, and take over a trial whose worker dies meanwhile.
+                time.sleep(WAIT_S)
+                continue
             with warnings.catch_warnings():  # our loop runs Optuna's heartbeat thread itself, as optimize() does
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = study.ask()

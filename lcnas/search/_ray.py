@@ -47,6 +47,11 @@ def run_ray(
     path = storage / name
     if (path.exists() and any(path.iterdir())) and not resume:
         raise ConfigError(f"a Ray Tune run already exists in {str(path)!r}: continue it with --resume, or use another --out")
+    if resume and not (path.is_dir() and tune.Tuner.can_restore(str(path))):
+        # Killed before Tune saved any state (or never started): nothing finished is on record, so
+        # --resume starts the run; the same command works after a kill at any moment.
+        print(f"lcnas search: no saved Ray Tune state in {str(path)!r} yet; starting the run", file=sys.stderr)
+        resume = False
     started = False
     if not ray.is_initialized():
         if address:
@@ -63,8 +68,6 @@ def run_ray(
     trainable = tune.with_resources(functools.partial(_trainable, settings=settings.to_dict(), cwd=os.getcwd()),
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     if resume:
-        if not tune.Tuner.can_restore(str(path)):
-            raise ConfigError(f"nothing to resume: no Ray Tune run in {str(path)!r}")
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True, restart_errored=False)
     else:
         metric, mode = ["accuracy", settings.cost_metric], ["max", "min"]

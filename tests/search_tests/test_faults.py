@@ -81,9 +81,12 @@ def test_a_slot_held_by_a_live_worker_is_not_run_twice(tiny_settings):
     study = optuna.load_study(study_name="lcnas", storage=url)
     other = study.ask()  # another worker, alive (this test's parent process), running the fourth trial
     other.set_user_attr("lcnas_owner", {"host": socket.gethostname(), "pid": os.getppid()})
+    import threading
+
+    threading.Timer(3.0, lambda: study.tell(other, [50.0, 40.0])).start()  # ... which it finishes a little later
     results = search(tiny_settings, backend="optuna", n_trials=4, progress=False, seed=0, write=False)
     assert len(study.get_trials(deepcopy=False)) == 4
-    assert len(results.trials) == 3  # the running one is not a result yet
+    assert len(results.trials) == 4  # this worker waited for the other's last trial: its results hold the whole study
 
 
 def test_changed_sampler_on_an_existing_study_is_refused(tiny_settings):
