@@ -60,8 +60,8 @@ def run_nni(
     if (done or state_file.exists()) and saved is not None and saved != mine:
         raise ConfigError(f"{str(out)!r} holds an NNI search with other settings: continue it with the same arguments, "
                           "or use another --out")
-    stop_leftovers(out)  # a killed driver's NNI manager still holds the port
-    check_port(port)  # before anything is written
+    stopped = stop_leftovers(out)  # a killed driver's NNI manager still holds the port
+    check_port(port, wait_s=15.0 if stopped else 0.0)  # before anything is written
     if done or state_file.exists():
         if done:
             print(f"lcnas search: continuing the NNI search in {str(out)!r} ({min(len(done), n_trials)}/{n_trials} trials done)",
@@ -78,7 +78,9 @@ def run_nni(
         write_json(state_file, lease)
         try:
             exp_id, status = _run_experiment(settings, settings_file, space_json, out, n_trials=n_trials - len(done), port=port,
-                                             tuner=tuner, concurrency=concurrency, seed=seed, progress=progress, poll_s=poll_s,
+                                             tuner=tuner, concurrency=concurrency, progress=progress, poll_s=poll_s,
+                                             # a later pass must not replay the tuner's first draws (duplicate trials)
+                                             seed=seed if seed is None or not lease["offset"] else seed * 100_003 + lease["offset"],
                                              lease=lease, state_file=state_file, target=n_trials)
         except ConfigError:
             if not done:
@@ -98,14 +100,20 @@ def run_nni(
     return SearchResults(backend="nni", settings=settings, trials=tuple(sorted(trials, key=lambda t: t.number)), study=exp_id)
 
 
-def check_port(port: int) -> None:
-    """NNI's web server listens on every interface: the port must be free there."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError as e:
-            raise ConfigError(f"port {port} is not free for NNI's web UI ({e.strerror or e}); pick a free --port") from None
+def check_port(port: int, *, wait_s: float = 0.0) -> None:
+    """NNI's web server listens on every interface: the port must be free there (within ``wait_s``,
+    the time a just-killed manager may take to let it go)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("0.0.0.0", port))
+                return
+            except OSError as e:
+                if time.monotonic() >= deadline:
+                    raise ConfigError(f"port {port} is not free for NNI's web UI ({e.strerror or e}); pick a free --port") from None
+        time.sleep(0.25)
 
 
 def finished_trials(results_dir: Path) -> set[int]:
@@ -113,7 +121,7 @@ def finished_trials(results_dir: Path) -> set[int]:
     return {int(path.stem) for path in results_dir.glob("*.json") if path.stem.isdigit()}
 
 
-def stop_leftovers(out: Path) -> None:
+def stop_leftovers(out: Path) -> int:
     """Kill what a killed driver left running for this folder: its NNI manager (a Node.js process in
     a process group of its own, with the tuner) and its trial processes."""
     experiments = f"\0--experiments-directory\0{out / 'nni'}\0"
@@ -141,6 +149,7 @@ def stop_leftovers(out: Path) -> None:
             time.sleep(0.05)
     for path in (out / "nni_pids").glob("*"):
         path.unlink(missing_ok=True)
+    return len(killed)
 
 
 def _proc_state(pid: int) -> str:
