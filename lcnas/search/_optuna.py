@@ -131,13 +131,18 @@ def storage_url(url: str, *, flag: str = "--storage") -> str:
     try:
         dialect.import_dbapi()
     except ImportError as e:
-        raise ConfigError(f"{flag} {shown!r}: the database driver {getattr(e, 'name', None) or u.drivername!r} is not installed; "
-                          f"pip install it, or name an installed driver in the URL ({u.get_backend_name()}+DRIVER://...)") from None
+        module = getattr(e, "name", None) or u.drivername
+        package = _DRIVER_PACKAGES.get(module, module)
+        raise ConfigError(f"{flag} {shown!r}: the database driver {module!r} is not installed; pip install {package}, "
+                          f"or name an installed driver in the URL ({u.get_backend_name()}+DRIVER://...)") from None
     if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
         folder = Path(u.database).expanduser().absolute().parent
         if not folder.is_dir():
             raise ConfigError(f"{flag} {shown!r}: folder {str(folder)!r} does not exist; create it first, or give a file in an existing folder")
     return u.render_as_string(hide_password=False)
+
+
+_DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'"}
 
 
 def _masked(url: str) -> str:

@@ -7,6 +7,7 @@ import functools
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,9 @@ def local_init_options(address: str | None) -> dict[str, Any]:
     if address:
         return {"address": address}
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    warnings.warn("Ray 2.x's own servers (GCS, raylet, workers) listen on all network interfaces even for a local instance "
+                  "given node address 127.0.0.1 (Ray has no option to confine them); Ray's token authentication, on by default "
+                  "for a local instance, is what guards them while the search runs", stacklevel=2)
     return {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
 
 

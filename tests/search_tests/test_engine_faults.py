@@ -50,7 +50,8 @@ def test_a_local_ray_instance_binds_loopback_without_usage_stats(monkeypatch):
     from lcnas.search._ray import local_init_options
 
     monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
-    opts = local_init_options(None)
+    with pytest.warns(UserWarning, match="all network interfaces"):  # what Ray cannot confine, the start-up says
+        opts = local_init_options(None)
     assert opts["_node_ip_address"] == "127.0.0.1" and opts["include_dashboard"] is False
     assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
     assert local_init_options("127.0.0.1:6379") == {"address": "127.0.0.1:6379"}
