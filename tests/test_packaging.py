@@ -31,6 +31,7 @@ def test_non_python_sources_travel_in_the_wheel():
     import tomllib
 
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "py.typed" in data.get("lcnas", []) and (ROOT / "lcnas" / "py.typed").is_file()  # PEP 561: typed package
     for path in (ROOT / "lcnas").rglob("*.cpp"):
         package = ".".join(path.parent.relative_to(ROOT).parts)
         assert any(path.match(pattern) for pattern in data.get(package, [])), f"{path.name} is not in {package}'s package-data"

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..checkpoint import read_checkpoint
+from .._checkpoint_file import read_checkpoint
 from ..errors import CheckpointError
 
-__all__ = ["PRETRAINED_DIR", "pretrained_manifest", "pretrained_path", "load_pretrained_state"]
+__all__ = ["PRETRAINED_DIR", "PretrainedInfo", "list_pretrained", "pretrained_manifest", "pretrained_path", "load_pretrained_state"]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 
@@ -27,6 +28,38 @@ def pretrained_manifest() -> dict[str, Any]:
     if not path.is_file():
         return {}
     return json.loads(path.read_text())
+
+
+@dataclass(frozen=True)
+class PretrainedInfo:
+    """One shipped weight file: load it with ``lcnas.load_model(name)``.
+
+    ``model`` is the registered backbone, ``gating`` ``"none"`` for a static network or the LC-Net
+    gating; ``test_accuracy`` is in percent on the dataset's test set; ``command`` made the file.
+    """
+
+    name: str
+    model: str
+    gating: str
+    dataset: str
+    test_accuracy: float | None
+    command: str | None
+
+
+def list_pretrained(pattern: str = "*") -> list[PretrainedInfo]:
+    """The shipped weights whose name matches a shell-style ``pattern``, static and gated, sorted by name."""
+    import fnmatch
+
+    rows = []
+    for name, entry in pretrained_manifest().items():
+        if not fnmatch.fnmatchcase(name, pattern):
+            continue
+        config = entry.get("config") or {}
+        rows.append(PretrainedInfo(name=name, model=entry.get("model") or config.get("model") or name,
+                                   gating=entry.get("gating") or config.get("gating") or "none",
+                                   dataset=entry.get("dataset", "?"), test_accuracy=entry.get("test_accuracy"),
+                                   command=entry.get("command")))
+    return sorted(rows, key=lambda r: r.name)
 
 
 def pretrained_path(name: str) -> Path:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .._io import write_json
-from ..checkpoint import read_checkpoint
+from .._checkpoint_file import read_checkpoint
 from . import PRETRAINED_DIR, pretrained_manifest
 
 

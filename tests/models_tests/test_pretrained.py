@@ -63,3 +63,15 @@ def test_publish_a_gated_run_and_load_it_by_name(tmp_path, monkeypatch):
     (tmp_path / "ship" / "lcnet-test.pt").write_bytes(b"tampered")
     with pytest.raises(CheckpointError, match="sha256"):
         lcnas.load_model("lcnet-test")
+
+
+def test_list_pretrained_names_every_shipped_file_with_its_gating():
+    rows = lcnas.list_pretrained()
+    names = [r.name for r in rows]
+    assert names == sorted(names) and {"resnet20", "resnet32", "lcnet-resnet20-layer-kd32-t75"} <= set(names)
+    by_name = {r.name: r for r in rows}
+    assert by_name["resnet20"].gating == "none" and by_name["resnet20"].model == "resnet20"
+    assert by_name["lcnet-resnet20-layer-kd32-t75"].gating == "layer"
+    assert by_name["lcnet-resnet20-layer-kd32-t75"].model == "resnet20"
+    assert all(r.test_accuracy and 0 < r.test_accuracy <= 100 for r in rows)
+    assert [r.name for r in lcnas.list_pretrained("lcnet-*")] == [n for n in names if n.startswith("lcnet-")]

@@ -1,0 +1,74 @@
+"""Layering: no import circle between lcnas's packages and top-level modules (function-level imports
+count too: a circle there still means two parts that cannot change apart)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import lcnas
+
+ROOT = Path(lcnas.__file__).resolve().parent
+
+
+def _unit(module: str) -> str:
+    """``lcnas.models._hard`` → ``lcnas.models``: the package or top-level module a module belongs to."""
+    return ".".join(module.split(".")[:2])
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Edges between lcnas's units from every ``import``/``from ... import`` anywhere in a module."""
+    edges: dict[str, set[str]] = {}
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    targets.append(".".join(base + ([node.module] if node.module else [])))
+                elif node.module:
+                    targets.append(node.module)
+            elif isinstance(node, ast.Import):
+                targets += [n.name for n in node.names]
+            for target in targets:
+                if target.startswith("lcnas") and _unit(target) != _unit(module):
+                    edges.setdefault(_unit(module), set()).add(_unit(target))
+    return edges
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as a path of units, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_find_cycle_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+def test_no_import_circle_between_lcnas_packages():
+    edges = import_graph()
+    assert "lcnas.models" in edges.get("lcnas.checkpoint", set())  # the walk sees function-level imports
+    cycle = find_cycle(edges)
+    assert cycle is None, "import circle: " + " -> ".join(cycle)
