@@ -175,7 +175,7 @@ class OptunaPostgres(Backend):
         for proc in procs:  # one worker at a random moment, then the other
             time.sleep(self.rng.uniform(1.0, 6.0))
             if kill9(proc):
-                self.kills["worker" if not landed else "driver"] += 1
+                self.kills["worker"] += 1  # each worker is a driver of its own on the shared study
                 landed = True
         return landed
 
@@ -205,7 +205,13 @@ class RayCluster(Backend):
         subprocess.run([ray, "start", "--address", self.address, *common], check=True, capture_output=True, env=ENV)
 
     def teardown(self) -> None:
-        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, env=ENV)
+        # Only this cluster's processes (they name its GCS address), not other Ray instances here.
+        victims = set(pids_matching(f":{self.port} ", "gcs")) | set(pids_matching(f"gcs_server_port={self.port} ", ""))
+        for pid in victims - {os.getpid()}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def command(self) -> list[str]:
         resume = ["--resume"] if (self.out / "ray").exists() else []
@@ -267,7 +273,7 @@ class PostgresServer:
         self.root = Path(tempfile.mkdtemp(prefix="lcnas-faults-pg-"))
         self.data = self.root / "data"
 
-    def _bin(self, name: str) -> str:
+    def _bin(self, name: str) -> str:  # self unused: also called as PostgresServer._bin(None, name)
         found = shutil.which(name)
         if found:
             return found
@@ -387,6 +393,36 @@ def run_backend(cls, k: int, trials: int, seed: int, keep: bool) -> dict[str, An
             shutil.rmtree(work, ignore_errors=True)
 
 
+DEFINITIONS = {
+    "kills": "kill -9 landed while the process ran: driver (the lcnas search process), worker (one of two lcnas search "
+             "processes sharing a PostgreSQL study), trial (a Ray trial worker or an NNI trial process, the driver running on)",
+    "lost": "--trials minus the finished trials (complete, pruned or failed on their own) in results.json",
+    "duplicated": "repeated trial numbers plus repeated parameter sets in results.json",
+    "left_running": "trials in results.json neither complete, pruned nor failed",
+    "beyond_trials": "trials in results.json beyond --trials",
+    "corrupt_result_files": "results.json, pareto.json, trials.csv, per-trial result files that do not parse, or disagree",
+    "missing_result_files": "results.json, pareto.json or trials.csv absent after the final run",
+    "study_*": "Optuna only: the study itself (interrupted trials are FAIL with lcnas_interrupted, queued again, not counted)",
+}
+
+
+def library_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in ("optuna", "sqlalchemy", "psycopg2-binary", "ray", "nni", "torch"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    try:
+        out["postgresql"] = subprocess.run([PostgresServer._bin(None, "pg_ctl"), "--version"], capture_output=True,
+                                           text=True).stdout.strip()
+    except (SystemExit, OSError):
+        out["postgresql"] = None
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kills", type=int, default=10, help="kills per backend (K)")
@@ -408,7 +444,8 @@ def main() -> int:
     ok = all(all(r[key] == 0 for key in keys) and r["trials_in_results"] == args.trials and r["final_exit_code"] == 0 for r in rows)
     write_json(args.out, {"benchmark": "faults", "command": "python " + " ".join([os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
                           "kills_per_backend": args.kills, "trials": args.trials, "seed": args.seed,
-                          "all_zero_with_exact_count": ok, "backends": rows, "environment": environment_metadata()})
+                          "all_zero_with_exact_count": ok, "definitions": DEFINITIONS, "backends": rows,
+                          "libraries": library_versions(), "environment": environment_metadata()})
     print(json.dumps({"all_zero_with_exact_count": ok, "out": str(args.out)}))
     return 0 if ok else 1
 
