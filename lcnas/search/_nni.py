@@ -82,6 +82,8 @@ def run_nni(
                                              # a later pass must not replay the tuner's first draws (duplicate trials)
                                              seed=seed if seed is None or not lease["offset"] else seed * 100_003 + lease["offset"],
                                              lease=lease, state_file=state_file, target=n_trials)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt("rerun the same command to continue the NNI search (finished trials are kept)") from None
         except ConfigError:
             if not done:
                 for path in fresh:

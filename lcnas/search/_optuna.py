@@ -276,7 +276,7 @@ def _optimize(optuna, study, objective, n_trials: int, *, progress: bool) -> Non
                 trial.set_user_attr("lcnas_owner", _owner())
                 if _surplus(optuna, study, trial, n_trials):
                     _release(optuna, study, trial, "lcnas_surplus")
-                    return
+                    continue  # all slots taken: wait for the other workers' last trials
                 values, state = None, None
                 try:
                     values = objective(trial)
@@ -291,6 +291,8 @@ def _optimize(optuna, study, objective, n_trials: int, *, progress: bool) -> Non
                                          for v in (values if isinstance(values, (tuple, list)) else (values,))):
                 state = optuna.trial.TrialState.FAIL  # a NaN or missing objective: a failed trial, not a crash
             _log_trial(study, study.tell(trial, None if state is not None else values, state=state))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt("rerun the same command to continue the study (finished trials are kept)") from None
     finally:
         bar.close()
 
