@@ -43,6 +43,7 @@ from lcnas._io import write_json
 from lcnas.cost import describe, sample_mflops, static_mflops
 from lcnas.data import load_cifar10
 from lcnas.pretrained import pretrained_manifest
+from lcnas.report import front_accuracy_at, static_front
 
 from _runtimes import available_runtimes, make_runner, runtime_versions
 
@@ -110,26 +111,6 @@ def _time_pairs(runners: dict[tuple[str, str], object], images: torch.Tensor, th
     return times
 
 
-def _front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The upper-left envelope of (latency, accuracy) points: each point faster than every more accurate one."""
-    front, best = [], -1.0
-    for lat, acc in sorted(points):
-        if acc > best:
-            front.append((lat, acc))
-            best = acc
-    return front
-
-
-def _interpolate(front: list[tuple[float, float]], latency: float) -> float | None:
-    """Accuracy of the front at ``latency`` (linear between points; None below its fastest point)."""
-    if not front or latency < front[0][0]:
-        return None
-    for (l0, a0), (l1, a1) in zip(front, front[1:]):
-        if l0 <= latency <= l1:
-            return a0 + (a1 - a0) * (latency - l0) / (l1 - l0) if l1 > l0 else max(a0, a1)
-    return front[-1][1]
-
-
 def _cascades(static: list[dict], best_ms: dict[str, float], steps: int = 60) -> list[dict]:
     """Every threshold of every (faster, slower) pair of static networks; the envelope."""
     points = []
@@ -144,7 +125,7 @@ def _cascades(static: list[dict], best_ms: dict[str, float], steps: int = 60) ->
                 lat = best_ms[a["name"]] + float(sent.mean()) * best_ms[b["name"]]
                 points.append({"fast": a["name"], "slow": b["name"], "threshold": float(t), "sent_on": float(sent.mean()),
                                "accuracy": acc, "latency_ms": lat})
-    envelope = _front([(p["latency_ms"], p["accuracy"]) for p in points])
+    envelope = static_front([(p["latency_ms"], p["accuracy"]) for p in points])
     keep = set(envelope)
     return [p for p in points if (p["latency_ms"], p["accuracy"]) in keep]
 
@@ -252,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
                                  for r in row["latency_ms"]}
 
     static = [r for r in rows if r["kind"] == "static"]
-    fronts = {fam: _front([(best_ms[r["name"]], r["accuracy"]) for r in static if fam == "all" or r["family"] == fam])
+    fronts = {fam: static_front([(best_ms[r["name"]], r["accuracy"]) for r in static if fam == "all" or r["family"] == fam])
               for fam in ("all", "trained", "distilled")}
     cascades = _cascades(static, best_ms)
     for row in rows:
@@ -261,9 +242,9 @@ def main(argv: list[str] | None = None) -> dict:
         lat = row["latency_ms"]["lcnas"]["median"]
         row["margin_pt"] = {}
         for fam, front in fronts.items():
-            at = _interpolate(front, lat)
+            at = front_accuracy_at(front, lat)
             row["margin_pt"][fam] = None if at is None else row["accuracy"] - at
-        at = _interpolate(_front([(c["latency_ms"], c["accuracy"]) for c in cascades]), lat)
+        at = front_accuracy_at(static_front([(c["latency_ms"], c["accuracy"]) for c in cascades]), lat)
         row["margin_pt"]["cascade"] = None if at is None else row["accuracy"] - at
 
     for row in rows:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lcnas.report import FrontStanding, front_accuracy_at, front_standing, static_front
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -21,16 +23,16 @@ def frontier():
         sys.path.remove(str(BENCH))
 
 
-def test_front_keeps_points_faster_than_every_more_accurate_one(frontier):
+def test_front_keeps_points_faster_than_every_more_accurate_one():
     pts = [(1.0, 91.0), (1.5, 90.0), (2.0, 92.0), (0.5, 85.0), (3.0, 91.5)]
-    assert frontier._front(pts) == [(0.5, 85.0), (1.0, 91.0), (2.0, 92.0)]
+    assert static_front(pts) == [(0.5, 85.0), (1.0, 91.0), (2.0, 92.0)]
 
 
-def test_interpolation_is_linear_and_undefined_below_the_fastest_point(frontier):
+def test_interpolation_is_linear_and_undefined_below_the_fastest_point():
     front = [(1.0, 90.0), (2.0, 92.0)]
-    assert frontier._interpolate(front, 1.5) == pytest.approx(91.0)
-    assert frontier._interpolate(front, 5.0) == 92.0
-    assert frontier._interpolate(front, 0.5) is None
+    assert front_accuracy_at(front, 1.5) == pytest.approx(91.0)
+    assert front_accuracy_at(front, 5.0) == 92.0
+    assert front_accuracy_at(front, 0.5) is None
 
 
 def test_cascade_accuracy_and_expected_latency(frontier):
@@ -65,3 +67,14 @@ def test_kendall_tau(fidelity):
     assert fidelity.kendall_tau([1, 1, 2, 3], [1, 3, 2, 4]) == pytest.approx((c - d) / ((c + d + ta) * (c + d)) ** 0.5)
     with pytest.raises(ValueError):
         fidelity.kendall_tau([1], [1])
+
+
+def test_front_standing_margin_and_dominance():
+    static = {"resnet14": (0.6, 89.0), "resnet20": (1.0, 91.4), "resnet32": (1.6, 92.2)}
+    above = front_standing(0.8, 91.0, static)
+    assert above.front_accuracy == pytest.approx(90.2) and above.margin_pt == pytest.approx(0.8)
+    assert above.dominated_by == () and "0.80 points above" in above.sentence()
+    below = front_standing(1.2, 90.0, static)
+    assert below.margin_pt < 0 and below.dominated_by == ("resnet20",) and "dominated by resnet20" in below.sentence()
+    fastest = front_standing(0.5, 85.0, static)
+    assert isinstance(fastest, FrontStanding) and fastest.margin_pt is None and "below the static front's latency range" in fastest.sentence()
