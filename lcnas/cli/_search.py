@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from ._format import add_format_argument, check_set, emit, stdout_to_stderr
@@ -193,7 +194,10 @@ class Report:
 
         path = build_report(args.run_dir, data_root=args.data_root, lut=args.lut, others=tuple(args.compare),
                             baselines=tuple(b for b in args.baselines.split(",") if b), latency_images=args.latency_images)
-        emit({"report": str(path)}, args.format)
+        front = json.loads((path.parent / "report.json").read_text()).get("static_front")
+        # the last lines: where the model stands against the static networks on the same engine
+        emit({"report": str(path), **({} if front is None else {"static_front": front["sentence"], "margin_pt": front["margin_pt"],
+                                                                 "dominated_by": front["dominated_by"]})}, args.format)
         return 0
 
 

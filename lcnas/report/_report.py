@@ -171,11 +171,29 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
                 "bs1_latency_ms_per_round": measured[r.name].round_medians_ms,
                 "bs1_latency_timed": _EAGER_TIMING if r.name in eager else _INTERLEAVED_TIMING,
                 "predicted_latency_ms_mean": statistics.fmean(r.latency_ms_predicted) if r.latency_ms_predicted else None} for r in rows]
-    write_json(out / "report.json", {"run": str(run_dir), "models": summary, "picked": picked, "lut": lut,
+    front = _front_standing(summary)
+    write_json(out / "report.json", {"run": str(run_dir), "models": summary, "picked": picked, "lut": lut, "static_front": front,
                                      "test_images": int(images.shape[0]), "latency_images": latency_images,
                                      "environment": environment_metadata()})
     md = _markdown(run_dir, summary, main, picked, [f for f, d in figures.items() if d is not None], lut, _budget(ckpt))
+    if front is not None:
+        md += f"\n**Against the static front on lcnas's engine** ({', '.join(front['static'])}): {front['sentence']}\n"
     return write_bytes(out / "report.md", md.encode())
+
+
+def _front_standing(summary: list[dict]) -> dict[str, Any] | None:
+    """Where the reported model (``summary[0]``) stands against the static models timed on lcnas's
+    engine beside it, at its measured batch-1 latency (None without such models)."""
+    from ._front import front_standing
+
+    static = {r["model"].split(" (static")[0]: (r["bs1_latency_ms_median"], r["test_accuracy"])
+              for r in summary[1:] if "(static, lcnas engine)" in r["model"]}
+    if not static:
+        return None
+    main = summary[0]
+    st = front_standing(main["bs1_latency_ms_median"], main["test_accuracy"], static)
+    return {"static": sorted(static), "latency_ms": st.latency_ms, "accuracy": st.accuracy, "front_accuracy": st.front_accuracy,
+            "margin_pt": st.margin_pt, "dominated_by": list(st.dominated_by), "sentence": st.sentence()}
 
 
 def _budget(ckpt: Path) -> dict[str, Any]:

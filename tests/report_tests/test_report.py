@@ -11,7 +11,7 @@ from lcnas.cli import main
 from lcnas.train import load_train_config, train
 
 
-def test_report_builds_from_a_tiny_run(tmp_path, cifar_tree, monkeypatch):
+def test_report_builds_from_a_tiny_run(tmp_path, cifar_tree, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     cfg = load_train_config(None, ["name=tiny", "model=resnet20", "gating=lc", "dataset=synthetic", "val_size=64", "train_subset=64",
                                    "epochs=1", "batch_size=32", "amp=none", "init_from=pretrained"])
@@ -20,6 +20,9 @@ def test_report_builds_from_a_tiny_run(tmp_path, cifar_tree, monkeypatch):
         warnings.simplefilter("ignore")  # the shipped table may describe another CPU model
         assert main(["report", "runs/tiny", "--data-root", str(cifar_tree), "--lut", "cpu-amd-epyc-2t.json",
                      "--latency-images", "3", "--baselines", "resnet20", "--format", "json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    # the last lines say where the model stands against the static front on the same engine
+    assert printed["static_front"] and "static" in printed["static_front"] and "dominated_by" in printed
     out = tmp_path / "runs" / "tiny" / "report"
     md = (out / "report.md").read_text()
     assert "| tiny |" in md and "| resnet20 (static) |" in md
@@ -32,6 +35,11 @@ def test_report_builds_from_a_tiny_run(tmp_path, cifar_tree, monkeypatch):
     assert engine["predicted_latency_ms_mean"] is None  # gates bypassed: counted as the static network
     assert engine["mflops_mean"] == static["mflops_mean"] and engine["test_accuracy"] == static["test_accuracy"]
     assert 0 < tiny["mflops_mean"] <= static["mflops_mean"] * 1.1
+    front = data["static_front"]
+    assert front["static"] == ["resnet20"] and front["accuracy"] == tiny["test_accuracy"]
+    assert front["sentence"] in md and front["sentence"] == printed["static_front"]
+    if front["margin_pt"] is not None:  # at or past static ResNet-20's latency: a margin against it
+        assert front["margin_pt"] == pytest.approx(tiny["test_accuracy"] - engine["test_accuracy"])
 
 
 def test_report_of_a_missing_run_is_a_clear_error(tmp_path):
