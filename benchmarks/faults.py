@@ -212,6 +212,9 @@ class RayCluster(Backend):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # as `ray stop` does
+        if current.exists() and current.read_text().strip().endswith(f":{self.port}"):
+            current.unlink()
 
     def command(self) -> list[str]:
         resume = ["--resume"] if (self.out / "ray").exists() else []

@@ -93,7 +93,7 @@ def run_ray(
             ray.shutdown()
     if unfinished or len(grid) < n_trials:
         # Tune ends fit() quietly on Ctrl-C: this is not a finished search, so no results are written.
-        raise KeyboardInterrupt(f"interrupted with {len(grid) - len(unfinished)} of {n_trials} Ray Tune trials finished; "
+        raise KeyboardInterrupt(f"{len(grid) - len(unfinished)} of {n_trials} Ray Tune trials finished; "
                                 f"continue with the same command and --resume (state in {str(path)!r})")
     trials = [_result(r, settings, i) for i, r in enumerate(grid)]
     return SearchResults(backend="ray", settings=settings, trials=tuple(sorted(trials, key=lambda t: t.number)), study=str(path))
@@ -108,7 +108,8 @@ def local_init_options(address: str | None) -> dict[str, Any]:
     warnings.warn("Ray 2.x's own servers (GCS, raylet, workers) listen on all network interfaces even for a local instance "
                   "given node address 127.0.0.1 (Ray has no option to confine them); Ray's token authentication, on by default "
                   "for a local instance, is what guards them while the search runs", stacklevel=2)
-    return {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
+    # address "local": a new instance even where `ray start` left a cluster (or its stale address file)
+    return {"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1"}
 
 
 def check_ray_address(address: str, timeout_s: float = 5.0) -> None:

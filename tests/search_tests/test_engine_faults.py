@@ -53,6 +53,7 @@ def test_a_local_ray_instance_binds_loopback_without_usage_stats(monkeypatch):
     with pytest.warns(UserWarning, match="all network interfaces"):  # what Ray cannot confine, the start-up says
         opts = local_init_options(None)
     assert opts["_node_ip_address"] == "127.0.0.1" and opts["include_dashboard"] is False
+    assert opts["address"] == "local"  # never a cluster `ray start` left on this machine
     assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
     assert local_init_options("127.0.0.1:6379") == {"address": "127.0.0.1:6379"}
 
