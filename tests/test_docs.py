@@ -163,7 +163,9 @@ def bad_flags(text: str) -> list[str]:
             for i, token in enumerate(tokens):
                 if Path(token).name == "lcnas" and i + 1 < len(tokens) and not tokens[i + 1].startswith("-"):
                     verb = tokens[i + 1]
-                    if verb == "..." or _PLACEHOLDER.search(verb):
+                    # a command starts its segment (after VAR=value settings); `lcnas search: error: ...`
+                    # quotes an error message, and "lcnas" inside a sentence is no command
+                    if verb == "..." or _PLACEHOLDER.search(verb) or verb.endswith((":", ")")) or any("=" not in t for t in tokens[:i]):
                         continue
                     if verb not in parsers:
                         bad.append(f"lcnas {verb}: no such command")
@@ -218,6 +220,7 @@ def test_the_checks_catch_broken_references(basenames: set[str]) -> None:
         "lcnas search --space lcnet_cifar10 --no-such-flag 3 --trials 2 --out runs/x",
         "lcnas train -c studies/no_such_study.yaml --set epochs=1",
         "lcnas frobnicate --fast",
+        "lcnas search: error: --trials must be >= 1 (an error message, not a command)",
         "lcnas profile --model resnet20 --out latency_models/my-cpu.json \\",
         "  --batch 1,64",
         "```",
