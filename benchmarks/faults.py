@@ -126,9 +126,20 @@ class Backend:
 
     def round(self) -> bool:
         """One kill round; False when the search finished before the kill."""
+        return self.kill_round((1.0, 8.0))
+
+    def kill_round(self, wait_s: tuple[float, float], trial_pids=None) -> bool:
+        """Start the search, wait a random time in ``wait_s``, sometimes (``trial_pids`` given) kill
+        one of its trial processes first, then kill -9 the driver; False when it finished before."""
         self.runs += 1
         proc = start(self.command(), self.log)
-        time.sleep(self.rng.uniform(1.0, 8.0))
+        time.sleep(self.rng.uniform(*wait_s))
+        if trial_pids is not None and self.rng.random() < 0.4 and proc.poll() is None:  # a trial dies; the driver goes on
+            victims = trial_pids()
+            if victims:
+                os.kill(self.rng.choice(victims), signal.SIGKILL)
+                self.kills["trial"] += 1
+                time.sleep(self.rng.uniform(1.0, 4.0))
         if kill9(proc):
             self.kills["driver"] += 1
             return True
@@ -222,19 +233,8 @@ class RayCluster(Backend):
                          "--concurrency", "2", *resume)
 
     def round(self) -> bool:
-        self.runs += 1
-        proc = start(self.command(), self.log)
-        time.sleep(self.rng.uniform(3.0, 12.0))
-        if self.rng.random() < 0.4 and proc.poll() is None:  # a trial's worker process dies; the driver goes on
-            victims = ray_trial_pids()
-            if victims:
-                os.kill(self.rng.choice(victims), signal.SIGKILL)
-                self.kills["trial"] += 1
-                time.sleep(self.rng.uniform(1.0, 4.0))
-        if kill9(proc):
-            self.kills["driver"] += 1
-            return True
-        return False
+        """One kill round: sometimes a trial's Ray worker first, then the driver."""
+        return self.kill_round((3.0, 12.0), ray_trial_pids)
 
 
 class Nni(Backend):
@@ -249,19 +249,8 @@ class Nni(Backend):
         return lcnas_cmd(self.space, self.out, self.trials, "--backend", "nni", "--port", str(self.port))
 
     def round(self) -> bool:
-        self.runs += 1
-        proc = start(self.command(), self.log)
-        time.sleep(self.rng.uniform(4.0, 14.0))
-        if self.rng.random() < 0.4 and proc.poll() is None:  # a trial process dies; NNI goes on
-            victims = pids_matching("lcnas.search._nni_trial", str(self.out))
-            if victims:
-                os.kill(self.rng.choice(victims), signal.SIGKILL)
-                self.kills["trial"] += 1
-                time.sleep(self.rng.uniform(1.0, 4.0))
-        if kill9(proc):
-            self.kills["driver"] += 1
-            return True
-        return False
+        """One kill round: sometimes an NNI trial process first, then the driver."""
+        return self.kill_round((4.0, 14.0), lambda: pids_matching("lcnas.search._nni_trial", str(self.out)))
 
     def teardown(self) -> None:
         from lcnas.search._nni import stop_leftovers

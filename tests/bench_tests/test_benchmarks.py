@@ -14,13 +14,23 @@ from lcnas.report import FrontStanding, front_accuracy_at, front_standing, stati
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def frontier():
+def _script(name: str):
+    """A benchmark script imported as a module (it puts the repository on sys.path itself)."""
     sys.path.insert(0, str(BENCH))
     try:
-        yield importlib.import_module("frontier")
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def frontier():
+    return _script("frontier")
+
+
+@pytest.fixture(scope="module")
+def fidelity():
+    return _script("proxy_fidelity")
 
 
 def test_front_keeps_points_faster_than_every_more_accurate_one():
@@ -46,15 +56,6 @@ def test_cascade_accuracy_and_expected_latency(frontier):
     # the envelope never holds a point that another beats on both axes
     for p in points:
         assert not any(q["latency_ms"] <= p["latency_ms"] and q["accuracy"] > p["accuracy"] for q in points)
-
-
-@pytest.fixture(scope="module")
-def fidelity():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("proxy_fidelity")
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def test_kendall_tau(fidelity):
