@@ -104,6 +104,7 @@ def main() -> None:
         plain = create_model(name).eval()
         plain_cl = create_model(name).eval().to(memory_format=torch.channels_last)
         plain_cl.load_state_dict(plain.state_dict())
+        plain.execution = plain_cl.execution = "mask"  # PyTorch's own kernels: the reference, not lcnas's engine
         gated = create_model(name, gating="lc", gate_config=GateConfig(group_size=args.group_size, init_logit=10.0)).eval()
         gated.load_backbone(plain.state_dict())
         static_fl = static_mflops(gated)

@@ -218,6 +218,7 @@ def _eager_worker(name: str, images: torch.Tensor, threads: int, rounds: int) ->
 
     torch.set_num_threads(threads)
     model = create_model(name, pretrained=True).eval()
+    model.execution = "mask"  # plain PyTorch: a static model in eval otherwise runs lcnas's engine
     return interleaved_bs1_ms({name: (model, None)}, images, rounds)[name]
 
 

@@ -6,6 +6,7 @@ import json
 import warnings
 
 import pytest
+import torch
 
 from lcnas.cli import main
 from lcnas.train import load_train_config, train
@@ -104,3 +105,16 @@ def test_model_stats_skips_its_own_timing_when_the_caller_times_models_interleav
         untimed = model_stats("m", model, images, labels, latency_images=4, batch_size=3, time_latency=False)
     assert untimed.latency_ms_measured == [] and calls == [3, 3]  # the two accuracy batches only: no batch-1 pass
     assert untimed.accuracy == timed.accuracy and untimed.mflops == timed.mflops
+
+
+def test_eager_baseline_runs_plain_pytorch_not_the_engine(monkeypatch):
+    """Static models run lcnas's engine in eval; the report's eager rows must time PyTorch itself."""
+    from lcnas.models._hard import HardExecutor
+    from lcnas.report._report import _eager_worker
+
+    def engine_called(*args, **kwargs):
+        raise AssertionError("the eager baseline ran lcnas's engine")
+
+    monkeypatch.setattr(HardExecutor, "forward_native", engine_called)
+    timing = _eager_worker("resnet20", torch.rand(2, 3, 32, 32), 1, 1)
+    assert len(timing.ms) == 2 and all(t > 0 for t in timing.ms)
