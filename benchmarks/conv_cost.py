@@ -9,7 +9,7 @@ at batch 1, for both of its kernels:
   pytorch  ``F.conv2d`` (BN-folded bias, channels-last) then ReLU / shortcut add + ReLU. For these
            shapes PyTorch's CPU convolution is im2col + GEMM, and the im2col of conv1's input does
            not shrink with its output channels.
-  native   lcnas's direct convolution (lcnas/models/_native_conv.cpp), epilogue fused; kept widths
+  native   lcnas's direct convolution (lcnas/engine/_native_conv.cpp), epilogue fused; kept widths
            padded as the network engine runs them (``_native.kept_width``: multiples of 4, past 12
            of 8).
 Rounds interleave every configuration; figures are medians of per-round ratios to the same
@@ -27,7 +27,7 @@ from _common import median, median_time_s, ratio_median
 
 from lcnas._env import environment_metadata
 from lcnas._io import write_json
-from lcnas.models._native import kept_width, native, native_status
+from lcnas.engine._native import kept_width, native, native_status
 
 STAGES = ((16, 32), (32, 16), (64, 8))  # (width, feature-map side) of CIFAR ResNet stages 1-3
 

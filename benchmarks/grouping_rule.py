@@ -6,7 +6,7 @@ For each CIFAR ResNet stage shape, times one BN-folded residual branch on n samp
 channels (n in 1..64, k in 25/50/75/100 % of the width), including the gather and scatter a group
 needs, and fits  time = overhead + seconds_per_mflop × MFLOPs  by least squares. The overhead in
 MFLOP-equivalents (overhead / seconds_per_mflop) is what `GROUP_OVERHEAD_MFLOPS` in
-lcnas/models/_hard.py encodes. It then replays mixed batches (several channel sets per batch),
+lcnas/engine/_executor.py encodes. It then replays mixed batches (several channel sets per batch),
 times both strategies head to head and reports how often the rule picked the faster one.
 """
 
@@ -22,7 +22,7 @@ from _common import median_time_s
 
 from lcnas._env import environment_metadata
 from lcnas._io import write_json
-from lcnas.models import _hard
+from lcnas.engine import _executor as _hard
 
 CL = torch.channels_last
 STAGES = [(16, 32), (32, 16), (64, 8)]  # (width, spatial size) of CIFAR ResNet stages

@@ -47,7 +47,7 @@ from lcnas._env import environment_metadata
 from lcnas._io import write_json
 from lcnas.cost import sample_mflops, static_mflops
 from lcnas.models import ForcedDecisions, GateConfig
-from lcnas.models._native import native_status
+from lcnas.engine._native import native_status
 
 GOALS = {"layer": (0.90, 0.85), "channel": (0.80, 0.70), "both": (0.75, 0.75)}
 LEVELS = {"layer": [(0.25, 0.0), (0.5, 0.0), (0.75, 0.0)], "channel": [(0.0, 0.25), (0.0, 0.5), (0.0, 0.75)],

@@ -137,7 +137,7 @@ class ScriptedLCNet(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        from ..models._fold import fold_conv_bn
+        from ..engine._fold import fold_conv_bn
         from ..models._resnet import Bottleneck, PadShortcut
 
         blocks = model.blocks()

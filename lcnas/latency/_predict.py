@@ -177,7 +177,7 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
     when a fraction f of the batch runs, the gather/scatter cost; and the residual convs the
     executor runs. With the trace's group masks (hard execution of a batch) the executor's rule
     is replayed: one conv per distinct channel set or one conv over the union of the sets for all
-    running samples, whichever :func:`~lcnas.models._hard.grouping_is_cheaper` picks. Without
+    running samples, whichever :func:`~lcnas.engine._executor.grouping_is_cheaper` picks. Without
     masks (the native batch engine, where each image runs its own path on one thread, or a
     training trace), the running samples at their mean kept channels: per-sample work adds up. A conv over ``c`` of the batch's
     samples interpolates between the batch-1 and batch-``batch`` entries (a conv on a few samples
@@ -192,7 +192,7 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
 def batch_parts_ms(cost: LatencyModel, arch: ArchSpec, trace) -> tuple[float, float]:
     """(sum of table entries, the gates' part of it) for the trace's samples run as one batch of
     ``cost.batch``, uncalibrated."""
-    from ..models._hard import grouping_is_cheaper, residual_mflops_per_channel
+    from ..engine._executor import grouping_is_cheaper, residual_mflops_per_channel
 
     n = trace.block_run.shape[0]
     # Small channel-set groups run at a few samples, where a conv costs more than its share of

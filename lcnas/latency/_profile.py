@@ -3,7 +3,7 @@
 For each batch size: the stem, the head, the per-forward frame, and per distinct block shape the
 skip path, the residual branch at every kept-channel count (multiples of the smallest group size),
 the gates of each requested gate shape, and (batches) the gather/scatter of a half-running batch.
-Blocks run through :class:`lcnas.models._hard.HardExecutor` with forced decisions, so the table
+Blocks run through :class:`lcnas.engine._executor.HardExecutor` with forced decisions, so the table
 times exactly the code that inference runs.
 """
 

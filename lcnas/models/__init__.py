@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import _zoo  # noqa: F401  (registers the backbones)
 from ._dynamic import DynamicResNet, ForcedDecisions
 from ._gates import GateConfig
-from ._native import native_status
+from ..engine import native_status
 from ._normalize import Normalize
 from ._registry import GATINGS, ModelInfo, create_model, list_models, model_info, model_spec, register_model
 from ._trace import ExecutionTrace

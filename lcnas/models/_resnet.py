@@ -184,7 +184,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(in_channels, num_classes)
         self.num_classes = num_classes
         self._init_weights()
-        from ._hard import HardExecutor  # the engine imports this module's block types
+        from ..engine import HardExecutor  # the engine imports this module's block types
 
         self.execution = "hard"
         self._forced = None  # decisions imposed on a gated model; a static one has none

@@ -12,8 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import lcnas
 from lcnas.cost import sample_mflops, static_mflops
 from lcnas.models import ForcedDecisions, GateConfig
-from lcnas.models._hard import HardExecutor
-from lcnas.models._native import NativeConv, compiler_available, native, native_status
+from lcnas.engine._executor import HardExecutor
+from lcnas.engine._native import NativeConv, compiler_available, native, native_status
 
 CASES = [("resnet20", 32), ("resnet56", 32), ("resnet18", 64), ("resnet50", 64)]
 
@@ -79,7 +79,7 @@ def test_hard_execution_equals_masked_reference(name, size, gating, batch, conv_
 
 
 def test_mixed_batch_with_per_sample_channel_sets_both_rules():
-    import lcnas.models._hard as hard_mod
+    import lcnas.engine._executor as hard_mod
 
     model = _random_gated("resnet20", "lc", group_size=4)
     x = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(2))

@@ -12,9 +12,10 @@ import torch.nn.functional as F
 
 import lcnas
 from lcnas.cost import sample_mflops
-from lcnas.models import ForcedDecisions, GateConfig, _native
-from lcnas.models._hard import HardExecutor
-from lcnas.models._native import NativeConv, compiler_available, native, native_status
+from lcnas.engine import _native
+from lcnas.models import ForcedDecisions, GateConfig
+from lcnas.engine._executor import HardExecutor
+from lcnas.engine._native import NativeConv, compiler_available, native, native_status
 
 CL = torch.channels_last
 

@@ -7,7 +7,7 @@ import torch
 
 import lcnas
 from lcnas.checkpoint import save_checkpoint
-from lcnas.models._native import compiler_available, native, native_status
+from lcnas.engine._native import compiler_available, native, native_status
 
 
 @pytest.fixture()

@@ -109,7 +109,7 @@ def test_model_stats_skips_its_own_timing_when_the_caller_times_models_interleav
 
 def test_eager_baseline_runs_plain_pytorch_not_the_engine(monkeypatch):
     """Static models run lcnas's engine in eval; the report's eager rows must time PyTorch itself."""
-    from lcnas.models._hard import HardExecutor
+    from lcnas.engine._executor import HardExecutor
     from lcnas.report._report import _eager_worker
 
     def engine_called(*args, **kwargs):

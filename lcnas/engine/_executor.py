@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._fold import fold_conv_bn
-from ._gates import GateConfig
+from ..models._gates import GateConfig
 from ._native import NativeConv, PackedConv, kept_width, native, packable, window_ok
 from ._native_net import NativeNet, build_native_net, forced_arrays
-from ._normalize import Normalize
-from ._resnet import Bottleneck, PadShortcut
+from ..models._normalize import Normalize
+from ..models._resnet import Bottleneck, PadShortcut
 
 __all__ = ["HardExecutor", "grouping_is_cheaper", "pool", "residual_mflops_per_channel", "GROUP_OVERHEAD_MFLOPS"]
 

@@ -4,7 +4,7 @@ The per-conv native path still pays Python's fixed cost for every gate step and 
 at batch 1 that cost, not arithmetic, is what a gate costs. Here the executor packs the network
 once (BN-folded convs in the kernel's layout, each block's gates as one stacked first layer plus
 heads), and one call runs the stem, every block's gates and decisions (the same rules as
-:class:`~lcnas.models._hard.HardExecutor`'s batch-1 path), only the kept blocks and channels,
+:class:`~lcnas.engine._executor.HardExecutor`'s batch-1 path), only the kept blocks and channels,
 and the head. It returns the logits, the trace (ran, kept channels per block) and the
 multiply-adds it computed. A batch runs one image per thread, each on its own path.
 
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ._native import NativeConv, packable, window_ok
-from ._resnet import BasicBlock, PadShortcut
+from ..models._resnet import BasicBlock, PadShortcut
 
 __all__ = ["NativeNet", "build_native_net"]
 
