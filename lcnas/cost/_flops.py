@@ -1,5 +1,6 @@
 """FLOPs as :class:`torch.utils.flop_counter.FlopCounterMode` counts them: 2 × multiply-accumulates
-of convolutions and linear layers (bias, BatchNorm, ReLU, pooling and additions are not counted).
+of convolutions and linear layers (bias, BatchNorm, ReLU, pooling and additions are not counted),
+each from :func:`~lcnas.cost.conv_flops`.
 Papers that quote "FLOPs" for ResNets usually mean multiply-accumulates: divide by 2 to compare."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from ._arch import ArchSpec, BlockSpec, GateSpec, describe, walk
+from ._conv import conv_flops
 
 __all__ = ["FlopsModel", "sample_mflops", "expected_mflops", "static_mflops"]
 
@@ -19,32 +21,40 @@ class FlopsModel:
         """FLOPs of the stem convolution (3×3 CIFAR stem or 7×7 ImageNet stem)."""
         k = 7 if arch.stem_kind == "imagenet" else 3
         h, w = arch.stem_out_hw
-        return 2.0 * arch.stem_channels * arch.input_size[0] * k * k * h * w
+        return conv_flops(arch.input_size[0], arch.stem_channels, k, h * w)
 
     def gate(self, block: BlockSpec, gate: GateSpec) -> float:
         """FLOPs of the gate's linear layers (pooling is not counted)."""
         if gate.hidden:
-            return 2.0 * (gate.features * gate.hidden + gate.hidden * gate.heads)
-        return 2.0 * gate.features * gate.heads
+            return _linear_flops(gate.features, gate.hidden) + _linear_flops(gate.hidden, gate.heads)
+        return _linear_flops(gate.features, gate.heads)
 
     def residual(self, block: BlockSpec, kept: torch.Tensor) -> torch.Tensor:
         """Per-sample FLOPs of the residual branch's convolutions with ``kept`` inner channels."""
         hw_in = block.in_hw[0] * block.in_hw[1]
         hw_out = block.out_hw[0] * block.out_hw[1]
         if block.kind == "basic":
-            return 2.0 * 9 * kept * (block.in_channels + block.out_channels) * hw_out
+            # 3×3 in → k with the stride plus 3×3 k → out: MACs are linear in each channel
+            # count, so the pair is one conv k → in + out (and a float32 product fewer)
+            return conv_flops(kept, block.in_channels + block.out_channels, 3, hw_out)
         # bottleneck: 1×1 in → k at input size, 3×3 k → k with the stride, 1×1 k → out
-        return 2.0 * (kept * block.in_channels * hw_in + 9 * kept * kept * hw_out + kept * block.out_channels * hw_out)
+        return (conv_flops(block.in_channels, kept, 1, hw_in) + conv_flops(kept, kept, 3, hw_out)
+                + conv_flops(kept, block.out_channels, 1, hw_out))
 
     def shortcut(self, block: BlockSpec) -> float:
         """FLOPs of a 1×1 convolution shortcut; 0 for identity and zero-padding shortcuts."""
         if block.shortcut != "conv":
             return 0.0
-        return 2.0 * block.in_channels * block.out_channels * block.out_hw[0] * block.out_hw[1]
+        return conv_flops(block.in_channels, block.out_channels, 1, block.out_hw[0] * block.out_hw[1])
 
     def head(self, arch: ArchSpec) -> float:
         """FLOPs of the final linear classifier."""
-        return 2.0 * arch.head_features * arch.num_classes
+        return _linear_flops(arch.head_features, arch.num_classes)
+
+
+def _linear_flops(in_features: int, out_features: int) -> float:
+    """A linear layer is a 1×1 convolution on one pixel."""
+    return conv_flops(in_features, out_features, 1, 1)
 
 
 _FLOPS = FlopsModel()

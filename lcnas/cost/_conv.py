@@ -1,0 +1,43 @@
+"""The one FLOP formula: 2 × multiply-accumulates of a convolution (a linear layer is a 1×1
+convolution on one pixel). The cost walk, the engine's grouping rule and the native kernels'
+counts all compute through it."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import torch
+
+__all__ = ["conv_flops", "conv_mflops", "residual_mflops_per_channel"]
+
+Count = TypeVar("Count", int, float, torch.Tensor)
+
+
+def conv_flops(in_channels: Count, out_channels: Count, kernel_size: int, out_hw: int, groups: int = 1) -> Count:
+    """FLOPs (2 per multiply-add, bias and padding taps excluded) of a ``kernel_size``² convolution
+    with ``out_hw`` output pixels.
+
+    Either channel count may be a tensor of per-sample (possibly fractional, expected) counts;
+    the factors are multiplied in argument order, so a caller controls the float rounding.
+    """
+    per_group_in = in_channels if groups == 1 else in_channels / groups
+    return 2.0 * kernel_size * kernel_size * per_group_in * out_channels * out_hw
+
+
+def conv_mflops(in_channels: int, out_channels: int, kernel_size: int, out_hw: int, groups: int = 1) -> float:
+    """MFLOPs of a ``kernel_size``² convolution with ``out_hw`` output pixels: :func:`conv_flops` / 1e6.
+
+    Example:
+        >>> conv_mflops(16, 16, 3, 32 * 32)  # a CIFAR ResNet's first-stage 3×3 conv
+        4.718592
+    """
+    return conv_flops(in_channels, out_channels, kernel_size, out_hw, groups) / 1e6
+
+
+def residual_mflops_per_channel(in_channels: int, out_channels: int, hw_out: int) -> float:
+    """Residual MFLOPs per kept inner channel (exact for basic blocks; linearised for bottlenecks).
+
+    A basic block's two 3×3 convs (``in_channels`` → 1 and 1 → ``out_channels`` at the output
+    size) add up to one 3×3 conv from 1 to ``in_channels + out_channels`` channels.
+    """
+    return conv_mflops(1, in_channels + out_channels, 3, hw_out)
