@@ -277,6 +277,8 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
     const bool gates = eval_gates && B.rows > 0;
     float* h = gates ? grow(ws.hidden, B.rows) : nullptr;
     float* out = grow(ws.out, 2 + 2 * (size_t)B.groups);  // layer: logit, scale; channel: G logits, G scales
+    // The gate decision rule of lcnas/engine/_decision.py (run, keep groups, at least one group,
+    // forced overrides, 2*sigmoid scales), held to it by tests/engine_tests/test_parity.py.
     bool run = forced_run < 0 ? true : forced_run != 0;
     float alpha = 1.f;
     if (gates) {
