@@ -89,7 +89,6 @@ class CostModel(Protocol):
 def describe(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> ArchSpec:
     """Read a (gated or static) lcnas ResNet into an :class:`ArchSpec` for ``input_size`` (C, H, W)."""
     from ..models import model_info
-    from ..models._resnet import Bottleneck, PadShortcut
 
     spec = getattr(model, "lcnas_spec", {})
     name = spec.get("name", type(model).__name__)
@@ -103,16 +102,11 @@ def describe(model: nn.Module, input_size: tuple[int, int, int] | None = None) -
         h, w = (h + 1) // 2, (w + 1) // 2  # 3×3/2 max-pool, padding 1
     blocks = []
     for i, block in enumerate(model.blocks()):
-        bottleneck = isinstance(block, Bottleneck)
+        bottleneck = hasattr(block, "conv3")  # 1×1, 3×3, 1×1; a basic block has two 3×3 convs
         stride = block.stride
         in_hw = (h, w)
         h, w = (h - 1) // stride + 1, (w - 1) // stride + 1
-        if block.downsample is None:
-            shortcut = "identity"
-        elif isinstance(block.downsample, PadShortcut):
-            shortcut = "pad"
-        else:
-            shortcut = "conv"
+        shortcut = _shortcut_kind(block.downsample)
         out_channels = (block.conv3 if bottleneck else block.conv2).out_channels
         blocks.append(BlockSpec(
             index=i, stage=_stage_of(model, block), kind="bottleneck" if bottleneck else "basic",
@@ -149,6 +143,14 @@ def walk(
         total = total + r * cost.residual(b, kept[:, b.index].to(torch.float32))
         total = total + cost.shortcut(b)
     return total
+
+
+def _shortcut_kind(downsample: nn.Module | None) -> str:
+    """Read from the module's structure, not its type: a 1×1 conv shortcut holds a convolution;
+    the zero-padding ("option A") shortcut has no parameters."""
+    if downsample is None:
+        return "identity"
+    return "conv" if any(isinstance(m, nn.Conv2d) for m in downsample.modules()) else "pad"
 
 
 def _gate_spec(gate: nn.Module | None) -> GateSpec | None:
