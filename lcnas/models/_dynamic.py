@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine._decision import at_least_one, keep_groups, run_block, threshold_logit
 from ._gates import Gate, GateConfig, straight_through_gate
 from ._resnet import Bottleneck, ResNet
 from ._trace import ExecutionTrace
@@ -225,34 +226,32 @@ class DynamicResNet(ResNet):
     def _gates_on(self) -> bool:
         return self._forced is None or self._forced.evaluate_gates
 
-    @staticmethod
-    def _at_least_one(keep: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
-        """Keep the most likely group where a sample would keep none (a block with 0 channels is a skip)."""
-        empty = ~keep.any(1)
-        if not bool(empty.any()):
-            return keep
-        top = logits.argmax(1) if logits is not None else torch.zeros(keep.shape[0], dtype=torch.long, device=keep.device)
-        return keep | (F.one_hot(top, keep.shape[1]).bool() & empty[:, None])
+    # The decision rule's "at least one group" step (lcnas.engine._decision), for the executor's grouped path.
+    _at_least_one = staticmethod(at_least_one)
 
     # ---------------------------------------------------------------- masked execution (training + reference)
     def _block_masked(self, i: int, block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, _Decision]:
         cfg, d, n = self.gate_config, _Decision(), x.shape[0]
         width = block.conv1.out_channels
         gates_on = self._gates_on()
-        run_scale = None
-        run_mult = torch.ones(n, device=x.device, dtype=x.dtype)
+        # Decisions by lcnas.engine._decision, as every execution path takes them. Training decides
+        # on the straight-through gates' hard forward values (Gumbel noise added) instead of the
+        # thresholds, under the same overrides: forced decisions, at least one group.
+        run_scale = logit = st = None
         d.run_prob = torch.ones(n, device=x.device)
         if block.layer_gate is not None and gates_on:
             logits, run_scale = block.layer_gate(x)
             logit = logits[:, 0]
             d.run_prob = torch.sigmoid(logit)
-            g = straight_through_gate(logit, cfg.temperature) if self.training else (d.run_prob > cfg.layer_threshold).to(x.dtype)
-            run_mult = g
             if self.training:
-                d.st.append(g[:, None])
+                st = straight_through_gate(logit, cfg.temperature)
+                d.st.append(st[:, None])
         forced_run = self._forced_run(i, n, x.device)
-        if forced_run is not None:
-            run_mult = forced_run.to(x.dtype)
+        if st is not None and forced_run is None:
+            run_mult = st
+        else:
+            run = run_block(None if self.training else logit, threshold_logit(cfg.layer_threshold), forced_run)
+            run_mult = torch.ones(n, device=x.device, dtype=x.dtype) if run is None else run.to(x.dtype)
         d.run = run_mult.detach() > 0.5
         if run_scale is not None:
             run_mult = run_mult * run_scale[:, 0]
@@ -262,23 +261,21 @@ class DynamicResNet(ResNet):
         if block.channel_gate is not None:
             g_size = cfg.group_size
             groups = width // g_size
-            c_logits = c_scale = g = None
+            c_logits = c_scale = st = None
             if gates_on:
                 c_logits, c_scale = block.channel_gate(x)
-                probs = torch.sigmoid(c_logits)
-                d.kept_expected = probs.sum(1) * g_size
+                d.kept_expected = torch.sigmoid(c_logits).sum(1) * g_size
                 if self.training:
-                    g = straight_through_gate(c_logits, cfg.temperature)
-                    hard = self._at_least_one(g.detach() > 0.5, c_logits)
-                    g = g + (hard.to(g.dtype) - g.detach())  # forward: the fixed hard mask; backward: ST gradient
-                    d.st.append(g)
-                else:
-                    g = self._at_least_one(probs > cfg.channel_threshold, c_logits).to(x.dtype)
+                    st = straight_through_gate(c_logits, cfg.temperature)
+                    hard = at_least_one(st.detach() > 0.5, c_logits)
+                    st = st + (hard.to(st.dtype) - st.detach())  # forward: the fixed hard mask; backward: ST gradient
+                    d.st.append(st)
             forced_keep = self._forced_keep(i, n, groups, x.device)
-            if forced_keep is not None:
-                g = self._at_least_one(forced_keep, None).to(x.dtype)
-            keep_groups = g.detach() > 0.5
-            d.keep = keep_groups.sum(1) * g_size
+            if st is not None and forced_keep is None:
+                g = st
+            else:  # gates evaluated or forced: never neither (a bypassed gate's forcing keeps every group)
+                g = keep_groups(None if self.training else c_logits, threshold_logit(cfg.channel_threshold), forced_keep).to(x.dtype)
+            d.keep = (g.detach() > 0.5).sum(1) * g_size
             chan_mult = g.repeat_interleave(g_size, 1)
             if c_scale is not None:
                 chan_mult = chan_mult * c_scale.repeat_interleave(g_size, 1)
