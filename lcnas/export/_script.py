@@ -12,7 +12,6 @@ refused with a clear error.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import List, Optional
 
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine._decision import gate_scale, gate_scales, keep_groups, run_block_one, threshold_logit
 from ..errors import ConfigError
 
 __all__ = ["export_torchscript", "ScriptedLCNet"]
@@ -68,8 +68,8 @@ class _Block(nn.Module):
         self.group_size = int(cfg.group_size) if cfg is not None else 1
         self.scaling = bool(cfg.scaling) if cfg is not None else False
         self.pooling = cfg.pooling if cfg is not None else "avg"
-        self.run_logit = _logit(cfg.layer_threshold) if cfg is not None else 0.0
-        self.keep_logit = _logit(cfg.channel_threshold) if cfg is not None else 0.0
+        self.run_logit = threshold_logit(cfg.layer_threshold) if cfg is not None else 0.0
+        self.keep_logit = threshold_logit(cfg.channel_threshold) if cfg is not None else 0.0
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
         if self.pooling == "avg":
@@ -87,7 +87,8 @@ class _Block(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The block on one sample (N = 1): skipped, or run on the channel gate's kept groups only."""
+        """The block on one sample (N = 1): skipped, or run on the channel gate's kept groups only
+        (decisions and scales by ``lcnas.engine._decision``)."""
         run_scale = 1.0
         use_run_scale = False
         v = torch.zeros(0)
@@ -96,11 +97,11 @@ class _Block(nn.Module):
             v = self._pool(x)
             pooled = True
             out = self.layer_gate(v)[0]
-            if float(out[0]) <= self.run_logit:
+            if not run_block_one(float(out[0]), self.run_logit, None):
                 sc = self._shortcut(x)
                 return sc.relu() if self.has_conv_shortcut else sc
             if self.scaling:
-                run_scale = 2.0 * float(torch.sigmoid(out[1]))
+                run_scale = gate_scale(float(out[1]))
                 use_run_scale = True
         w1, b1, w2 = self.w1, self.b1, self.w2
         scale = torch.zeros(0)
@@ -109,18 +110,15 @@ class _Block(nn.Module):
             if not pooled:
                 v = self._pool(x)
             out = self.channel_gate(v)[0]
-            logits = out[: self.groups]
-            keep = logits > self.keep_logit
-            if not bool(keep.any()):  # a block with no channels would be a skip: keep the likeliest group
-                keep = logits == logits.max()
-                keep = keep & (torch.cumsum(keep.to(torch.int64), 0) == 1)
-            groups = keep.nonzero().flatten()
+            keep = keep_groups(out[: self.groups].unsqueeze(0), self.keep_logit, None)
+            assert keep is not None  # the gate's logits decide
+            groups = keep[0].nonzero().flatten()
             idx = (groups.unsqueeze(1) * self.group_size + torch.arange(self.group_size)).flatten()
             w1 = w1.index_select(0, idx)
             b1 = b1.index_select(0, idx)
             w2 = w2.index_select(1, idx)
             if self.scaling:
-                scale = (2.0 * torch.sigmoid(out[self.groups:][groups])).repeat_interleave(self.group_size)
+                scale = gate_scales(out[self.groups:][groups]).repeat_interleave(self.group_size)
                 has_scale = True
         h = F.conv2d(x, w1, b1, self.stride, 1).relu()
         if has_scale:
@@ -204,7 +202,3 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
         lin.weight.copy_(weight)
         lin.bias.copy_(bias)
     return lin
-
-
-def _logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
