@@ -1,52 +1,43 @@
-"""Shared helpers for benchmark scripts: timing by interleaved rounds, medians, result files."""
+"""Shared helpers for benchmark scripts: lcnas's timing rules in the units the scripts record
+(seconds), medians, thread settings and result files. Public lcnas API only."""
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-__all__ = ["median_time_s", "paired_median_times_s", "median", "ratio_median", "use_threads"]
+from lcnas.latency import latency_ratio, measure, measure_alternating  # noqa: E402
+
+__all__ = ["median_time_s", "paired_median_times_s", "median", "ratio_median", "use_threads", "write_json"]
 
 
 def median_time_s(fn: Callable[[], object], calls: int) -> float:
-    """Median wall time of ``calls`` calls of ``fn``."""
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median wall time of ``calls`` calls of ``fn`` (:func:`lcnas.latency.measure`)."""
+    return measure(fn, warmup=0, repeats=calls).latency_ms_median / 1e3
 
 
 def paired_median_times_s(fa: Callable[[], object], fb: Callable[[], object], calls: int, chunk: int = 4) -> tuple[float, float]:
     """Median wall times of ``fa`` and ``fb`` over ``calls`` calls each, taken in alternating chunks
-    of ``chunk`` calls (a a a a b b b b a ...): on a shared host a slow spell lasts longer than a
-    chunk, so it slows both sides of a ratio alike instead of whichever ran during it."""
-    times: tuple[list[float], list[float]] = ([], [])
-    done = 0
-    while done < calls:
-        n = min(chunk, calls - done)
-        for fn, out in ((fa, times[0]), (fb, times[1])):
-            for _ in range(n):
-                start = time.perf_counter()
-                fn()
-                out.append(time.perf_counter() - start)
-        done += n
-    return statistics.median(times[0]), statistics.median(times[1])
+    of ``chunk`` calls (:func:`lcnas.latency.measure_alternating`)."""
+    a, b = measure_alternating([fa, fb], repeats=calls, chunk=chunk)
+    return a.latency_ms_median / 1e3, b.latency_ms_median / 1e3
 
 
 def median(values: list[float]) -> float:
+    """The median of ``values``."""
     return statistics.median(values)
 
 
 def ratio_median(num: list[float], den: list[float]) -> float:
-    """Median over rounds of num/den: robust to machine drift that hits both alike."""
-    return statistics.median(a / b for a, b in zip(num, den))
+    """Median over rounds of num/den: robust to machine drift that hits both alike (:func:`lcnas.latency.latency_ratio`)."""
+    return latency_ratio(num, den)
 
 
 def use_threads(threads: int | None) -> int:
@@ -56,3 +47,14 @@ def use_threads(threads: int | None) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def write_json(path: str | os.PathLike[str], result: Any) -> Path:
+    """Write a benchmark result as indented JSON: a temporary file beside ``path``, then renamed over
+    it, so an interrupted run never leaves half a result."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -9,18 +9,16 @@ eager hard execution and of the TorchScript module, interleaved image by image.
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import torch
 
-from _common import median
+from _common import median, write_json
 
-from lcnas import load_model
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
+from lcnas import environment_metadata, load_model
 from lcnas.data import load_cifar10
 from lcnas.export import export_torchscript
+from lcnas.latency import call_ms
 
 
 def main() -> None:
@@ -44,12 +42,8 @@ def main() -> None:
         t_eager, t_script = [], []
         for i in range(images.shape[0]):
             x = images[i : i + 1]
-            start = time.perf_counter()
-            eager(x)
-            t_eager.append((time.perf_counter() - start) * 1e3)
-            start = time.perf_counter()
-            scripted(x)
-            t_script.append((time.perf_counter() - start) * 1e3)
+            t_eager.append(call_ms(lambda: eager(x)))
+            t_script.append(call_ms(lambda: scripted(x)))
         rows.append({"checkpoint": path, "max_abs_diff": diff, "eager_bs1_ms_median": median(t_eager),
                      "torchscript_bs1_ms_median": median(t_script), "torchscript_over_eager": median(t_script) / median(t_eager)})
         print(rows[-1])

@@ -37,8 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from lcnas._env import environment_metadata  # noqa: E402
-from lcnas._io import write_json  # noqa: E402
+from _common import write_json  # noqa: E402
+
+from lcnas import environment_metadata  # noqa: E402
 
 BACKENDS = ("optuna-sqlite", "optuna-postgres", "ray", "nni")
 SPACE = {
@@ -253,7 +254,7 @@ class Nni(Backend):
         return self.kill_round((4.0, 14.0), lambda: pids_matching("lcnas.search._nni_trial", str(self.out)))
 
     def teardown(self) -> None:
-        from lcnas.search._nni import stop_leftovers
+        from lcnas.search import stop_leftovers
 
         stop_leftovers(self.out)
 
@@ -301,7 +302,7 @@ class PostgresServer:
 def optuna_checks(url: str, trials: int, name: str = "lcnas") -> dict[str, int]:
     import optuna
 
-    from lcnas.search._optuna import storage_url
+    from lcnas.search import storage_url
 
     study = optuna.load_study(study_name=name, storage=storage_url(url))
     all_trials = study.get_trials(deepcopy=False)

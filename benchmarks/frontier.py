@@ -29,19 +29,18 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import time
 from pathlib import Path
 
-from _common import use_threads
+from _common import use_threads, write_json
 
 import numpy as np
 import torch
 
 import lcnas
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
+from lcnas import environment_metadata
 from lcnas.cost import describe, sample_mflops, static_mflops
 from lcnas.data import load_cifar10
+from lcnas.latency import call_ms
 from lcnas.pretrained import pretrained_manifest
 from lcnas.report import front_accuracy_at, static_front
 
@@ -105,9 +104,7 @@ def _time_pairs(runners: dict[tuple[str, str], object], images: torch.Tensor, th
         for p in order:
             run = runners[p]
             for x in chunk:
-                t0 = time.perf_counter()
-                run(x)
-                times[p].append((time.perf_counter() - t0) * 1e3)
+                times[p].append(call_ms(lambda: run(x)))
     return times
 
 

@@ -18,14 +18,13 @@ import statistics
 
 import torch
 
-from _common import median, use_threads
+from _common import median, use_threads, write_json
 
-from lcnas import create_model, load_model
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
+from lcnas import create_model, environment_metadata, load_model
 from lcnas.data import load_cifar10
 from lcnas.errors import LcnasError
-from lcnas.report import interleaved_bs1_ms, latency_ratio, static_engine
+from lcnas.latency import latency_ratio
+from lcnas.report import interleaved_bs1_ms, static_engine
 from lcnas.train import evaluate
 
 

@@ -23,11 +23,9 @@ from dataclasses import replace
 
 import torch
 
-from _common import median
+from _common import median, write_json
 
-from lcnas import create_model, load_model
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
+from lcnas import create_model, environment_metadata, load_model
 from lcnas.latency import LatencyTable, batch_latency_ms, measure_interleaved, random_decisions, random_plans, sample_latency_ms, speed_factor
 from lcnas.models import ForcedDecisions, GateConfig
 

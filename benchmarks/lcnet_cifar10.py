@@ -20,13 +20,12 @@ from pathlib import Path
 
 import torch
 
-from _common import median
+from _common import median, write_json
 
-from lcnas import create_model, load_model
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
+from lcnas import create_model, environment_metadata, load_model
 from lcnas.data import load_cifar10
-from lcnas.report import interleaved_bs1_ms, latency_ratio, round_ratios, static_engine
+from lcnas.latency import latency_ratio, round_ratios
+from lcnas.report import interleaved_bs1_ms, static_engine
 from lcnas.train import evaluate, load_train_config, train
 
 STUDY = "studies/lc_resnet32_cifar10.yaml"

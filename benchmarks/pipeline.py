@@ -18,17 +18,17 @@ import contextlib
 import itertools
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lcnas import create_model  # noqa: E402
-from lcnas._env import environment_metadata  # noqa: E402
-from lcnas._io import write_json  # noqa: E402
+from _common import write_json  # noqa: E402
+
+from lcnas import create_model, environment_metadata  # noqa: E402
 from lcnas.data import BatchLoader, find_cifar10, load_cifar10  # noqa: E402
+from lcnas.latency import call_ms  # noqa: E402
 
 
 def torchvision_loader(root: Path, batch_size: int, workers: int):
@@ -92,12 +92,12 @@ def main() -> None:
         x, y = next(it)  # first batch outside the clock (worker start-up, shuffling)
         if train_step:
             step(x, y)
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            x, y = next(it)
-            if train_step:
-                step(x, y)
-        return args.steps * args.batch_size / (time.perf_counter() - start)
+        def steps() -> None:
+            for _ in range(args.steps):
+                x, y = next(it)
+                if train_step:
+                    step(x, y)
+        return args.steps * args.batch_size / (call_ms(steps) / 1e3)
 
     modes = ["bare", "lcnas"] + [f"torchvision_w{w}" for w in worker_counts]
     measure("bare", train_step=True)  # warm-up: oneDNN kernel selection

@@ -21,10 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import _common  # noqa: F401  (puts the repository on sys.path)
+from _common import write_json  # also puts the repository on sys.path
 
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
+from lcnas import environment_metadata
 from lcnas.search import load_results, retrain_config
 from lcnas.train import train
 

@@ -24,11 +24,10 @@ from pathlib import Path
 
 import torch
 
-from _common import median
+from _common import median, write_json
 
-from lcnas import load_model
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
+from lcnas import environment_metadata, load_model
+from lcnas.latency import call_ms
 from lcnas.search import make_settings, pareto_front, search
 
 OUT = Path("benchmarks/results")
@@ -134,9 +133,7 @@ def do_guidance(args) -> None:
     for i in range(images.shape[0]):
         x = images[i : i + 1]
         for key, m in models.items():
-            start = time.perf_counter()
-            m(x)
-            times[key].append((time.perf_counter() - start) * 1e3)
+            times[key].append(call_ms(lambda: m(x)))
     measured: dict[str, dict[int, float]] = {label: {} for label in searches}
     for (label, number), ts in times.items():  # mean over images, the slowest 5 % (interruptions) dropped
         measured[label][number] = statistics.mean(sorted(ts)[: max(1, int(0.95 * len(ts)))])

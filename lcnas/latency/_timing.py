@@ -1,16 +1,21 @@
-"""Timing one callable: warm-up, repeats, median/p95/std; CUDA events on GPU."""
+"""Timing rules, the one place lcnas reads a clock to measure latency: one call, repeats with
+median/p95/std, interleaved and paired schedules that let a drifting machine hit every execution
+alike, and round-by-round ratios. CUDA events on GPU, ``time.perf_counter`` on CPU."""
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Timing", "measure", "measure_difference", "measure_interleaved"]
+__all__ = ["RoundTimes", "Timing", "call_ms", "latency_ratio", "measure", "measure_alternating", "measure_difference",
+           "measure_interleaved", "measure_rounds", "round_ratios", "summarize"]
+
+Context = Callable[[int], AbstractContextManager[object]]
 
 
 @dataclass(frozen=True)
@@ -29,36 +34,44 @@ class Timing:
                 "latency_ms_std": self.latency_ms_std, "count": self.count}
 
 
+@dataclass(frozen=True)
+class RoundTimes:
+    """One execution's timed calls from :func:`measure_rounds`, in milliseconds."""
+
+    ms: list[float]  # every call, in round order
+    round_medians_ms: list[float]  # each round's median: compare executions round by round (drift cancels)
+
+
+def call_ms(fn: Callable[[], object], *, device: torch.device | str = "cpu") -> float:
+    """Wall time of one call of ``fn`` in milliseconds (CUDA: events around the call, then a sync)."""
+    if torch.device(device).type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        return float(start.elapsed_time(end))
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def summarize(times_ms: Sequence[float]) -> Timing:
+    """Median, p95 (nearest rank), population std and count of a list of times."""
+    ordered = sorted(times_ms)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    std = statistics.pstdev(ordered) if len(ordered) > 1 else 0.0
+    return Timing(statistics.median(ordered), p95, std, len(ordered))
+
+
 def measure(fn: Callable[[], object], *, warmup: int, repeats: int, device: torch.device | str = "cpu") -> Timing:
     """Time ``fn`` ``repeats`` times after ``warmup`` calls (CUDA: events around each call)."""
     for _ in range(warmup):
         fn()
-    times_ms = []
-    cuda = torch.device(device).type == "cuda"
-    for _ in range(repeats):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times_ms.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times_ms.append((time.perf_counter() - t0) * 1e3)
-    return _summary(times_ms)
+    return summarize([call_ms(fn, device=device) for _ in range(repeats)])
 
 
-def _summary(times_ms: list[float]) -> Timing:
-    """Median, p95 (nearest rank), population std and count of a list of times."""
-    times_ms = sorted(times_ms)
-    p95 = times_ms[min(len(times_ms) - 1, int(round(0.95 * (len(times_ms) - 1))))]
-    std = statistics.pstdev(times_ms) if len(times_ms) > 1 else 0.0
-    return Timing(statistics.median(times_ms), p95, std, len(times_ms))
-
-
-def measure_interleaved(n: int, call: Callable[[int], object], *, context: Callable[[int], AbstractContextManager] | None = None,
+def measure_interleaved(n: int, call: Callable[[int], object], *, context: Context | None = None,
                         warmup: int = 2, repeats: int = 15, device: torch.device | str = "cpu", warmup_s: float = 1.5) -> list[Timing]:
     """Time ``n`` executions round-robin: each round calls every ``call(i)`` once untimed (it warms
     that path, as a repeated single measurement would) then once timed, inside ``context(i)``,
@@ -67,23 +80,65 @@ def measure_interleaved(n: int, call: Callable[[int], object], *, context: Calla
     A machine that drifts while measuring (a shared host) then shifts all ``n`` alike, instead of
     making the first executions fast and the last slow.
     """
-    context = context or (lambda i: nullcontext())
+    enter = context or _no_context
     # Warm-up rounds for at least ``warmup_s``: a process's first second or two of a new workload
     # runs slower (clock ramp, allocator and kernel caches), which would bias a short probe.
     start = time.perf_counter()
     r = 0
     while r < warmup or time.perf_counter() - start < warmup_s:
         for i in range(n):
-            with context(i):
+            with enter(i):
                 call(i)
         r += 1
     times: list[list[float]] = [[] for _ in range(n)]
-    for r in range(repeats):
+    for _ in range(repeats):
         for i in range(n):
-            with context(i):
+            with enter(i):
                 call(i)
-                times[i].append(measure(lambda: call(i), warmup=0, repeats=1, device=device).latency_ms_median)
-    return [_summary(t) for t in times]
+                times[i].append(call_ms(lambda: call(i), device=device))
+    return [summarize(t) for t in times]
+
+
+def measure_rounds(n: int, call: Callable[[int, int], object], inputs: int, *, rounds: int = 5, warmup_inputs: int = 10,
+                   context: Context | None = None) -> list[RoundTimes]:
+    """Time ``n`` executions on ``inputs`` inputs, each input once per execution: ``call(i, j)``
+    runs execution ``i`` on input ``j``. Round ``r`` times execution 0 on inputs ``r, r + rounds,
+    ...``, then execution 1 on the same inputs, and so on, each inside ``context(i)``; first every
+    execution runs untimed on the first ``warmup_inputs`` inputs.
+
+    A drifting host then hits every execution alike, and :func:`latency_ratio` of two executions'
+    round medians compares them with the drift cancelled.
+    """
+    enter = context or _no_context
+    rounds = max(1, min(rounds, inputs))  # every round times at least one input
+    calls: list[list[float]] = [[] for _ in range(n)]
+    medians: list[list[float]] = [[] for _ in range(n)]
+    for i in range(n):
+        with enter(i):
+            for j in range(min(warmup_inputs, inputs)):
+                call(i, j)
+    for r in range(rounds):
+        for i in range(n):
+            with enter(i):
+                this_round = [call_ms(lambda: call(i, j)) for j in range(r, inputs, rounds)]
+            calls[i] += this_round
+            medians[i].append(statistics.median(this_round))
+    return [RoundTimes(ms=calls[i], round_medians_ms=medians[i]) for i in range(n)]
+
+
+def measure_alternating(fns: Sequence[Callable[[], object]], *, repeats: int, chunk: int = 4,
+                        device: torch.device | str = "cpu") -> list[Timing]:
+    """Time every one of ``fns`` ``repeats`` times, in alternating chunks of ``chunk`` calls
+    (a a a a b b b b a ...): on a shared host a slow spell lasts longer than a chunk, so it slows
+    every side of a ratio alike instead of whichever ran during it."""
+    times: list[list[float]] = [[] for _ in fns]
+    done = 0
+    while done < repeats:
+        k = min(chunk, repeats - done)
+        for fn, out in zip(fns, times):
+            out.extend(call_ms(fn, device=device) for _ in range(k))
+        done += k
+    return [summarize(t) for t in times]
 
 
 def measure_difference(fn: Callable[[], object], base: Callable[[], object], *, warmup: int, repeats: int,
@@ -98,8 +153,23 @@ def measure_difference(fn: Callable[[], object], base: Callable[[], object], *, 
     diffs = []
     for r in range(repeats):
         first, second = (base, fn) if r % 2 == 0 else (fn, base)  # alternate order: no position bias
-        a = measure(first, warmup=0, repeats=1, device=device).latency_ms_median
-        b = measure(second, warmup=0, repeats=1, device=device).latency_ms_median
+        a = call_ms(first, device=device)
+        b = call_ms(second, device=device)
         diffs.append(b - a if first is base else a - b)
-    t = _summary(diffs)  # a cost below the noise floor reads as zero, never negative
+    t = summarize(diffs)  # a cost below the noise floor reads as zero, never negative
     return Timing(max(0.0, t.latency_ms_median), max(0.0, t.latency_ms_p95), t.latency_ms_std, t.count)
+
+
+def round_ratios(a_rounds: Sequence[float], b_rounds: Sequence[float]) -> list[float]:
+    """a's time over b's, round by round (same-length lists, e.g. :attr:`RoundTimes.round_medians_ms`)."""
+    return [a / b for a, b in zip(a_rounds, b_rounds, strict=True)]
+
+
+def latency_ratio(a_rounds: Sequence[float], b_rounds: Sequence[float]) -> float:
+    """Median over rounds of a's time over b's in the same round (< 1: a is faster); machine drift
+    that hits both within a round cancels."""
+    return statistics.median(round_ratios(a_rounds, b_rounds))
+
+
+def _no_context(i: int) -> AbstractContextManager[object]:
+    return nullcontext()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,9 +45,29 @@ def register_model(info: ModelInfo) -> Callable[[Callable[..., nn.Module]], Call
     return deco
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style ``pattern``, sorted."""
-    return sorted(n for n in _BUILDERS if fnmatch.fnmatchcase(n, pattern))
+def list_models(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
+    """Model names matching a shell-style ``pattern``, sorted.
+
+    Args:
+        pattern: e.g. ``"resnet*"`` or ``"lcnet-*"``.
+        pretrained: ``False``: the registered backbones, each built by :func:`create_model`.
+            ``True``: the weights shipped with lcnas, static backbones and trained LC-Nets alike,
+            each loaded by ``lcnas.load_model(name)`` (details: ``lcnas.list_pretrained()``).
+
+    Example:
+        >>> import lcnas
+        >>> lcnas.list_models("resnet2*")
+        ['resnet20']
+        >>> "lcnet-resnet32-searched" in lcnas.list_models("lcnet-*", pretrained=True)
+        True
+    """
+    if pretrained:
+        from ..pretrained import pretrained_manifest
+
+        names: Iterable[str] = pretrained_manifest()
+    else:
+        names = _BUILDERS
+    return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
 
 
 def model_info(name: str) -> ModelInfo:
@@ -72,7 +92,8 @@ def create_model(
     """Build a registered backbone, static or gated.
 
     Args:
-        name: a name from :func:`list_models`, e.g. ``"resnet20"``.
+        name: a name from :func:`list_models`, e.g. ``"resnet20"`` (shipped LC-Nets, listed by
+            ``list_models(pretrained=True)``, load with ``lcnas.load_model(name)``).
         gating: ``"none"`` (static), ``"layer"`` (L-Net), ``"channel"`` (C-Net) or ``"lc"`` (both).
         num_classes: classifier outputs; the model's default when ``None``.
         pretrained: load the static backbone weights shipped with lcnas (gates keep their

@@ -11,8 +11,7 @@ from __future__ import annotations
 import io
 import json
 import statistics
-import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ import torch
 from .._env import environment_metadata
 from .._io import write_bytes, write_json
 from ..errors import ConfigError
+from ..latency._timing import RoundTimes, call_ms, latency_ratio, measure_rounds
 
-__all__ = ["build_report", "ModelStats", "model_stats", "interleaved_bs1_ms", "Bs1Timing", "latency_ratio", "round_ratios", "static_engine"]
+__all__ = ["build_report", "ModelStats", "model_stats", "interleaved_bs1_ms", "static_engine"]
 
 _FIGURE_HOOK = None  # tests look at each figure (labels, legends) before it is saved
 _EAGER_TIMING = "own process (eager PyTorch, alone)"
@@ -98,10 +98,9 @@ def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels:
         if i == 0 and time_latency:
             for _ in range(10):
                 model(x)
-        start = time.perf_counter()
-        model(x)
+        ms = call_ms(lambda: model(x))
         if time_latency:
-            measured.append((time.perf_counter() - start) * 1e3)
+            measured.append(ms)
         if predict:
             from ..latency import sample_latency_ms
 
@@ -203,7 +202,7 @@ def _budget(ckpt: Path) -> dict[str, Any]:
     return {k: cfg.get(k) for k in ("epochs", "train_subset", "dataset", "model", "gating")}
 
 
-def eager_bs1_ms(name: str, images: torch.Tensor, rounds: int = 5) -> Bs1Timing:
+def eager_bs1_ms(name: str, images: torch.Tensor, rounds: int = 5) -> RoundTimes:
     """Batch-1 timing of the shipped static ``name`` in eager PyTorch, in a fresh process of its own
     with this process's thread count (nothing of lcnas's engine ran there before it)."""
     import concurrent.futures
@@ -213,7 +212,7 @@ def eager_bs1_ms(name: str, images: torch.Tensor, rounds: int = 5) -> Bs1Timing:
         return pool.submit(_eager_worker, name, images.clone(), torch.get_num_threads(), rounds).result()
 
 
-def _eager_worker(name: str, images: torch.Tensor, threads: int, rounds: int) -> Bs1Timing:
+def _eager_worker(name: str, images: torch.Tensor, threads: int, rounds: int) -> RoundTimes:
     from ..models import create_model
 
     torch.set_num_threads(threads)
@@ -222,7 +221,7 @@ def _eager_worker(name: str, images: torch.Tensor, threads: int, rounds: int) ->
     return interleaved_bs1_ms({name: (model, None)}, images, rounds)[name]
 
 
-def _engine_context(model, forced):
+def _engine_context(model: torch.nn.Module, forced: Any) -> AbstractContextManager[object]:
     """Inside it the model runs with ``forced`` decisions (the static-engine rows), else as it is."""
     return nullcontext() if forced is None else model.forced(forced)
 
@@ -237,48 +236,18 @@ def static_engine(name: str) -> tuple[torch.nn.Module, Any]:
     return engine, ForcedDecisions(block_run=torch.ones(len(engine.blocks()), dtype=torch.bool))
 
 
-@dataclass(frozen=True)
-class Bs1Timing:
-    """One model's batch-1 calls from :func:`interleaved_bs1_ms`."""
-
-    ms: list[float]  # every call, in round order
-    round_medians_ms: list[float]  # each round's median: compare models round by round (drift cancels)
-
-
 @torch.no_grad()
-def interleaved_bs1_ms(models: dict[str, tuple], images: torch.Tensor, rounds: int = 5) -> dict[str, Bs1Timing]:
+def interleaved_bs1_ms(models: dict[str, tuple[torch.nn.Module, Any]], images: torch.Tensor, rounds: int = 5) -> dict[str, RoundTimes]:
     """Per model (name → (model, forced decisions or None)), one timed batch-1 call per uint8 image,
-    in milliseconds; models alternate within every round, so a drifting host hits every model alike."""
+    in milliseconds; models alternate within every round (:func:`lcnas.latency.measure_rounds`), so
+    a drifting host hits every model alike."""
     xs = [images[i : i + 1].float().div(255) for i in range(images.shape[0])]
-    rounds = max(1, min(rounds, len(xs)))  # every round times at least one image
-    calls: dict[str, list[float]] = {name: [] for name in models}
-    medians: dict[str, list[float]] = {name: [] for name in models}
-    for name, (model, forced) in models.items():
+    entries = list(models.values())
+    for model, _ in entries:
         model.eval()
-        with _engine_context(model, forced):
-            for x in xs[:10]:
-                model(x)
-    for r in range(rounds):
-        for name, (model, forced) in models.items():
-            this_round = []
-            with _engine_context(model, forced):
-                for x in xs[r::rounds]:
-                    start = time.perf_counter()
-                    model(x)
-                    this_round.append((time.perf_counter() - start) * 1e3)
-            calls[name] += this_round
-            medians[name].append(statistics.median(this_round))
-    return {name: Bs1Timing(ms=calls[name], round_medians_ms=medians[name]) for name in models}
-
-
-def round_ratios(a_rounds: list[float], b_rounds: list[float]) -> list[float]:
-    """a's latency over b's, round by round (rounds of :func:`interleaved_bs1_ms`)."""
-    return [a / b for a, b in zip(a_rounds, b_rounds, strict=True)]
-
-
-def latency_ratio(a_rounds: list[float], b_rounds: list[float]) -> float:
-    """Median over rounds of a's latency over b's in the same round (< 1: a is faster)."""
-    return statistics.median(round_ratios(a_rounds, b_rounds))
+    times = measure_rounds(len(entries), lambda i, j: entries[i][0](xs[j]), len(xs), rounds=rounds,
+                           context=lambda i: _engine_context(*entries[i]))
+    return dict(zip(models, times))
 
 
 def dominance(summary: list[dict]) -> list[str]:

@@ -9,7 +9,8 @@ for an NNI experiment."""
 from __future__ import annotations
 
 from ._objective import COST_METRICS, SearchSettings, TrialResult, run_trial, trial_config
-from ._optuna import optuna_results
+from ._nni import stop_leftovers
+from ._optuna import optuna_results, storage_url
 from ._pick import PICKS, load_study_results, pick_trial, retrain_config
 from ._plugin import BUDGET_PENALTY, OptunaObjective, nni_search_space, nni_trial, ray_param_space, ray_trainable, trial_metrics
 from ._results import SearchResults, load_results, pareto_front
@@ -21,4 +22,4 @@ __all__ = ["BACKENDS", "BUDGET_PENALTY", "COST_METRICS", "PICKS", "LossyTranslat
            "SearchResults", "SearchSettings", "SearchSpace", "TrialResult", "from_nni", "from_ray", "load_results", "load_space",
            "load_study_results", "make_settings", "nni_search_space", "nni_trial", "optuna_distributions",
            "optuna_results", "pareto_front", "parse_space", "pick_trial", "ray_param_space", "ray_trainable",
-           "retrain_config", "run_trial", "search", "suggest_optuna", "to_nni", "to_ray", "trial_config", "trial_metrics"]
+           "retrain_config", "run_trial", "search", "stop_leftovers", "storage_url", "suggest_optuna", "to_nni", "to_ray", "trial_config", "trial_metrics"]

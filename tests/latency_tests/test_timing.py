@@ -1,4 +1,5 @@
-"""The timing helpers behind the tables: interleaved rounds, paired differences, relative line fit."""
+"""The timing rules (lcnas.latency._timing) behind the tables, the report and the benchmarks: interleaved
+rounds, alternating chunks, paired differences, round-by-round ratios; the relative line fit."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import types
 import pytest
 
 import lcnas.latency._timing as timing
-from lcnas.latency import fit_relative, measure_difference, measure_interleaved
+from lcnas.latency import (fit_relative, latency_ratio, measure, measure_alternating, measure_difference, measure_interleaved,
+                           measure_rounds, round_ratios, summarize)
 
 
 class FakeClock:
@@ -94,3 +96,68 @@ def test_fit_calibration_gives_gates_their_own_scale():
     # gates that never vary: one line for everything
     scale, gate_scale, offset = fit_calibration(raw, [0.0] * len(raw), measured)
     assert gate_scale == scale
+
+
+def test_latency_ratio_compares_executions_round_by_round():
+    assert latency_ratio([1.0, 2.0, 1.0], [2.0, 4.0, 2.0]) == 0.5
+    assert latency_ratio([1.0, 3.0, 1.2], [1.0, 2.0, 1.0]) == pytest.approx(1.2)
+    assert round_ratios([1.0, 3.0], [2.0, 3.0]) == [0.5, 1.0]
+    with pytest.raises(ValueError):
+        latency_ratio([1.0], [1.0, 2.0])
+
+
+def test_summarize_and_measure_read_milliseconds(clock):
+    t = summarize([3.0, 1.0, 2.0, 10.0])
+    assert (t.latency_ms_median, t.latency_ms_p95, t.count) == (2.5, 10.0, 4)
+    assert summarize([4.0]).latency_ms_std == 0.0
+
+    def fn():
+        clock.now += 0.002  # 2 ms
+
+    m = measure(fn, warmup=2, repeats=5)
+    assert m.count == 5 and m.latency_ms_median == pytest.approx(2.0)
+
+
+def test_measure_rounds_times_each_input_once_per_execution_and_spreads_a_drift(clock):
+    calls = itertools.count()
+    seen: list[tuple[int, int]] = []
+    entered: list[int] = []
+
+    class Enter:
+        def __init__(self, i):
+            self.i = i
+
+        def __enter__(self):
+            entered.append(self.i)
+
+        def __exit__(self, *exc):
+            return False
+
+    def call(i, j):
+        seen.append((i, j))
+        clock.now += 0.001 if next(calls) < 12 else 0.003  # after warm-up and round 0 the host is 3x slower
+
+    a, b = measure_rounds(2, call, 12, rounds=3, warmup_inputs=2, context=Enter)
+    assert seen[:4] == [(0, 0), (0, 1), (1, 0), (1, 1)]  # warm-up: each execution on the first inputs
+    timed = seen[4:]
+    assert timed[:8] == [(0, 0), (0, 3), (0, 6), (0, 9), (1, 0), (1, 3), (1, 6), (1, 9)]  # round 0
+    assert sorted(j for i, j in timed if i == 0) == list(range(12))
+    assert len(a.ms) == len(b.ms) == 12 and len(a.round_medians_ms) == len(b.round_medians_ms) == 3
+    assert set(entered) == {0, 1}
+    assert a.round_medians_ms == pytest.approx([1.0, 3.0, 3.0])
+    assert latency_ratio(a.round_medians_ms, b.round_medians_ms) == pytest.approx(1.0)
+
+
+def test_measure_alternating_runs_chunks_in_turn(clock):
+    order: list[str] = []
+
+    def make(name, cost_s):
+        def fn():
+            order.append(name)
+            clock.now += cost_s
+        return fn
+
+    a, b = measure_alternating([make("a", 0.001), make("b", 0.003)], repeats=6, chunk=4)
+    assert "".join(order) == "aaaabbbbaabb"
+    assert (a.count, b.count) == (6, 6)
+    assert a.latency_ms_median == pytest.approx(1.0) and b.latency_ms_median == pytest.approx(3.0)

@@ -78,3 +78,14 @@ def test_normalisation_is_inside_the_model():
     stem_in = model.normalize(x)
     assert torch.allclose(stem_in.mean(), ((x - torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)) / torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)).mean())
     assert not any("normalize" in k for k in model.state_dict())
+
+
+def test_shipped_lcnets_are_listed_with_pretrained_and_load_by_name():
+    shipped = lcnas.list_models(pretrained=True)
+    assert shipped == sorted(p.name for p in lcnas.list_pretrained())
+    assert {"resnet20", "resnet32"} <= set(shipped)  # static backbones with shipped weights
+    lcnets = lcnas.list_models("lcnet-*", pretrained=True)
+    assert lcnets and all(name.startswith("lcnet-") for name in lcnets)
+    assert not set(lcnets) & set(ALL_MODELS)  # LC-Nets load by name; they are not builders
+    model = lcnas.load_model(lcnets[0])
+    assert model.gating != "none"

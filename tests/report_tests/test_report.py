@@ -66,15 +66,6 @@ def test_dominance_names_what_the_reported_model_beats_and_what_it_does_not():
     assert dominance([row("alone", 90.0, [1.0, 1.0, 1.0])]) == []
 
 
-def test_latency_ratio_compares_models_round_by_round():
-    from lcnas.report import latency_ratio
-
-    assert latency_ratio([1.0, 2.0, 1.0], [2.0, 4.0, 2.0]) == 0.5
-    assert latency_ratio([1.0, 3.0, 1.2], [1.0, 2.0, 1.0]) == pytest.approx(1.2)
-    with pytest.raises(ValueError):
-        latency_ratio([1.0], [1.0, 2.0])
-
-
 def test_the_search_of_a_pick_is_found_from_its_optuna_sqlite_url(tmp_path):
     from lcnas.report._report import search_results_path
 
@@ -109,12 +100,12 @@ def test_model_stats_skips_its_own_timing_when_the_caller_times_models_interleav
 
 def test_eager_baseline_runs_plain_pytorch_not_the_engine(monkeypatch):
     """Static models run lcnas's engine in eval; the report's eager rows must time PyTorch itself."""
-    from lcnas.engine._executor import HardExecutor
+    from lcnas.engine import Engine
     from lcnas.report._report import _eager_worker
 
     def engine_called(*args, **kwargs):
         raise AssertionError("the eager baseline ran lcnas's engine")
 
-    monkeypatch.setattr(HardExecutor, "forward_native", engine_called)
+    monkeypatch.setattr(Engine, "forward_native", engine_called)
     timing = _eager_worker("resnet20", torch.rand(2, 3, 32, 32), 1, 1)
     assert len(timing.ms) == 2 and all(t > 0 for t in timing.ms)
