@@ -4,7 +4,9 @@ The exported module makes the same decisions as eager hard execution at batch 1:
 layer gate's logit against its threshold decides whether the residual branch runs at all (a
 TorchScript ``if``), and the channel gate's logits pick the kept groups, whose filters are gathered
 (``index_select``) before the two convolutions, so skipped channels cost nothing. A batch is run
-sample by sample. BatchNorm is folded into the convolutions, as in eager hard execution.
+sample by sample. BatchNorm is folded into the convolutions, as in eager hard execution. The
+decisions follow ``lcnas.engine._decision``, the rule every execution path shares; the module's
+``forward_traced`` method also takes forced decisions and returns what each block executed.
 
 Supported: basic-block models (the CIFAR ResNets) with any gating; bottleneck (ImageNet) models are
 refused with a clear error.
@@ -13,7 +15,7 @@ refused with a clear error.
 from __future__ import annotations
 
 import warnings
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -87,47 +89,62 @@ class _Block(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The block on one sample (N = 1): skipped, or run on the channel gate's kept groups only
-        (decisions and scales by ``lcnas.engine._decision``)."""
-        run_scale = 1.0
-        use_run_scale = False
+        """The block on one sample (N = 1), its gates deciding: see :meth:`run`."""
+        return self.run(x, None, None, True)[0]
+
+    def run(self, x: torch.Tensor, forced_run: Optional[bool], forced_keep: Optional[torch.Tensor],
+            evaluate_gates: bool) -> Tuple[torch.Tensor, bool, int]:
+        """(output, ran, inner channels computed) of the block on one sample (N = 1): skipped, or run on
+        its kept channel groups only, by the decision rule of ``lcnas.engine._decision`` (forced
+        decisions override the gates; gates not evaluated mean scale 1)."""
         v = torch.zeros(0)
         pooled = False
-        if self.layer_gate.present:
+        layer_out = torch.zeros(0)
+        logit: Optional[float] = None
+        if evaluate_gates and self.layer_gate.present:
             v = self._pool(x)
             pooled = True
-            out = self.layer_gate(v)[0]
-            if not run_block_one(float(out[0]), self.run_logit, None):
-                sc = self._shortcut(x)
-                return sc.relu() if self.has_conv_shortcut else sc
-            if self.scaling:
-                run_scale = gate_scale(float(out[1]))
-                use_run_scale = True
+            layer_out = self.layer_gate(v)[0]
+            logit = float(layer_out[0])
+        if not run_block_one(logit, self.run_logit, forced_run):
+            sc = self._shortcut(x)
+            return (sc.relu() if self.has_conv_shortcut else sc), False, 0
+        run_scale = 1.0
+        use_run_scale = False
+        if logit is not None and self.scaling:
+            run_scale = gate_scale(float(layer_out[1]))
+            use_run_scale = True
         w1, b1, w2 = self.w1, self.b1, self.w2
+        kept = int(w1.shape[0])
         scale = torch.zeros(0)
         has_scale = False
         if self.channel_gate.present:
-            if not pooled:
-                v = self._pool(x)
-            out = self.channel_gate(v)[0]
-            keep = keep_groups(out[: self.groups].unsqueeze(0), self.keep_logit, None)
-            assert keep is not None  # the gate's logits decide
-            groups = keep[0].nonzero().flatten()
-            idx = (groups.unsqueeze(1) * self.group_size + torch.arange(self.group_size)).flatten()
-            w1 = w1.index_select(0, idx)
-            b1 = b1.index_select(0, idx)
-            w2 = w2.index_select(1, idx)
-            if self.scaling:
-                scale = gate_scales(out[self.groups:][groups]).repeat_interleave(self.group_size)
-                has_scale = True
+            out = torch.zeros(0)
+            logits: Optional[torch.Tensor] = None
+            if evaluate_gates:
+                if not pooled:
+                    v = self._pool(x)
+                out = self.channel_gate(v)[0]
+                logits = out[: self.groups].unsqueeze(0)
+            keep = keep_groups(logits, self.keep_logit, None if forced_keep is None else forced_keep.unsqueeze(0))
+            if keep is not None:  # None: gates bypassed and nothing forced, every group runs
+                groups = keep[0].nonzero().flatten()
+                idx = (groups.unsqueeze(1) * self.group_size + torch.arange(self.group_size)).flatten()
+                w1 = w1.index_select(0, idx)
+                b1 = b1.index_select(0, idx)
+                w2 = w2.index_select(1, idx)
+                kept = int(idx.shape[0])
+                if logits is not None and self.scaling:
+                    scale = gate_scales(out[self.groups:][groups]).repeat_interleave(self.group_size)
+                    has_scale = True
         h = F.conv2d(x, w1, b1, self.stride, 1).relu()
         if has_scale:
             h = h * scale.view(1, -1, 1, 1)
         res = F.conv2d(h, w2, self.b2, 1, 1)
         sc = self._shortcut(x)
         if use_run_scale:
-            return (sc + run_scale * res).relu()
-        return (res + sc).relu()
+            return (sc + run_scale * res).relu(), True, kept
+        return (res + sc).relu(), True, kept
 
 
 class ScriptedLCNet(nn.Module):
@@ -173,6 +190,36 @@ class ScriptedLCNet(nn.Module):
         for n in range(x.shape[0]):
             outs.append(self._one(x[n : n + 1]))
         return torch.cat(outs, 0)
+
+    @torch.jit.export
+    def forward_traced(self, x: torch.Tensor, block_run: Optional[torch.Tensor] = None,
+                       channel_keep: Optional[List[Optional[torch.Tensor]]] = None,
+                       evaluate_gates: bool = True) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits ``N×classes``, block ran ``N×B`` bool, inner channels computed ``N×B`` int64) of
+        images ``x``, under decisions forced as :class:`~lcnas.models.ForcedDecisions` forces them:
+        ``block_run`` ``B`` or ``N×B``, ``channel_keep`` per block ``G`` or ``N×G`` or None, and
+        ``evaluate_gates`` False to bypass the gates (scale 1; unforced blocks and groups all run)."""
+        n_blocks = len(self.blocks)
+        ran = torch.zeros(x.shape[0], n_blocks, dtype=torch.bool)
+        kept = torch.zeros(x.shape[0], n_blocks, dtype=torch.int64)
+        outs: List[torch.Tensor] = []
+        for n in range(x.shape[0]):
+            h = (x[n : n + 1] - self.mean) * self.inv_std
+            h = F.conv2d(h, self.w0, self.b0, self.stem_stride, self.stem_padding).relu()
+            for i, block in enumerate(self.blocks):
+                forced_run: Optional[bool] = None
+                if block_run is not None:
+                    forced_run = bool((block_run[i] if block_run.dim() == 1 else block_run[n, i]) != 0)
+                forced_keep: Optional[torch.Tensor] = None
+                if channel_keep is not None:
+                    k = channel_keep[i]
+                    if k is not None:
+                        forced_keep = (k if k.dim() == 1 else k[n]).to(torch.bool)
+                h, r, c = block.run(h, forced_run, forced_keep, evaluate_gates)
+                ran[n, i] = r
+                kept[n, i] = c
+            outs.append(self.fc(h.mean((2, 3))))
+        return torch.cat(outs, 0), ran, kept
 
 
 def export_torchscript(model: nn.Module, path=None) -> torch.jit.ScriptModule:

@@ -40,7 +40,7 @@ def test_scripted_model_equals_eager_hard_execution(gating, cfg, tmp_path):
                 t = model.last_trace
                 full.append(t.block_run.reshape(-1) & (t.channels_kept.reshape(-1) == widths))
         assert not torch.stack(full).all(), "the test needs some skipped blocks or channels"
-        block_code = dict(scripted.named_modules())["blocks.0"].code  # skips are real branches, not multiplies by zero
+        block_code = dict(scripted.named_modules())["blocks.0"].run.code  # skips are real branches, not multiplies by zero
         assert "if " in block_code and "index_select" in block_code
 
 
