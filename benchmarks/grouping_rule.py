@@ -5,8 +5,8 @@
 For each CIFAR ResNet stage shape, times one BN-folded residual branch on n samples at k kept
 channels (n in 1..64, k in 25/50/75/100 % of the width), including the gather and scatter a group
 needs, and fits  time = overhead + seconds_per_mflop × MFLOPs  by least squares. The overhead in
-MFLOP-equivalents (overhead / seconds_per_mflop) is what `GROUP_OVERHEAD_MFLOPS` in
-lcnas/engine/_executor.py encodes. It then replays mixed batches (several channel sets per batch),
+MFLOP-equivalents (overhead / seconds_per_mflop) is what `lcnas.cost.GROUP_OVERHEAD_MFLOPS`
+encodes. It then replays mixed batches (several channel sets per batch),
 times both strategies head to head and reports how often the rule picked the faster one.
 """
 
@@ -18,11 +18,10 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from _common import median_time_s
+from _common import median_time_s, write_json
 
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
-from lcnas.engine import _executor as _hard
+from lcnas import cost as rule  # the grouping rule and the FLOP formula the engine uses
+from lcnas import environment_metadata
 
 CL = torch.channels_last
 STAGES = [(16, 32), (32, 16), (64, 8)]  # (width, spatial size) of CIFAR ResNet stages
@@ -52,11 +51,12 @@ def main() -> None:
     points, fits = [], {}
     for width, hw in STAGES:
         xs, ys = [], []
+        per_channel = rule.residual_mflops_per_channel(width, width, hw * hw)
         for n in (1, 4, 16, 32, 64):
             for frac in (0.25, 0.5, 0.75, 1.0):
                 k = max(1, int(width * frac))
                 t = residual_time_s(width, hw, n, k, args.calls)
-                mflops = n * 2 * 9 * k * 2 * width * hw * hw / 1e6
+                mflops = n * k * per_channel
                 xs.append(mflops)
                 ys.append(t)
                 points.append({"width": width, "hw": hw, "n": n, "k": k, "mflops": mflops, "time_ms": t * 1e3})
@@ -83,15 +83,15 @@ def main() -> None:
                 counts = torch.bincount(inverse).tolist()
                 t_group = sum(residual_time_s(width, hw, c, int(uniq[s].sum()) * g, args.calls) for s, c in enumerate(counts))
                 t_union = residual_time_s(width, hw, 64, int(keep.any(0).sum()) * g, args.calls)
-                per_channel = 2.0 * 9 * 2 * width * hw * hw / 1e6
-                picks_group = uniq.shape[0] > 1 and _hard.grouping_is_cheaper(per_channel, g, keep, uniq, inverse)
+                per_channel = rule.residual_mflops_per_channel(width, width, hw * hw)
+                picks_group = uniq.shape[0] > 1 and rule.grouping_is_cheaper(per_channel, g, keep, uniq, inverse)
                 right = picks_group == (t_group < t_union)
                 correct += right
                 trials.append({"width": width, "sets": int(uniq.shape[0]), "drop": drop, "group_ms": t_group * 1e3,
                                "union_ms": t_union * 1e3, "rule_picks": "group" if picks_group else "union", "rule_right": bool(right)})
     print(f"rule picked the faster strategy in {correct}/{len(trials)} mixed batches "
-          f"(GROUP_OVERHEAD_MFLOPS = {_hard.GROUP_OVERHEAD_MFLOPS})")
-    write_json(args.out, {"benchmark": "grouping_rule", "group_overhead_mflops_in_code": _hard.GROUP_OVERHEAD_MFLOPS,
+          f"(GROUP_OVERHEAD_MFLOPS = {rule.GROUP_OVERHEAD_MFLOPS})")
+    write_json(args.out, {"benchmark": "grouping_rule", "group_overhead_mflops_in_code": rule.GROUP_OVERHEAD_MFLOPS,
                           "fits": fits, "points": points, "head_to_head": trials,
                           "rule_accuracy": correct / len(trials), "environment": environment_metadata()})
     print(f"wrote {args.out}")

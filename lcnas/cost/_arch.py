@@ -14,7 +14,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-__all__ = ["GateSpec", "BlockSpec", "ArchSpec", "CostModel", "describe", "walk"]
+__all__ = ["ArchSpec", "BlockSpec", "CostModel", "GateSpec", "describe", "walk"]
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,23 @@ counts all compute through it."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import overload
 
 import torch
 
 __all__ = ["conv_flops", "conv_mflops", "residual_mflops_per_channel"]
 
-Count = TypeVar("Count", int, float, torch.Tensor)
 
-
-def conv_flops(in_channels: Count, out_channels: Count, kernel_size: int, out_hw: int, groups: int = 1) -> Count:
+@overload
+def conv_flops(in_channels: float, out_channels: float, kernel_size: int, out_hw: int, groups: int = 1) -> float: ...
+@overload
+def conv_flops(in_channels: torch.Tensor, out_channels: float | torch.Tensor, kernel_size: int, out_hw: int,
+               groups: int = 1) -> torch.Tensor: ...
+@overload
+def conv_flops(in_channels: float, out_channels: torch.Tensor, kernel_size: int, out_hw: int,
+               groups: int = 1) -> torch.Tensor: ...
+def conv_flops(in_channels: float | torch.Tensor, out_channels: float | torch.Tensor, kernel_size: int, out_hw: int,
+               groups: int = 1) -> float | torch.Tensor:
     """FLOPs (2 per multiply-add, bias and padding taps excluded) of a ``kernel_size``² convolution
     with ``out_hw`` output pixels.
 

@@ -11,7 +11,7 @@ from torch import nn
 from ._arch import ArchSpec, BlockSpec, GateSpec, describe, walk
 from ._conv import conv_flops
 
-__all__ = ["FlopsModel", "sample_mflops", "expected_mflops", "static_mflops"]
+__all__ = ["FlopsModel", "expected_mflops", "sample_mflops", "static_mflops"]
 
 
 class FlopsModel:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..cost import ArchSpec, BlockSpec, GateSpec, describe, walk
+from ..cost import ArchSpec, BlockSpec, GateSpec, describe, walk, walk_batch
 from ._keys import block_key, gate_key
 from ._table import LatencyTable, LatencyTableError
 
-__all__ = ["LatencyModel", "sample_latency_ms", "expected_latency_ms", "batch_latency_ms"]
+__all__ = ["LatencyModel", "batch_latency_ms", "expected_latency_ms", "sample_latency_ms"]
 
 
 class LatencyModel:
-    """:class:`lcnas.cost.CostModel` over a latency table for one model at one batch size.
+    """:class:`lcnas.cost.CostModel` and :class:`lcnas.cost.BatchCostModel` over a latency table
+    for one model at one batch size.
 
     ``residual`` interpolates linearly between the measured kept-channel counts, so the
     expected latency of fractional (expected) channel counts is differentiable.
@@ -24,6 +25,7 @@ class LatencyModel:
         self.table, self.model, self.pooling, self.batch = table, model, pooling, batch
         self.scale, self.gate_scale, self.offset_ms = table.calibration_for(model, batch)
         self._curves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._single: LatencyModel | None = None
 
     def calibrated(self, raw_ms, gates_ms=0.0):
         """The table's end-to-end correction applied to a sum of entries, ``gates_ms`` of it gate
@@ -114,6 +116,35 @@ class LatencyModel:
         t = (k - xs[lo]) / (xs[hi] - xs[lo])
         return ys[lo] + t * (ys[hi] - ys[lo])
 
+    def scatter(self, block: BlockSpec, samples: int, batch: int) -> float:
+        """Table ms of gathering and scattering ``samples`` of ``batch`` samples (uncalibrated): the
+        ``block_scatter`` entry, which moves half a batch, scaled to ``samples``."""
+        return self._ms("block_scatter", block_key(block)) * samples / (batch / 2)
+
+    def residual_at(self, block: BlockSpec, kept: float, samples: int, batch: int) -> float:
+        """Table ms of one residual pass over ``samples`` of ``batch`` samples at ``kept``
+        channels (uncalibrated).
+
+        A conv on a few samples costs more than its share of the batch entry, so where the
+        table has batch-1 entries too this interpolates between the batch-1 and batch-``batch``
+        entries; without them it takes ``samples / batch`` of the batch entry.
+        """
+        k = torch.tensor([kept])
+        at_batch = float(self.residual(block, k)[0])
+        single = self._batch_one()
+        if single is None or batch <= 1:
+            return samples / batch * at_batch
+        at_one = float(single.residual(block, k)[0])
+        return at_one + (samples - 1) / (batch - 1) * (at_batch - at_one)
+
+    def _batch_one(self) -> LatencyModel | None:
+        """This model's batch-1 entries, or None at batch 1 or where the table has none."""
+        if self.batch == 1 or 1 not in self.table.batches(self.model):
+            return None
+        if self._single is None:
+            self._single = LatencyModel(self.table, model=self.model, pooling=self.pooling, batch=1)
+        return self._single
+
 
 class _GatesOnly:
     """The gate entries of a :class:`LatencyModel`, every other unit free: the walk's gate part."""
@@ -173,15 +204,13 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
                      speed: float = 1.0) -> float:
     """Predicted latency (ms) of running the trace's samples as one batch of ``batch``.
 
-    Per block: gates on the whole batch (the channel gate on the running samples); the skip path;
-    when a fraction f of the batch runs, the gather/scatter cost; and the residual convs the
-    executor runs. With the trace's group masks (hard execution of a batch) the executor's rule
-    is replayed: one conv per distinct channel set or one conv over the union of the sets for all
-    running samples, whichever :func:`~lcnas.engine._executor.grouping_is_cheaper` picks. Without
-    masks (the native batch engine, where each image runs its own path on one thread, or a
-    training trace), the running samples at their mean kept channels: per-sample work adds up. A conv over ``c`` of the batch's
-    samples interpolates between the batch-1 and batch-``batch`` entries (a conv on a few samples
-    costs more than its share of the batch), or takes ``c / batch`` of the entry without batch 1.
+    :func:`lcnas.cost.walk_batch` decides what the batch executes (gates on the whole batch, the
+    skip path, the gather/scatter of a partly running block, and the residual convs: with the
+    trace's group masks, the engine's union-or-grouping rule replayed; without, the running
+    samples at their mean kept channels); the table prices each unit. A conv over ``c`` of the
+    batch's samples interpolates between the batch-1 and batch-``batch`` entries (a conv on a few
+    samples costs more than its share of the batch), or takes ``c / batch`` of the entry without
+    batch 1 (:meth:`LatencyModel.residual_at`).
     """
     trace = trace if trace is not None else model.last_trace
     arch = arch or describe(model, trace.input_size)
@@ -191,53 +220,7 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
 
 def batch_parts_ms(cost: LatencyModel, arch: ArchSpec, trace) -> tuple[float, float]:
     """(sum of table entries, the gates' part of it) for the trace's samples run as one batch of
-    ``cost.batch``, uncalibrated."""
-    from ..engine._executor import grouping_is_cheaper, residual_mflops_per_channel
-
-    n = trace.block_run.shape[0]
-    # Small channel-set groups run at a few samples, where a conv costs more than its share of
-    # the batch entry: interpolate between the batch-1 and batch-``batch`` entries when both exist.
-    single = None if cost.batch == 1 or 1 not in cost.table.batches(cost.model) else LatencyModel(cost.table, model=cost.model, pooling=cost.pooling, batch=1)
-    total = cost.stem(arch) + cost.head(arch)
-    gates = 0.0
-    for b in arch.blocks:
-        ran = trace.block_run[:, b.index]
-        f = float(ran.float().mean())
-        if trace.gates_evaluated and b.layer_gate is not None:
-            gates += cost.gate(b, b.layer_gate)
-        if trace.gates_evaluated and b.channel_gate is not None and f > 0:
-            gates += cost.gate(b, b.channel_gate)
-        total += cost.shortcut(b)
-        if f == 0:
-            continue
-        n_run = int(ran.sum())
-        scatter = cost._ms("block_scatter", block_key(b)) * n_run / (n / 2)  # the entry moves half a batch
-        if f < 1:
-            total += scatter
-        masks = None if trace.group_masks is None else trace.group_masks[b.index]
-        if masks is None:
-            kept = float(trace.channels_kept[:, b.index][ran].float().mean())
-            total += _residual_at(cost, single, b, kept, n_run, n)
-            continue
-        keep = masks[ran]
-        sets, inverse = torch.unique(keep, dim=0, return_inverse=True)
-        per_channel = residual_mflops_per_channel(b.in_channels, b.out_channels, b.out_hw[0] * b.out_hw[1])
-        if sets.shape[0] > 1 and grouping_is_cheaper(per_channel, b.group_size, keep, sets, inverse):
-            counts = torch.bincount(inverse, minlength=sets.shape[0])
-            for s_row, c in zip(sets, counts.tolist()):
-                total += _residual_at(cost, single, b, float(s_row.sum() * b.group_size), c, n)
-            total += scatter  # the sets' samples are gathered and scattered once more
-        else:
-            total += _residual_at(cost, single, b, float(keep.any(0).sum() * b.group_size), n_run, n)
-    return total + gates, gates
-
-
-def _residual_at(cost: LatencyModel, single: LatencyModel | None, b: BlockSpec, kept: float, samples: int, batch: int) -> float:
-    """Residual time of ``samples`` samples at ``kept`` channels, within a batch of ``batch``
-    (raw table units, before calibration)."""
-    k = torch.tensor([kept])
-    at_batch = float(cost.residual(b, k)[0])
-    if single is None or batch <= 1:
-        return samples / batch * at_batch
-    at_one = float(single.residual(b, k)[0])
-    return at_one + (samples - 1) / (batch - 1) * (at_batch - at_one)
+    ``cost.batch``, uncalibrated: :func:`lcnas.cost.walk_batch` with ``cost`` as its cost model."""
+    parts = walk_batch(arch, cost, trace.block_run, trace.channels_kept, trace.group_masks,
+                       gates_evaluated=trace.gates_evaluated)
+    return parts.total, parts.gates

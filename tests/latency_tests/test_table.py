@@ -230,7 +230,8 @@ def _fake_batch_table(model, batch: int) -> LatencyTable:
 
 def test_batch_predictor_replays_the_executors_union_or_grouping_rule(monkeypatch):
     from lcnas.latency import batch_latency_ms
-    from lcnas.engine._executor import HardExecutor, grouping_is_cheaper
+    from lcnas.cost import grouping_is_cheaper
+    from lcnas.engine._executor import HardExecutor
 
     monkeypatch.setattr(HardExecutor, "batch_native", False)  # the grouped (oneDNN) batch engine records group masks
     model = lcnas.create_model("resnet20", gating="lc").eval()
