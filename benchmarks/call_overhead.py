@@ -17,19 +17,16 @@ batch-1 goals: the gap between the two is per-call cost outside the engine's ari
 from __future__ import annotations
 
 import argparse
-import ctypes
 import statistics
 import time
 
 import torch
 
-from _common import use_threads
+from _common import use_threads, write_json
 
 from skip_speed import decisions, row
 
-from lcnas import create_model
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
+from lcnas import create_model, environment_metadata
 from lcnas.cost import sample_mflops, static_mflops
 from lcnas.models import ForcedDecisions, GateConfig
 
@@ -38,17 +35,14 @@ LEVELS = {"static": (0.0, 0.0), "channel_75": (0.0, 0.75), "layer_75": (0.75, 0.
 
 def callers(model, x16: torch.Tensor, forced64: ForcedDecisions):
     """(model call, engine call) cycling over 16 samples' decisions, and the tensors they need alive."""
-    hard = model._hard
     singles = [row(forced64, i) for i in range(16)]
     model(x16[:1])
-    net = hard._native_net(x16[:1], tuple(x16.shape[2:]))
+    net = model.engine.native_network(tuple(x16.shape[2:]))
     if net is None:
         raise SystemExit("the model is not eligible for the whole-network native engine (no compiler? LCNAS_NATIVE=0?)")
-    arrays = [hard._forced_arrays(f, 1, net.groups) for f in singles]
-    logits = torch.empty(1, net.classes)
+    arrays = [net.forced_arrays(f, 1) for f in singles]
     images = list(x16.split(1))  # made once: slicing is a torch op, not the model's work
-    args = [(ctypes.addressof(net._net), x.data_ptr(), 1, *x.stride(), *a[:3], 0, logits.data_ptr(), *net._one_ptrs, torch.get_num_threads())
-            for x, a in zip(images, arrays)]
+    calls = [net.bound_one(x, a) for x, a in zip(images, arrays)]  # gates bypassed, as the forcings say
     state = {"model": 0, "engine": 0}  # one counter each: both cycle over the same 16 samples
 
     def model_call():
@@ -58,9 +52,9 @@ def callers(model, x16: torch.Tensor, forced64: ForcedDecisions):
 
     def engine_call():
         i = state["engine"] = (state["engine"] + 1) % 16
-        if net._lib.net_forward(*args[i]) != 0:
+        if calls[i]() != 0:
             raise RuntimeError("native forward rejected its arguments")
-    return model_call, engine_call, (singles, arrays, logits, images)
+    return model_call, engine_call, (singles, arrays, images, calls)
 
 
 def main() -> None:

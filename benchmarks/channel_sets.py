@@ -18,10 +18,11 @@ import collections
 
 import torch
 
-from lcnas import load_model
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
+from _common import write_json
+
+from lcnas import environment_metadata, load_model
 from lcnas.data import load_cifar10
+from lcnas.engine import EngineOptions
 from lcnas.errors import LcnasError
 
 
@@ -44,12 +45,12 @@ def main() -> None:
     if getattr(model, "gating", "none") not in ("channel", "lc"):
         raise SystemExit(f"{args.checkpoint} has no channel gates (gating={getattr(model, 'gating', 'none')!r}): "
                          "give a channel- or lc-gated checkpoint")
-    model._hard.batch_native = False  # the grouped batch path records each block's N×G kept masks
+    model.engine.options = EngineOptions(batch_native=False)  # the grouped batch path records each block's N×G kept masks
     images = test.images[: args.images].float() / 255
     sets: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
     for start in range(0, images.shape[0], args.batch):
         model(images[start : start + args.batch])
-        for block, masks in model._hard.masks.items():
+        for block, masks in model.engine.masks.items():
             sets[block].update(tuple(row) for row in masks.tolist())
     blocks = []
     for block in sorted(sets):

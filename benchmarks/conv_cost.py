@@ -10,7 +10,7 @@ at batch 1, for both of its kernels:
            shapes PyTorch's CPU convolution is im2col + GEMM, and the im2col of conv1's input does
            not shrink with its output channels.
   native   lcnas's direct convolution (lcnas/engine/_native_conv.cpp), epilogue fused; kept widths
-           padded as the network engine runs them (``_native.kept_width``: multiples of 4, past 12
+           padded as the network engine runs them (``lcnas.engine.kept_width``: multiples of 4, past 12
            of 8).
 Rounds interleave every configuration; figures are medians of per-round ratios to the same
 kernel's full convs, and of the native kernel's time to PyTorch's.
@@ -23,11 +23,10 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from _common import median, median_time_s, ratio_median
+from _common import median, median_time_s, ratio_median, write_json
 
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
-from lcnas.engine._native import kept_width, native, native_status
+from lcnas import environment_metadata
+from lcnas.engine import kept_width, native, native_status
 
 STAGES = ((16, 32), (32, 16), (64, 8))  # (width, feature-map side) of CIFAR ResNet stages 1-3
 

@@ -40,14 +40,12 @@ import sys
 
 import torch
 
-from _common import median, median_time_s, paired_median_times_s, ratio_median, use_threads
+from _common import median, median_time_s, paired_median_times_s, ratio_median, use_threads, write_json
 
-from lcnas import create_model
-from lcnas._env import environment_metadata
-from lcnas._io import write_json
+from lcnas import create_model, environment_metadata
 from lcnas.cost import sample_mflops, static_mflops
 from lcnas.models import ForcedDecisions, GateConfig
-from lcnas.engine._native import native_status
+from lcnas.engine import native_status, options
 
 GOALS = {"layer": (0.90, 0.85), "channel": (0.80, 0.70), "both": (0.75, 0.75)}
 LEVELS = {"layer": [(0.25, 0.0), (0.5, 0.0), (0.75, 0.0)], "channel": [(0.0, 0.25), (0.0, 0.5), (0.0, 0.75)],
@@ -170,11 +168,8 @@ def main() -> None:
 
         def per_block(fn):  # the engine before the whole-network call: blocks from Python, batches on oneDNN
             def run():
-                gated._hard.whole_network = gated._hard.batch_native = False
-                try:
+                with options(gated, whole_network=False, batch_native=False):
                     fn()
-                finally:
-                    del gated._hard.whole_network, gated._hard.batch_native  # back to the class defaults
             return run
         configs["static_per_block"] = (per_block(static_bs1), per_block(static_bs64), None)
         configs["static_with_gates_per_block"] = (per_block(gates_on_bs1), per_block(gates_on_bs64), None)

@@ -12,7 +12,7 @@ ROOT = Path(lcnas.__file__).resolve().parent
 
 
 def _unit(module: str) -> str:
-    """``lcnas.models._hard`` → ``lcnas.models``: the package or top-level module a module belongs to."""
+    """``lcnas.engine._executor`` → ``lcnas.engine``: the package or top-level module a module belongs to."""
     return ".".join(module.split(".")[:2])
 
 
@@ -72,3 +72,11 @@ def test_no_import_circle_between_lcnas_packages():
     assert "lcnas.models" in edges.get("lcnas.checkpoint", set())  # the walk sees function-level imports
     cycle = find_cycle(edges)
     assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_engine_sits_below_the_model_layer():
+    # The engine reads models by attribute (lcnas/engine/_structure.py): it imports nothing from the
+    # packages built on it, so models -> engine is the only direction.
+    above = {"lcnas.models", "lcnas.train", "lcnas.search", "lcnas.report", "lcnas.cli"}
+    assert "lcnas.engine" in import_graph().get("lcnas.models", set())  # the walk sees the edge models -> engine
+    assert not import_graph().get("lcnas.engine", set()) & above

@@ -3,12 +3,12 @@
 At batch 1 PyTorch's CPU convolution is im2col + GEMM, whose cost barely falls when output
 channels are dropped (see ``benchmarks/conv_cost.py``). The native kernel is a direct NHWC
 convolution whose cost is proportional to kept outputs × inputs, with the residual block's epilogue
-fused in. The hard executor uses it for every batch-1 float32 CPU convolution when it is available.
+fused in. The engine uses it for every batch-1 float32 CPU convolution when it is available.
 
 It is compiled once per machine and source version into the lcnas cache folder
 (``$LCNAS_CACHE_DIR``, else ``$XDG_CACHE_HOME/lcnas``, else ``~/.cache/lcnas``) with the C++
 compiler in ``$CXX`` (else ``g++``, ``c++``, ``clang++``). Without a compiler, or with
-``LCNAS_NATIVE=0``, the executor keeps PyTorch's convolutions; :func:`native_status` says which
+``LCNAS_NATIVE=0``, the engine keeps PyTorch's convolutions; :func:`native_status` says which
 path is in use and why.
 """
 
@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .._env import cpu_model, cpuinfo_field, user_cache_root
+from ..cost import conv_mflops
 
 __all__ = ["NativeConv", "PackedConv", "native", "native_status", "cache_dir", "compiler_available", "kept_width", "packable", "padded",
            "window_ok"]
@@ -66,7 +67,7 @@ class PackedConv:
 
     def mflops(self, out_hw: int) -> float:
         """Useful MFLOPs (2 per multiply-add, padding excluded) for ``out_hw`` output pixels."""
-        return 2.0 * self.kernel * self.kernel * self.in_channels * self.out_channels * out_hw / 1e6
+        return conv_mflops(self.in_channels, self.out_channels, self.kernel, out_hw)
 
 
 class NativeConv:
@@ -264,7 +265,7 @@ def native() -> NativeConv | None:
 
 
 def native_status() -> str:
-    """Which batch-1 convolution the hard executor uses, and why."""
+    """Which batch-1 convolution the engine uses, and why."""
     if _disabled():
         return "native kernel disabled by LCNAS_NATIVE=0; batch-1 convolutions use PyTorch"
     native()

@@ -4,7 +4,7 @@
 // (a gate's pooling and linear layers, a decision, a kernel call) costs a few microseconds of
 // fixed overhead. Run from Python, 16-wide gates on every block made the forward pass 1.4-1.9x
 // slower than the static network; here a gate costs its arithmetic. Decisions are taken in C
-// with the same rules as the Python executor (_hard.py), and the skipped work is not computed.
+// by the same rule as the Python paths (_decision.py), and the skipped work is not computed.
 //
 // Scope: basic blocks with identity or "option A" shortcuts, a 3x3 stem without max-pooling,
 // global average pooling + linear head (the CIFAR ResNets). Other models keep the per-conv path.

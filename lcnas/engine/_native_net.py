@@ -1,10 +1,10 @@
 """A whole forward pass of a gated CIFAR ResNet in one native call (``_native_net.cpp``).
 
 The per-conv native path still pays Python's fixed cost for every gate step and kernel call, and
-at batch 1 that cost, not arithmetic, is what a gate costs. Here the executor packs the network
+at batch 1 that cost, not arithmetic, is what a gate costs. Here the engine packs the network
 once (BN-folded convs in the kernel's layout, each block's gates as one stacked first layer plus
 heads), and one call runs the stem, every block's gates and decisions (the same rules as
-:class:`~lcnas.engine._executor.HardExecutor`'s batch-1 path), only the kept blocks and channels,
+:class:`~lcnas.engine.Engine`'s batch-1 path), only the kept blocks and channels,
 and the head. It returns the logits, the trace (ran, kept channels per block) and the
 multiply-adds it computed. A batch runs one image per thread, each on its own path.
 
@@ -17,44 +17,29 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._native import NativeConv, packable, window_ok
-from ..models._resnet import BasicBlock, PadShortcut
+from ._abi import BLOCK, GATE_HEAD, NET, ctypes_struct
+from ._forced import ForcedArrays, forced_arrays
+from ._native import NativeConv, PackedConv, window_ok
+from ._packs import BlockPack, StemPack
 
-__all__ = ["NativeNet", "build_native_net"]
+__all__ = ["NativeNet", "build_native_net", "native_net_eligible"]
 
-_P, _I, _D = ctypes.c_void_p, ctypes.c_int, ctypes.c_double
 _POOL = {"avg": 0, "max": 1, "avgmax": 2}
 _MAX_WIDTH = 4096  # the C side's per-block arrays
 _ids = itertools.count(1)  # one per packing: the C side caches gathered weights under it
-
-
-class _Head(ctypes.Structure):
-    _fields_ = [("lo", _I), ("hi", _I), ("w2", _P), ("b2", _P), ("out", _I)]
-
-
-class _Block(ctypes.Structure):
-    _fields_ = [("cin", _I), ("cmid", _I), ("cout", _I), ("h", _I), ("w", _I), ("stride", _I),
-                ("w1", _P), ("b1", _P), ("w2", _P), ("b2", _P), ("pad_stride", _I), ("pad_lo", _I),
-                ("pool", _I), ("feat", _I), ("rows", _I), ("gw", _P), ("gb", _P),
-                ("layer", _Head), ("channel", _Head), ("groups", _I), ("gsize", _I), ("scaling", _I),
-                ("run_logit", _D), ("keep_logit", _D)]
-
-
-class _Net(ctypes.Structure):
-    _fields_ = [("stem_w", _P), ("stem_b", _P), ("stem_padv", _P), ("cin", _I), ("h", _I), ("w", _I),
-                ("stem_cout", _I), ("stem_stride", _I), ("stem_pad", _I), ("nblocks", _I), ("blocks", _P),
-                ("fc_w", _P), ("fc_b", _P), ("classes", _I), ("feat", _I), ("id", ctypes.c_ulonglong)]
+_Head, _Block, _Net = ctypes_struct(GATE_HEAD), ctypes_struct(BLOCK), ctypes_struct(NET)
 
 
 class NativeNet:
     """One packed network for one input size; ``__call__`` runs a batch (one image per thread) or one image."""
 
-    def __init__(self, lib: NativeConv, net: _Net, blocks: ctypes.Array, keep_alive: list[torch.Tensor], classes: int) -> None:
+    def __init__(self, lib: NativeConv, net: ctypes.Structure, blocks: ctypes.Array, keep_alive: list[torch.Tensor], classes: int) -> None:
         self._lib, self._net, self._blocks, self._keep_alive = lib, net, blocks, keep_alive
         self.nblocks = len(blocks)
         self.groups = [b.groups for b in blocks]
@@ -66,6 +51,26 @@ class NativeNet:
         self._one_ptrs = (ctypes.addressof(self._ran1), ctypes.addressof(self._kept1), self._macs1.data_ptr())
         self._logits1 = torch.empty(1, classes, dtype=torch.float32)  # the shape and dtype of a batch-1 call's logits
         self._net_p = ctypes.addressof(net)
+
+    def forced_arrays(self, forced: Any, n: int) -> ForcedArrays:
+        """A forcing (``ForcedDecisions``) for ``n`` images in this network's C layout (uncached)."""
+        return forced_arrays(forced, n, self.groups)
+
+    def bound_one(self, x: torch.Tensor, forced: ForcedArrays | None) -> Callable[[], int]:
+        """The C call of :meth:`one` for image ``x`` with every argument built once: the native
+        forward alone, without Python's per-call work (what ``benchmarks/call_overhead.py`` times).
+        The callable returns the C return code (0: done); logits and trace go to internal buffers."""
+        logits = torch.empty_like(self._logits1)
+        run_p, keep_p, bits_p = (None, None, None) if forced is None else forced[:3]
+        args = (self._net_p, x.data_ptr(), 1, *x.stride(), run_p, keep_p, bits_p, 0, logits.data_ptr(), *self._one_ptrs,
+                torch.get_num_threads())
+        call = self._lib.net_forward
+
+        def run() -> int:
+            return call(*args)
+
+        run.keep_alive = (x, forced, logits)  # type: ignore[attr-defined]  # the memory the pointers name
+        return run
 
     def _outputs(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return (torch.zeros(n, self.nblocks, dtype=torch.uint8), torch.zeros(n, self.nblocks, dtype=torch.int32),
@@ -128,68 +133,27 @@ class NativeNet:
         return (x if same.value else y), ran, kept
 
 
-def _rows(t: torch.Tensor, n: int, what: str) -> torch.Tensor:
-    """A forced ``D`` or ``N×D`` tensor as ``n×D`` (batch 1 takes the first row, as the per-block path does)."""
-    if t.dim() == 1:
-        return t.expand(n, -1)
-    if t.shape[0] == n:
-        return t
-    if n == 1:
-        return t[:1]
-    raise ValueError(f"ForcedDecisions.{what} has {t.shape[0]} rows for a batch of {n}: give one row or one per sample")
-
-
-def forced_arrays(forced: Any, n: int, groups: list[int]) -> tuple:
-    """A :class:`~lcnas.models.ForcedDecisions` for ``n`` images in the C layout: pointers to (run
-    ``n×B`` int8, -1 = not forced; keep offsets ``n×B`` int32 into the bits, -1 = not forced; keep
-    bits uint8, block-major), then the tensors that own them."""
-    nb = len(groups)
-    run = torch.full((n, nb), -1, dtype=torch.int8)
-    if forced.block_run is not None:
-        run = _rows(forced.block_run.to(torch.int8), n, "block_run").contiguous()
-    offsets = torch.full((n, nb), -1, dtype=torch.int32)
-    bits, base = [], 0
-    for i, k in enumerate(forced.channel_keep or ()):
-        if k is None:
-            continue
-        k = _rows(k.to(torch.uint8), n, f"channel_keep[{i}]").contiguous()
-        if k.shape[1] != groups[i]:
-            raise ValueError(f"ForcedDecisions.channel_keep[{i}] has {k.shape[1]} groups, block {i} has {groups[i]}")
-        offsets[:, i] = base + torch.arange(n, dtype=torch.int32) * groups[i]
-        bits.append(k.reshape(-1))
-        base += k.numel()
-    bits_t = torch.cat(bits) if bits else torch.zeros(1, dtype=torch.uint8)
-    return (run.data_ptr(), offsets.data_ptr(), bits_t.data_ptr(), (run, offsets, bits_t))
-
-
-def _eligible(model: nn.Module) -> bool:
-    if not isinstance(model.maxpool, nn.Identity) or model.fc.bias is None:
+def native_net_eligible(stem: StemPack, blocks: Sequence[BlockPack], fc: nn.Linear) -> bool:
+    """Whether the native network runs this model: see the module docstring."""
+    if stem.maxpool is not None or fc.bias is None or not stem.native_ok or stem.kernel_size != (3, 3):
         return False
-    stem = model.conv1
-    if not (packable(stem) and stem.kernel_size == (3, 3) and window_ok(stem.out_channels)):
-        return False
-    for block in model.blocks():
-        if not isinstance(block, BasicBlock) or not (block.downsample is None or isinstance(block.downsample, PadShortcut)):
+    for pack in blocks:
+        if pack.bottleneck or pack.shortcut is not None:
             return False
-        c1, c2 = block.conv1, block.conv2
-        if any(c.kernel_size != (3, 3) or c.padding != (1, 1) or not packable(c) for c in (c1, c2)) or c2.stride != (1, 1):
+        c1, c2 = pack.convs
+        if any(c.kernel_size != (3, 3) or c.padding != (1, 1) for c in (c1, c2)) or c2.stride != (1, 1) or not pack.native_ok:
             return False
         if not window_ok(c2.out_channels, c1.in_channels) or max(c1.out_channels, c1.in_channels) > _MAX_WIDTH:
             return False
-        if isinstance(block.downsample, PadShortcut) and not window_ok(block.downsample.pad // 2):
+        if pack.gate_layers > 2:
             return False
-        for gate in (block.layer_gate, block.channel_gate):
-            if gate is not None and sum(isinstance(m, nn.Linear) for m in gate.mlp) > 2:
-                return False
     return True
 
 
-def build_native_net(executor: Any, lib: NativeConv, input_hw: tuple[int, int]) -> NativeNet | None:
-    """Pack ``executor.model`` for inputs of ``input_hw``; None when the model is not eligible."""
-    model = executor.model
-    if not _eligible(model):
-        return None
-    cfg = executor.config
+def build_native_net(lib: NativeConv, stem: PackedConv, blocks: Sequence[BlockPack], fc: nn.Linear,
+                     input_hw: tuple[int, int]) -> NativeNet:
+    """Pack a network for inputs of ``input_hw``: its stem conv (input normalisation folded in),
+    its block packs (:func:`native_net_eligible` ones) and its classifier."""
     keep: list[torch.Tensor] = []
 
     def ptr(t: torch.Tensor | None) -> int | None:
@@ -199,44 +163,38 @@ def build_native_net(executor: Any, lib: NativeConv, input_hw: tuple[int, int]) 
         keep.append(t)
         return t.data_ptr()
 
-    stem = executor.native_stem(lib)  # weights with the input normalisation folded in
-    if stem is None:
-        return None
     h = (input_hw[0] + 2 * stem.pad - 3) // stem.stride + 1
     w = (input_hw[1] + 2 * stem.pad - 3) // stem.stride + 1
-    blocks = (_Block * len(model.blocks()))()
-    for i, block in enumerate(model.blocks()):
-        pack = executor._pack(i, block)
-        (w1, b1), (w2, b2) = pack["folded"]
-        b = blocks[i]
-        b.cin, b.cmid, b.cout, b.h, b.w, b.stride = block.conv1.in_channels, w1.shape[0], w2.shape[0], h, w, block.stride
+    packed = (_Block * len(blocks))()
+    for i, pack in enumerate(blocks):
+        (w1, b1), (w2, b2) = pack.folded
+        b = packed[i]
+        b.cin, b.cmid, b.cout, b.h, b.w, b.stride = pack.in_channels, w1.shape[0], w2.shape[0], h, w, pack.stride
         b.w1, b.b1 = ptr(w1.permute(2, 3, 1, 0)), ptr(b1)
         b.w2, b.b2 = ptr(w2.permute(2, 3, 1, 0)), ptr(b2)
-        if isinstance(block.downsample, PadShortcut):
-            b.pad_stride, b.pad_lo = block.downsample.stride, block.downsample.pad // 2
-        gates = pack["gates_one"]
-        b.pool, b.scaling = _POOL[cfg.pooling], int(cfg.scaling)
-        b.run_logit, b.keep_logit = pack["run_logit"], pack["keep_logit"]
+        if pack.pad_window is not None:
+            b.pad_stride, b.pad_lo = pack.pad_window.stride, pack.pad_window.offset
+        gates = pack.gates_one
+        b.pool, b.scaling = _POOL[pack.pooling], int(pack.scaling)
+        b.run_logit, b.keep_logit = pack.run_logit, pack.keep_logit
         if gates is not None:
-            gw, gb, layer_head, channel_head = gates
-            b.rows, b.feat = gw.shape[0], gw.shape[1]
-            b.gw, b.gb = ptr(gw), ptr(gb)
-            for field, head, gate in (("layer", layer_head, block.layer_gate), ("channel", channel_head, block.channel_gate)):
+            b.rows, b.feat = gates.weight.shape[0], gates.weight.shape[1]
+            b.gw, b.gb = ptr(gates.weight), ptr(gates.bias)
+            for name, head in (("layer", gates.layer), ("channel", gates.channel)):
                 if head is None:
                     continue
-                lo, hi, rest = head
-                w_2, b_2 = rest[0] if rest else (None, None)
-                outputs = gate.outputs * (2 if cfg.scaling else 1)
-                setattr(b, field, _Head(lo, hi, ptr(w_2), ptr(b_2), outputs))
-        if block.channel_gate is not None:
-            b.groups, b.gsize = block.channel_gate.outputs, cfg.group_size
-        h, w = (h - 1) // block.stride + 1, (w - 1) // block.stride + 1
+                w_2, b_2 = head.rest[0] if head.rest else (None, None)
+                outputs = head.outputs * (2 if pack.scaling else 1)
+                setattr(b, name, _Head(head.lo, head.hi, ptr(w_2), ptr(b_2), outputs))
+        if pack.groups:
+            b.groups, b.gsize = pack.groups, pack.group_size
+        h, w = (h - 1) // pack.stride + 1, (w - 1) // pack.stride + 1
     net = _Net()
     net.stem_w, net.stem_b, net.stem_padv = ptr(stem.weight), ptr(stem.bias), ptr(stem.pad_value)
     net.cin, net.h, net.w = stem.in_channels, input_hw[0], input_hw[1]
     net.stem_cout, net.stem_stride, net.stem_pad = stem.padded_out, stem.stride, stem.pad
-    net.nblocks, net.blocks = len(blocks), ctypes.addressof(blocks)
-    net.fc_w, net.fc_b = ptr(model.fc.weight), ptr(model.fc.bias)
-    net.classes, net.feat = model.fc.out_features, model.fc.in_features
+    net.nblocks, net.blocks = len(packed), ctypes.addressof(packed)
+    net.fc_w, net.fc_b = ptr(fc.weight), ptr(fc.bias)
+    net.classes, net.feat = fc.out_features, fc.in_features
     net.id = next(_ids)
-    return NativeNet(lib, net, blocks, keep, model.fc.out_features)
+    return NativeNet(lib, net, packed, keep, fc.out_features)

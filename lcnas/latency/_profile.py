@@ -3,7 +3,8 @@
 For each batch size: the stem, the head, the per-forward frame, and per distinct block shape the
 skip path, the residual branch at every kept-channel count (multiples of the smallest group size),
 the gates of each requested gate shape, and (batches) the gather/scatter of a half-running batch.
-Blocks run through :class:`lcnas.engine._executor.HardExecutor` with forced decisions, so the table
+Blocks run through the model's engine (``model.engine``, an :class:`lcnas.engine.Engine`) with forced
+decisions, so the table
 times exactly the code that inference runs.
 """
 
@@ -69,7 +70,7 @@ def profile_model(
     torch.manual_seed(0)
     model = create_model(model_name, gating="lc", gate_config=GateConfig(group_size=group_size)).to(dev).eval()
     arch = describe(model)
-    ex = model._hard
+    ex = model.engine
     groups = {b.index: b.width // group_size for b in arch.blocks}
     entries: list[LatencyEntry] = []
 
@@ -139,7 +140,7 @@ def profile_model(
                     def via(m: torch.nn.Module, forced: ForcedDecisions, i=b.index, xin=x, blks={id(lc): lc.blocks()[b.index], id(ch): ch.blocks()[b.index]}):
                         blk = blks[id(m)]
                         with m.forced(forced):
-                            return m._hard.block(i, blk, xin)
+                            return m.engine.block(i, blk, xin)
 
                     layer = diff(lambda: via(lc, gated_off), lambda: run_block(off))
                     chan_after_layer = diff(lambda: via(lc, gated_on), lambda: run_block(all_on))
@@ -319,10 +320,10 @@ def _calibration_model(model_name: str, measurement: dict[str, Any]):
 
 
 def _engine(ex, batch: int) -> str:
-    """Which path the executor's last forward pass (at ``batch``) took."""
+    """Which path the engine's last forward pass (at ``batch``) took."""
     if ex.native_mflops is not None:
         return "native whole network" + (" (one image per thread)" if batch > 1 else "")
-    if batch == 1 and ex._nat is not None:
+    if batch == 1 and ex.ran_native_convs:
         return "native convs, blocks driven from Python"
     return "pytorch convs" + (", samples grouped by path" if batch > 1 else "")
 

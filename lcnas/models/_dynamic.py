@@ -111,7 +111,7 @@ class DynamicResNet(ResNet):
         """The runtime compute knob: keep thresholds on gate probabilities (higher = less compute)."""
         kw = {k: v for k, v in (("layer_threshold", layer), ("channel_threshold", channel)) if v is not None}
         self.gate_config = replace(self.gate_config, **kw)
-        self._hard.clear()
+        self._engine.clear()
 
     def forced(self, decisions: ForcedDecisions) -> _Forcing:
         """Run with imposed decisions inside the ``with`` block (nested blocks restore the outer one)."""
@@ -140,7 +140,7 @@ class DynamicResNet(ResNet):
         way the decisions are recorded in :attr:`last_trace`.
         """
         hard = not self.training and self.execution == "hard"
-        native = self._hard.forward_native(x) if hard else None
+        native = self._engine.forward_native(x) if hard else None
         if native is not None:  # the whole pass in one native call
             logits, ran, kept = native
             # Plain attributes, set past nn.Module.__setattr__'s registry checks (a few µs each at
@@ -154,10 +154,10 @@ class DynamicResNet(ResNet):
         records = []
         masks = None
         if hard:
-            self._hard.masks = masks = {}
-            x = self._hard.stem(x)
-            for i, block in enumerate(self._hard.blocks()):
-                x, run, kept = self._hard.block(i, block, x)
+            self._engine.masks = masks = {}
+            x = self._engine.stem(x)
+            for i, block in enumerate(self._engine.blocks()):
+                x, run, kept = self._engine.block(i, block, x)
                 records.append(_Decision(run, kept))
         else:
             x = self.forward_stem(x)
@@ -167,7 +167,7 @@ class DynamicResNet(ResNet):
         # The trace is built when first read: at batch 1 its tensors cost as much as a block.
         self._pending_trace = (records, input_size, masks, self._gates_on())
         self._last_trace = None
-        return self._hard.head(x) if hard else self.forward_head(x)
+        return self._engine.head(x) if hard else self.forward_head(x)
 
     @property
     def last_trace(self) -> ExecutionTrace | None:

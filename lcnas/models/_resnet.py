@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine import Engine
 from ._normalize import Normalize
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "PadShortcut"]
@@ -24,6 +25,8 @@ class PadShortcut(nn.Module):
     Parameter-free, so every block (downsampling ones included) keeps an identity-like path and
     its residual branch can be skipped by a layer gate.
     """
+
+    kind = "pad"  # what the engine reads: a subsample-and-pad shortcut
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
@@ -49,6 +52,7 @@ class BasicBlock(nn.Module):
     """
 
     expansion = 1
+    kind = "basic"  # what the engine and the cost walk read: two 3×3 convs
 
     def __init__(self, in_channels: int, width: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
         super().__init__()
@@ -86,6 +90,7 @@ class Bottleneck(nn.Module):
     """
 
     expansion = 4
+    kind = "bottleneck"  # 1×1, 3×3, 1×1
 
     def __init__(self, in_channels: int, width: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
         super().__init__()
@@ -184,20 +189,24 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(in_channels, num_classes)
         self.num_classes = num_classes
         self._init_weights()
-        from ..engine import HardExecutor  # the engine imports this module's block types
-
         self.execution = "hard"
         self._forced = None  # decisions imposed on a gated model; a static one has none
-        self._hard = HardExecutor(self)
-        self.register_load_state_dict_post_hook(lambda module, keys: module._hard.clear())
+        self._engine = Engine(self)
+        self.register_load_state_dict_post_hook(lambda module, keys: module._engine.clear())
+
+    @property
+    def engine(self) -> Engine:
+        """The model's inference engine (:class:`lcnas.engine.Engine`): its options
+        (``model.engine.options``), native FLOP count and per-block entry points."""
+        return self._engine
 
     def train(self, mode: bool = True) -> ResNet:
         """Set training mode; the engine's folded weights are rebuilt on the next eval forward."""
-        self._hard.clear()  # weights may change while training
+        self._engine.clear()  # weights may change while training
         return super().train(mode)
 
     def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .half(): folded weights are stale
-        self._hard.clear()
+        self._engine.clear()
         return super()._apply(fn, recurse)
 
     def _init_weights(self) -> None:
@@ -226,7 +235,7 @@ class ResNet(nn.Module):
         In eval mode with ``execution == "hard"`` the native engine runs the pass where it can.
         """
         if not self.training and self.execution == "hard":
-            native = self._hard.forward_native(x)
+            native = self._engine.forward_native(x)
             if native is not None:  # the whole pass in one native call
                 return native[0]
         x = self.forward_stem(x)

@@ -23,7 +23,7 @@ def test_scripted_model_equals_eager_hard_execution(gating, cfg, tmp_path):
     if gating != "none":  # random gates, so decisions differ per image and some blocks and channels are skipped
         for p in model.gate_parameters():
             torch.nn.init.normal_(p, std=0.5)
-        model._hard.clear()
+        model.engine.clear()
     x = torch.rand(6, 3, 32, 32)
     scripted = export_torchscript(model, tmp_path / "m.pt")
     with torch.no_grad():

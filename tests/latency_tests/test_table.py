@@ -30,7 +30,7 @@ def test_generator_covers_every_unit(tiny_table):
 
 
 def test_table_records_the_engine_it_timed(tiny_table):
-    from lcnas.engine._native import native
+    from lcnas.engine import native
 
     expected = ("native whole network", "native whole network (one image per thread)") if native() is not None \
         else ("pytorch convs", "pytorch convs, samples grouped by path")
@@ -231,10 +231,10 @@ def _fake_batch_table(model, batch: int) -> LatencyTable:
 def test_batch_predictor_replays_the_executors_union_or_grouping_rule(monkeypatch):
     from lcnas.latency import batch_latency_ms
     from lcnas.cost import grouping_is_cheaper
-    from lcnas.engine._executor import HardExecutor
+    from lcnas.engine import EngineOptions
 
-    monkeypatch.setattr(HardExecutor, "batch_native", False)  # the grouped (oneDNN) batch engine records group masks
     model = lcnas.create_model("resnet20", gating="lc").eval()
+    model.engine.options = EngineOptions(batch_native=False)  # the grouped (oneDNN) batch engine records group masks
     n = 8
     table = _fake_batch_table(model, n)
     arch = describe(model)

@@ -12,8 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import lcnas
 from lcnas.cost import sample_mflops, static_mflops
 from lcnas.models import ForcedDecisions, GateConfig
-from lcnas.engine._executor import HardExecutor
-from lcnas.engine._native import NativeConv, compiler_available, native, native_status
+from lcnas.engine import EngineOptions, NativeConv, compiler_available, native, native_status
 
 CASES = [("resnet20", 32), ("resnet56", 32), ("resnet18", 64), ("resnet50", 64)]
 
@@ -42,10 +41,10 @@ def _hard_and_masked(model, x):
     return hard, trace_hard, masked, trace_masked
 
 
-def _use_path(path: str, monkeypatch) -> None:
-    """Run hard execution on one path: "network" (the whole pass in one native call where the
-    model is eligible, the default), "native" (block by block from Python on the native batch-1
-    convs; batches on oneDNN) or "aten" (PyTorch's convolutions only)."""
+def _use_path(path: str, monkeypatch, model: torch.nn.Module) -> None:
+    """Run ``model``'s hard execution on one path: "network" (the whole pass in one native call
+    where the model is eligible, the default), "native" (block by block from Python on the native
+    batch-1 convs; batches on oneDNN) or "aten" (PyTorch's convolutions only)."""
     if path == "aten":
         monkeypatch.setenv("LCNAS_NATIVE", "0")
         return
@@ -53,22 +52,23 @@ def _use_path(path: str, monkeypatch) -> None:
         pytest.skip("no C++ compiler: only PyTorch's convolutions to test")
     assert native() is not None, native_status()
     if path == "native":
-        monkeypatch.setattr(HardExecutor, "whole_network", False)
-        monkeypatch.setattr(HardExecutor, "batch_native", False)
+        model.engine.options = EngineOptions(whole_network=False, batch_native=False)
 
 
 @pytest.fixture(params=["network", "native", "aten"])
 def conv_path(request, monkeypatch):
-    """Hard execution on each of its paths (see :func:`_use_path`)."""
-    _use_path(request.param, monkeypatch)
-    return request.param
+    """Puts a model on each of hard execution's paths in turn (see :func:`_use_path`)."""
+    def on_path(model: torch.nn.Module) -> torch.nn.Module:
+        _use_path(request.param, monkeypatch, model)
+        return model
+    return on_path
 
 
 @pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
 @pytest.mark.parametrize("name,size", CASES)
 @pytest.mark.parametrize("batch,conv_path", [(1, "network"), (1, "native"), (1, "aten"), (5, "network"), (5, "aten")], indirect=["conv_path"])
 def test_hard_execution_equals_masked_reference(name, size, gating, batch, conv_path):
-    model = _random_gated(name, gating)
+    model = conv_path(_random_gated(name, gating))
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     hard, th, masked, tm = _hard_and_masked(model, x)
     assert torch.equal(th.block_run, tm.block_run) and torch.equal(th.channels_kept, tm.channels_kept)
@@ -78,17 +78,15 @@ def test_hard_execution_equals_masked_reference(name, size, gating, batch, conv_
     assert (hard - masked).abs().max() <= 1e-4 * max(1.0, masked.abs().max().item())
 
 
-def test_mixed_batch_with_per_sample_channel_sets_both_rules():
-    import lcnas.engine._executor as hard_mod
+def test_mixed_batch_with_per_sample_channel_sets_both_rules(monkeypatch):
+    import lcnas.cost._grouping as grouping  # the rule's constant, read by lcnas.cost.grouping_is_cheaper
 
     model = _random_gated("resnet20", "lc", group_size=4)
+    model.engine.options = EngineOptions(batch_native=False)  # the grouped batch path
     x = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     for overhead in (0.0, 1e9):  # 0: grouping always wins; huge: union always wins
-        old, hard_mod.GROUP_OVERHEAD_MFLOPS = hard_mod.GROUP_OVERHEAD_MFLOPS, overhead
-        try:
-            hard, _, masked, _ = _hard_and_masked(model, x)
-        finally:
-            hard_mod.GROUP_OVERHEAD_MFLOPS = old
+        monkeypatch.setattr(grouping, "GROUP_OVERHEAD_MFLOPS", overhead)
+        hard, _, masked, _ = _hard_and_masked(model, x)
         assert (hard - masked).abs().max() <= 1e-4
 
 
@@ -139,14 +137,14 @@ def _native_flops(monkeypatch, path: str, model):
     is its MFLOPs, per-conv calls from their packed shapes and output size, a whole-network call
     from the multiply-adds it reports."""
     counted: list[float] = []
-    _use_path(path, monkeypatch)
+    _use_path(path, monkeypatch, model)
     if path == "network":
         forward = model.forward
 
         def counting_forward(x):
             out = forward(x)
-            if model._hard.native_mflops is not None:
-                counted.append(float(model._hard.native_mflops.sum()))
+            if model.engine.native_mflops is not None:
+                counted.append(float(model.engine.native_mflops.sum()))
             return out
 
         monkeypatch.setattr(model, "forward", counting_forward)
@@ -307,7 +305,7 @@ def test_training_trace_carries_straight_through_decisions_for_rate_terms():
 def test_batch_1_gate_path_equals_masked_reference_for_every_gate_shape(hidden, pooling, gating, conv_path):
     # Batch 1 stacks a block's gates into one first layer and pools with a matrix-vector product:
     # every gate shape must still take the masked reference's decisions and scales.
-    model = _random_gated("resnet20", gating, hidden=hidden, pooling=pooling)
+    model = conv_path(_random_gated("resnet20", gating, hidden=hidden, pooling=pooling))
     for seed in range(3):
         x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
         for layout in (torch.contiguous_format, torch.channels_last):
@@ -320,8 +318,8 @@ def test_pooling_as_matrix_vector_product_equals_mean_in_both_layouts():
     model = lcnas.create_model("resnet20", gating="layer").eval()
     x = torch.randn(1, 16, 8, 8)
     for t in (x, x.contiguous(memory_format=torch.channels_last), x[:, :, ::2, ::2]):
-        assert torch.allclose(model._hard.pool_one("avg", t), t.mean((2, 3))[0], atol=1e-6)
-        assert torch.equal(model._hard.pool_one("max", t), t.amax((2, 3))[0])
+        assert torch.allclose(model.engine.pool_one("avg", t), t.mean((2, 3))[0], atol=1e-6)
+        assert torch.equal(model.engine.pool_one("max", t), t.amax((2, 3))[0])
 
 
 def test_the_trace_describes_the_last_forward_even_when_read_later():
@@ -343,7 +341,7 @@ def test_the_trace_describes_the_last_forward_even_when_read_later():
 def test_native_kernel_with_unaligned_channel_sets_equals_masked_reference(name, size, group_size, conv_path):
     # Kept widths that are not multiples of the kernel's 8-float vectors are zero-padded between
     # a block's convs; the channel scales are padded to match. Forced sets make every width occur.
-    model = _random_gated(name, "lc", group_size=group_size)
+    model = conv_path(_random_gated(name, "lc", group_size=group_size))
     gen = torch.Generator().manual_seed(7)
     for _ in range(3):
         keep = tuple(torch.rand(b.channel_gate.outputs, generator=gen) < 0.6 for b in model.blocks())

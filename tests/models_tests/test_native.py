@@ -14,8 +14,7 @@ import lcnas
 from lcnas.cost import sample_mflops
 from lcnas.engine import _native
 from lcnas.models import ForcedDecisions, GateConfig
-from lcnas.engine._executor import HardExecutor
-from lcnas.engine._native import NativeConv, compiler_available, native, native_status
+from lcnas.engine import EngineOptions, NativeConv, compiler_available, native, native_status, options
 
 CL = torch.channels_last
 
@@ -211,7 +210,7 @@ def test_environment_switch_is_read_on_every_call(kernel, monkeypatch):
             else:
                 monkeypatch.setenv("LCNAS_NATIVE", value)
             model(x)
-            engines.append(model._hard.native_mflops is not None)
+            engines.append(model.engine.native_mflops is not None)
     assert engines == [True, False, False, True, True, False]
 
 
@@ -222,10 +221,10 @@ def test_batch_1_forcing_cache_follows_the_forcing_not_its_id(kernel):
     nb = len(model.blocks())
     first = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
     second = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool))
-    hard = model._hard
+    hard = model.engine
     with torch.no_grad():
         model(torch.rand(1, 3, 32, 32))  # packs the network
-    groups = hard._nets[(32, 32)].groups
+    groups = hard.native_network((32, 32)).groups
     hard._forced_one[id(second)] = (first, hard._forced_arrays_one(first, groups))
     run = hard._forced_arrays_one(second, groups)[3][0]
     assert torch.equal(run, torch.ones(1, nb, dtype=torch.int8))
@@ -236,12 +235,11 @@ def test_batch_1_forcing_cache_follows_the_forcing_not_its_id(kernel):
 
 
 def test_per_block_path_uses_the_kernel_at_batch_1_only(kernel, monkeypatch):
-    monkeypatch.setattr(HardExecutor, "whole_network", False)
-    monkeypatch.setattr(HardExecutor, "batch_native", False)
     calls = []
     call = NativeConv.__call__
     monkeypatch.setattr(NativeConv, "__call__", lambda self, *a, **k: calls.append(1) or call(self, *a, **k))
     model = lcnas.create_model("resnet20", gating="layer").eval()
+    model.engine.options = EngineOptions(whole_network=False, batch_native=False)
     all_on = ForcedDecisions(block_run=torch.ones(len(model.blocks()), dtype=torch.bool))
     with torch.no_grad(), model.forced(all_on):
         model(torch.rand(1, 3, 32, 32))
@@ -272,13 +270,13 @@ def test_whole_network_in_one_native_call_where_eligible(kernel, monkeypatch):
     with torch.no_grad():
         for batch in (1, 4):
             model(torch.rand(batch, 3, 32, 32))
-            assert model._hard.native_mflops is not None and model._hard.native_mflops.shape == (batch,)
+            assert model.engine.native_mflops is not None and model.engine.native_mflops.shape == (batch,)
     assert calls == []
     monkeypatch.undo()
     big = lcnas.create_model("resnet18", gating="layer").eval()
     with torch.no_grad():
         big(torch.rand(1, 3, 64, 64))
-    assert big._hard.native_mflops is None
+    assert big.engine.native_mflops is None
 
 
 def test_native_batch_takes_each_samples_own_forced_path(kernel):
@@ -301,7 +299,7 @@ def test_native_batch_takes_each_samples_own_forced_path(kernel):
             expected = torch.stack([torch.where(run[:, i], k.sum(1) * 4 + (~k.any(1)) * 4, 0) for i, k in enumerate(keep)], 1)
             assert torch.equal(trace.channels_kept, expected)
             assert (hard - masked).abs().max() <= 1e-4
-            assert torch.allclose(model._hard.native_mflops.float(), sample_mflops(model, trace), rtol=1e-5)
+            assert torch.allclose(model.engine.native_mflops.float(), sample_mflops(model, trace), rtol=1e-5)
 
 
 def test_native_batch_does_not_depend_on_the_thread_count(kernel):
@@ -346,8 +344,8 @@ def test_batch_1_team_of_threads_equals_one_thread(kernel, name):
                     with ctx:
                         logits = model(xs[i : i + 1])
                     trace = model.last_trace
-                    out.append((logits, trace.block_run, trace.channels_kept, model._hard.native_mflops))
-                net = model._hard._nets[(32, 32)]
+                    out.append((logits, trace.block_run, trace.channels_kept, model.engine.native_mflops))
+                net = model.engine.native_network((32, 32))
                 x4 = torch.rand(1, 16, 32, 32, generator=torch.Generator().manual_seed(1))
                 out.append(net.block(1, x4, None, True))
             runs.append(out)
@@ -365,7 +363,7 @@ def test_a_block_alone_runs_the_whole_network_engines_code(kernel, batch):
     # The latency tables time blocks through executor.block: on the whole-network engine that is
     # the packed network's own block code, which must equal the per-block path's result.
     model = _gated("resnet20")
-    ex = model._hard
+    ex = model.engine
     gen = torch.Generator().manual_seed(11)
     with torch.no_grad():
         model(torch.rand(1, 3, 32, 32))
@@ -377,10 +375,9 @@ def test_a_block_alone_runs_the_whole_network_engines_code(kernel, batch):
             for forced in (ForcedDecisions(block_run=run, channel_keep=keep), ForcedDecisions(evaluate_gates=True), None):
                 outs = []
                 for whole in (True, False):
-                    ex.whole_network = ex.batch_native = whole
-                    with model.forced(forced) if forced is not None else contextlib.nullcontext():
+                    with options(model, whole_network=whole, batch_native=whole), \
+                            model.forced(forced) if forced is not None else contextlib.nullcontext():
                         outs.append(ex.block(i, block, x.clone()))
-                del ex.whole_network, ex.batch_native
                 (y_net, run_net, kept_net), (y_py, run_py, kept_py) = outs
                 assert (y_net - y_py).abs().max() <= 1e-4
                 if batch == 1:

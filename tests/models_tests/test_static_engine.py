@@ -7,7 +7,7 @@ import torch
 
 import lcnas
 from lcnas.checkpoint import save_checkpoint
-from lcnas.engine._native import compiler_available, native, native_status
+from lcnas.engine import compiler_available, native, native_status
 
 
 @pytest.fixture()
@@ -37,7 +37,7 @@ def test_static_eval_runs_engine_and_equals_pytorch(engine, name, batch):
     x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch))
     with torch.no_grad():
         out = model(x)
-        assert model._hard.native_mflops is not None, "the static model did not run on the native engine"
+        assert model.engine.native_mflops is not None, "the static model did not run on the native engine"
         model.execution = "mask"  # plain PyTorch: the reference
         ref = model(x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
@@ -72,7 +72,7 @@ def test_loaded_static_checkpoint_runs_engine(engine, tmp_path):
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         out = loaded(x)
-        assert loaded._hard.native_mflops is not None
+        assert loaded.engine.native_mflops is not None
         model.eval().execution = "mask"
         ref = model(x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
