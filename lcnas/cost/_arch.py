@@ -14,6 +14,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from ..errors import UnknownModelError
+
 __all__ = ["ArchSpec", "BlockSpec", "CostModel", "GateSpec", "describe", "walk"]
 
 
@@ -87,13 +89,23 @@ class CostModel(Protocol):
 
 
 def describe(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> ArchSpec:
-    """Read a (gated or static) lcnas ResNet into an :class:`ArchSpec` for ``input_size`` (C, H, W)."""
-    from ..models import model_info
+    """Read a (gated or static) lcnas ResNet into an :class:`ArchSpec` for ``input_size`` (C, H, W).
 
+    The model is read by its structure (``conv1``, ``blocks()``, ``fc``, gates), never its type, so
+    the cost package sits below :mod:`lcnas.models` and the engine can use it. Without
+    ``input_size``, the size the model was registered for (``model.input_size``).
+
+    Raises:
+        UnknownModelError: no ``input_size`` given and the model was not built by
+            :func:`lcnas.create_model`.
+    """
     spec = getattr(model, "lcnas_spec", {})
     name = spec.get("name", type(model).__name__)
     if input_size is None:
-        input_size = model_info(name).input_size
+        input_size = getattr(model, "input_size", None)
+        if input_size is None:
+            raise UnknownModelError(f"model {name!r} was not built by lcnas.create_model, so it has no registered input "
+                                    "size: pass describe(model, input_size=(C, H, W))")
     _, h, w = input_size
     imagenet_stem = model.conv1.kernel_size[0] == 7
     h, w = _conv_hw(h, w, model.conv1)

@@ -123,6 +123,7 @@ def create_model(
         kwargs.update(gating=gating, gate_config=gate_config or GateConfig())
     model = _BUILDERS[name](num_classes=num_classes or _INFO[name].num_classes, **kwargs)
     model.lcnas_spec = {"name": name, "gating": gating, "num_classes": model.num_classes}
+    model.input_size = _INFO[name].input_size  # (C, H, W) it was registered for: the cost walk's default
     if pretrained:
         from ..pretrained import load_pretrained_state
 
