@@ -1,4 +1,5 @@
-# Fresh-machine entry points: `make run` (main job) and `make test` (docs build + test suite); `make docs` builds the site.
+# Fresh-machine entry points: `make run` (main job) and `make test` (lint, docs build, test suite); `make docs` builds the site;
+# `make lint` (ruff + mypy) and `make test-fast` (the fast core of the suite) while developing.
 # Each creates .venv and installs what it needs; re-running skips finished installs.
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +14,7 @@ TRIALS ?= 8
 EPOCHS ?= 3
 LUT ?= cpu-amd-epyc-1t.json
 
-.PHONY: setup setup-dev setup-docs run test docs clean-venv
+.PHONY: setup setup-dev setup-docs run lint test test-fast docs clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,10 +55,19 @@ MKDOCS = NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $(SI
 docs: setup-docs
 	$(MKDOCS)
 
-# CI runs this (.ci/run): the strict docs build, then the test suite.
-test: setup-dev
+# Ruff (style, imports, bug patterns) and mypy (types) on the package; both configured in pyproject.toml.
+lint: setup-dev
+	$(VENV)/bin/ruff check lcnas
+	$(VENV)/bin/mypy
+
+# CI runs this (.ci/run): lint, the strict docs build, then the test suite.
+test: lint
 	$(MKDOCS)
 	$(PY) -m pytest -q tests
+
+# The fast core: every test but the slow ones and those needing Ray, NNI or PostgreSQL (markers in pyproject.toml).
+test-fast: setup-dev
+	$(PY) -m pytest -q -m "not slow and not backends" tests
 
 clean-venv:
 	rm -rf $(VENV)

@@ -38,12 +38,15 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
             f"it was not written by lcnas. Details: {str(e).splitlines()[0]}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated ({str(e).splitlines()[0]}); re-create it or use an earlier copy") from None
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated ({str(e).splitlines()[0]}); "
+                              "re-create it or use an earlier copy") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        hint = " It looks like a bare state_dict: build the model with lcnas.create_model and call load_state_dict." if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()) else ""
+        bare_state_dict = isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+        hint = " It looks like a bare state_dict: build the model with lcnas.create_model and call load_state_dict." if bare_state_dict else ""
         raise CheckpointError(f"{str(path)!r} is not an lcnas checkpoint (no format={FORMAT!r} marker).{hint}")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {str(path)!r} has format version {ckpt['format_version']}, newer than this lcnas ({__version__}) reads; upgrade lcnas")
+        raise CheckpointError(f"checkpoint {str(path)!r} has format version {ckpt['format_version']}, "
+                              f"newer than this lcnas ({__version__}) reads; upgrade lcnas")
     for key in ("model", "state_dict"):
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {str(path)!r} has no {key!r} entry; it is incomplete")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any
 
 __all__ = ["atomic_write", "read_json", "write_bytes", "write_json"]
 
 
-def atomic_write(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], object]) -> Path:
     """Call ``writer`` on a temp file beside ``path``, fsync it, then rename it over ``path``.
 
     The rename is atomic on POSIX, so readers see either the old file or the new one.

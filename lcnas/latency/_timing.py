@@ -135,7 +135,7 @@ def measure_alternating(fns: Sequence[Callable[[], object]], *, repeats: int, ch
     done = 0
     while done < repeats:
         k = min(chunk, repeats - done)
-        for fn, out in zip(fns, times):
+        for fn, out in zip(fns, times, strict=True):
             out.extend(call_ms(fn, device=device) for _ in range(k))
         done += k
     return [summarize(t) for t in times]

@@ -121,7 +121,8 @@ def create_model(
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if gating != "none":
         kwargs.update(gating=gating, gate_config=gate_config or GateConfig())
-    model = _BUILDERS[name](num_classes=num_classes or _INFO[name].num_classes, **kwargs)
+    # Any: the builders' ResNets carry attributes nn.Module does not declare (num_classes, load_backbone).
+    model: Any = _BUILDERS[name](num_classes=num_classes or _INFO[name].num_classes, **kwargs)
     model.lcnas_spec = {"name": name, "gating": gating, "num_classes": model.num_classes}
     model.input_size = _INFO[name].input_size  # (C, H, W) it was registered for: the cost walk's default
     if pretrained:
@@ -141,8 +142,9 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     if spec is None:
         raise ValueError("model was not built by lcnas.create_model (it has no lcnas_spec)")
     spec = dict(spec)
-    if getattr(model, "gate_config", None) is not None:
-        spec["gate_config"] = model.gate_config.to_dict()
+    gate_config = getattr(model, "gate_config", None)
+    if gate_config is not None:
+        spec["gate_config"] = gate_config.to_dict()
     return spec
 
 

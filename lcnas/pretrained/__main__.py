@@ -14,8 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from .._io import write_json
 from .._checkpoint_file import read_checkpoint
+from .._io import write_json
 from . import PRETRAINED_DIR, pretrained_manifest
 
 

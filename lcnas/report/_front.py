@@ -29,7 +29,7 @@ def front_accuracy_at(front: list[tuple[float, float]], latency: float) -> float
     slowest point, ``None`` below its fastest point (no static network is that fast)."""
     if not front or latency < front[0][0]:
         return None
-    for (l0, a0), (l1, a1) in zip(front, front[1:]):
+    for (l0, a0), (l1, a1) in zip(front, front[1:], strict=False):  # consecutive pairs
         if l0 <= latency <= l1:
             return a0 + (a1 - a0) * (latency - l0) / (l1 - l0) if l1 > l0 else max(a0, a1)
     return front[-1][1]

@@ -14,7 +14,7 @@ import statistics
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -22,6 +22,10 @@ from .._env import environment_metadata
 from .._io import write_bytes, write_json
 from ..errors import ConfigError
 from ..latency._timing import RoundTimes, call_ms, latency_ratio, measure_rounds
+
+if TYPE_CHECKING:
+    from ..latency import LatencyTable
+    from ..models import DynamicResNet, ResNet
 
 __all__ = ["build_report", "ModelStats", "model_stats", "interleaved_bs1_ms", "static_engine"]
 
@@ -58,7 +62,7 @@ class ModelStats:
 
 
 @torch.no_grad()
-def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, table=None,
+def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, table: LatencyTable | None = None,
                 latency_images: int = 200, batch_size: int = 500, time_latency: bool = True) -> ModelStats:
     """Accuracy, per-sample MFLOPs, block/channel rates and measured (and predicted) batch-1 latency.
     A gated model run with every block forced on and its gates bypassed counts as static.
@@ -69,16 +73,22 @@ def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels:
     model.eval()
     forced = getattr(model, "_forced", None)
     gated = getattr(model, "gating", "none") != "none" and (forced is None or forced.evaluate_gates)
-    arch = describe(model, tuple(images.shape[1:]))
-    correct, mflops, runs, kept = 0, [], [], []
+    c, h, w = images.shape[1:]
+    arch = describe(model, (c, h, w))
+    correct = 0
+    mflops: list[torch.Tensor] = []
+    runs: list[torch.Tensor] = []
+    kept: list[torch.Tensor] = []
     for i in range(0, images.shape[0], batch_size):
         x = images[i : i + batch_size].float().div(255)
         logits = model(x)
         correct += int((logits.argmax(1) == labels[i : i + batch_size]).sum())
         if gated:
             mflops.append(sample_mflops(model, arch=arch))
-            runs.append(model.last_trace.block_run)
-            kept.append(model.last_trace.channels_kept)
+            trace = cast("DynamicResNet", model).last_trace  # a gated model records one per call
+            assert trace is not None
+            runs.append(trace.block_run)
+            kept.append(trace.channels_kept)
     n = images.shape[0]
     if gated:
         per_sample = torch.cat(mflops)
@@ -88,10 +98,11 @@ def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels:
         keep_rate = ((frac * run).sum(0) / run.sum(0).clamp(min=1)).tolist()
         block_rate = run.mean(0).tolist()
     else:
-        per_sample = torch.full((n,), static_mflops(model, tuple(images.shape[1:])))
+        per_sample = torch.full((n,), static_mflops(model, (c, h, w)))
         block_rate, keep_rate = [1.0] * len(arch.blocks), [1.0] * len(arch.blocks)
     class_mflops = [float(per_sample[labels == c].mean()) if (labels == c).any() else 0.0 for c in range(int(labels.max()) + 1)]
-    measured, predicted = [], []
+    measured: list[float] = []
+    predicted: list[float] = []
     predict = table is not None and gated
     for i in range(min(latency_images, n) if time_latency or predict else 0):
         x = images[i : i + 1].float().div(255)
@@ -101,7 +112,7 @@ def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels:
         ms = call_ms(lambda: model(x))
         if time_latency:
             measured.append(ms)
-        if predict:
+        if table is not None and gated:
             from ..latency import sample_latency_ms
 
             predicted.append(float(sample_latency_ms(model, table, arch=arch)[0]))
@@ -115,7 +126,7 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
     """Write ``<run_dir>/report/report.md`` with its PNGs and ``report.json``; return the Markdown path."""
     from ..checkpoint import load_model
     from ..data import load_cifar10
-    from ..models import ForcedDecisions, create_model
+    from ..models import create_model
 
     run_dir = Path(run_dir)
     ckpt = run_dir / "final.pt"
@@ -216,14 +227,14 @@ def _eager_worker(name: str, images: torch.Tensor, threads: int, rounds: int) ->
     from ..models import create_model
 
     torch.set_num_threads(threads)
-    model = create_model(name, pretrained=True).eval()
+    model = cast("ResNet", create_model(name, pretrained=True).eval())
     model.execution = "mask"  # plain PyTorch: a static model in eval otherwise runs lcnas's engine
     return interleaved_bs1_ms({name: (model, None)}, images, rounds)[name]
 
 
 def _engine_context(model: torch.nn.Module, forced: Any) -> AbstractContextManager[object]:
     """Inside it the model runs with ``forced`` decisions (the static-engine rows), else as it is."""
-    return nullcontext() if forced is None else model.forced(forced)
+    return nullcontext() if forced is None else cast("DynamicResNet", model).forced(forced)
 
 
 def static_engine(name: str) -> tuple[torch.nn.Module, Any]:
@@ -232,7 +243,7 @@ def static_engine(name: str) -> tuple[torch.nn.Module, Any]:
     for a dynamic model."""
     from ..models import ForcedDecisions, create_model
 
-    engine = create_model(name, gating="layer", pretrained=True).eval()
+    engine = cast("DynamicResNet", create_model(name, gating="layer", pretrained=True).eval())
     return engine, ForcedDecisions(block_run=torch.ones(len(engine.blocks()), dtype=torch.bool))
 
 
@@ -247,7 +258,7 @@ def interleaved_bs1_ms(models: dict[str, tuple[torch.nn.Module, Any]], images: t
         model.eval()
     times = measure_rounds(len(entries), lambda i, j: entries[i][0](xs[j]), len(xs), rounds=rounds,
                            context=lambda i: _engine_context(*entries[i]))
-    return dict(zip(models, times))
+    return dict(zip(models, times, strict=True))
 
 
 def dominance(summary: list[dict]) -> list[str]:
