@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine._decision import at_least_one, keep_groups, run_block, threshold_logit
+from ..engine._forced import forced_keep, forced_run
 from ._gates import Gate, GateConfig, straight_through_gate
 from ._resnet import Bottleneck, ResNet
 from ._trace import ExecutionTrace
@@ -204,30 +205,8 @@ class DynamicResNet(ResNet):
                               group_masks=group_masks)
 
     # ---------------------------------------------------------------- decisions
-    def _forced_run(self, i: int, n: int, device) -> torch.Tensor | None:
-        """Imposed run decisions ``n``, or None (the layer gate decides, or every block runs)."""
-        f = self._forced
-        if f is None or f.block_run is None:
-            return None
-        r = f.block_run.to(device=device, dtype=torch.bool)
-        return (r[i].expand(n) if r.dim() == 1 else r[:, i]).contiguous()
-
-    def _forced_keep(self, i: int, n: int, groups: int, device) -> torch.Tensor | None:
-        """Imposed group masks ``n×G``, or None when the channel gate decides."""
-        f = self._forced
-        if f is None:
-            return None
-        k = None if f.channel_keep is None else f.channel_keep[i]
-        if k is None:
-            return None if f.evaluate_gates else torch.ones(n, groups, dtype=torch.bool, device=device)
-        k = k.to(device=device, dtype=torch.bool)
-        return k.expand(n, groups) if k.dim() == 1 else k
-
     def _gates_on(self) -> bool:
         return self._forced is None or self._forced.evaluate_gates
-
-    # The decision rule's "at least one group" step (lcnas.engine._decision), for the executor's grouped path.
-    _at_least_one = staticmethod(at_least_one)
 
     # ---------------------------------------------------------------- masked execution (training + reference)
     def _block_masked(self, i: int, block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, _Decision]:
@@ -246,11 +225,11 @@ class DynamicResNet(ResNet):
             if self.training:
                 st = straight_through_gate(logit, cfg.temperature)
                 d.st.append(st[:, None])
-        forced_run = self._forced_run(i, n, x.device)
-        if st is not None and forced_run is None:
+        forced = forced_run(self._forced, i, n, x.device)  # the engine's reading of a forcing
+        if st is not None and forced is None:
             run_mult = st
         else:
-            run = run_block(None if self.training else logit, threshold_logit(cfg.layer_threshold), forced_run)
+            run = run_block(None if self.training else logit, threshold_logit(cfg.layer_threshold), forced)
             run_mult = torch.ones(n, device=x.device, dtype=x.dtype) if run is None else run.to(x.dtype)
         d.run = run_mult.detach() > 0.5
         if run_scale is not None:
@@ -270,11 +249,11 @@ class DynamicResNet(ResNet):
                     hard = at_least_one(st.detach() > 0.5, c_logits)
                     st = st + (hard.to(st.dtype) - st.detach())  # forward: the fixed hard mask; backward: ST gradient
                     d.st.append(st)
-            forced_keep = self._forced_keep(i, n, groups, x.device)
-            if st is not None and forced_keep is None:
+            forced_mask = forced_keep(self._forced, i, n, groups, x.device)
+            if st is not None and forced_mask is None:
                 g = st
             else:  # gates evaluated or forced: never neither (a bypassed gate's forcing keeps every group)
-                g = keep_groups(None if self.training else c_logits, threshold_logit(cfg.channel_threshold), forced_keep).to(x.dtype)
+                g = keep_groups(None if self.training else c_logits, threshold_logit(cfg.channel_threshold), forced_mask).to(x.dtype)
             d.keep = (g.detach() > 0.5).sum(1) * g_size
             chan_mult = g.repeat_interleave(g_size, 1)
             if c_scale is not None:
