@@ -16,9 +16,10 @@ A gated block takes two decisions per sample, from its gates' outputs and any fo
   layer gate's one output and each kept group's. They apply whenever the gates are evaluated, also
   under forced decisions; gates bypassed (``ForcedDecisions(evaluate_gates=False)``) mean scale 1.
 
-How a :class:`~lcnas.models.ForcedDecisions` becomes the ``forced`` arguments (per block ``i``):
-``block_run`` None is no forced run; ``channel_keep`` None (or its entry ``i`` None) is no forced
-mask when the gates are evaluated, and every group kept (an all-true mask) when they are bypassed.
+How a :class:`~lcnas.models.ForcedDecisions` becomes the ``forced`` arguments (per block ``i``;
+``lcnas.engine._forced`` converts it for every path): ``block_run`` None is no forced run;
+``channel_keep`` None (or its entry ``i`` None) is no forced mask when the gates are evaluated, and
+every group kept (an all-true mask) when they are bypassed.
 
 Functions (tensor forms are TorchScript-compatible; the export scripts them):
 
