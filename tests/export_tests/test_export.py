@@ -8,7 +8,7 @@ import torch
 import lcnas
 from lcnas.errors import ConfigError
 from lcnas.export import export_torchscript
-from lcnas.models import GateConfig
+from lcnas.models import ForcedDecisions, GateConfig
 
 
 @pytest.mark.parametrize("gating, cfg", [
@@ -47,3 +47,21 @@ def test_scripted_model_equals_eager_hard_execution(gating, cfg, tmp_path):
 def test_bottleneck_models_are_refused():
     with pytest.raises(ConfigError, match="basic-block"):
         export_torchscript(lcnas.create_model("resnet50", gating="layer"))
+
+
+def test_saved_export_replays_forced_decisions(tmp_path):
+    torch.manual_seed(0)
+    model = lcnas.create_model("resnet20", gating="lc", gate_config=GateConfig(init_logit=0.0, hidden=8)).eval()
+    blocks = model.blocks()
+    run = torch.tensor([i % 2 == 0 for i in range(len(blocks))])
+    keep = [torch.zeros(b.channel_gate.outputs, dtype=torch.bool) for b in blocks]  # nothing kept: group 0 runs
+    x = torch.rand(2, 3, 32, 32)
+    export_torchscript(model, tmp_path / "m.pt")
+    loaded = torch.jit.load(str(tmp_path / "m.pt"))
+    with torch.no_grad():
+        logits, ran, kept = loaded.forward_traced(x, run, keep, False)
+        with model.forced(ForcedDecisions(block_run=run, channel_keep=tuple(keep))):
+            eager = model(x)
+    assert torch.equal(ran, run.expand(2, -1)) and torch.equal(kept, torch.where(ran, 4, 0))
+    assert torch.equal(model.last_trace.channels_kept, kept)
+    assert (logits - eager).abs().max() <= 1e-4
