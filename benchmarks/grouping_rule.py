@@ -17,7 +17,6 @@ import statistics
 
 import torch
 import torch.nn.functional as F
-
 from _common import median_time_s, write_json
 
 from lcnas import cost as rule  # the grouping rule and the FLOP formula the engine uses
@@ -61,7 +60,7 @@ def main() -> None:
                 ys.append(t)
                 points.append({"width": width, "hw": hw, "n": n, "k": k, "mflops": mflops, "time_ms": t * 1e3})
         mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        slope = sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
+        slope = sum((a - mx) * (b - my) for a, b in zip(xs, ys, strict=True)) / sum((a - mx) ** 2 for a in xs)
         overhead = my - slope * mx
         fits[f"w{width}_hw{hw}"] = {"overhead_ms": overhead * 1e3, "ms_per_mflop": slope * 1e3,
                                     "overhead_mflops_equivalent": overhead / slope}

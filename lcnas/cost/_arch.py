@@ -9,7 +9,7 @@ two cost models over this one walk, so they cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -99,21 +99,24 @@ def describe(model: nn.Module, input_size: tuple[int, int, int] | None = None) -
         UnknownModelError: no ``input_size`` given and the model was not built by
             :func:`lcnas.create_model`.
     """
-    spec = getattr(model, "lcnas_spec", {})
-    name = spec.get("name", type(model).__name__)
+    net: Any = model  # read by attribute (see above)
+    spec = getattr(net, "lcnas_spec", {})
+    name = spec.get("name", type(net).__name__)
     if input_size is None:
-        input_size = getattr(model, "input_size", None)
+        input_size = getattr(net, "input_size", None)
         if input_size is None:
             raise UnknownModelError(f"model {name!r} was not built by lcnas.create_model, so it has no registered input "
                                     "size: pass describe(model, input_size=(C, H, W))")
-    _, h, w = input_size
-    imagenet_stem = model.conv1.kernel_size[0] == 7
-    h, w = _conv_hw(h, w, model.conv1)
+    c, h, w = input_size
+    size = (c, h, w)
+    imagenet_stem = net.conv1.kernel_size[0] == 7
+    h, w = _conv_hw(h, w, net.conv1)
     stem_hw = (h, w)
     if imagenet_stem:
         h, w = (h + 1) // 2, (w + 1) // 2  # 3×3/2 max-pool, padding 1
+    gate_config = getattr(net, "gate_config", None)
     blocks = []
-    for i, block in enumerate(model.blocks()):
+    for i, block in enumerate(net.blocks()):
         bottleneck = hasattr(block, "conv3")  # 1×1, 3×3, 1×1; a basic block has two 3×3 convs
         stride = block.stride
         in_hw = (h, w)
@@ -121,17 +124,17 @@ def describe(model: nn.Module, input_size: tuple[int, int, int] | None = None) -
         shortcut = _shortcut_kind(block.downsample)
         out_channels = (block.conv3 if bottleneck else block.conv2).out_channels
         blocks.append(BlockSpec(
-            index=i, stage=_stage_of(model, block), kind="bottleneck" if bottleneck else "basic",
+            index=i, stage=_stage_of(net, block), kind="bottleneck" if bottleneck else "basic",
             in_channels=block.conv1.in_channels, width=block.conv1.out_channels, out_channels=out_channels,
             stride=stride, in_hw=in_hw, out_hw=(h, w), shortcut=shortcut,
-            group_size=getattr(model, "gate_config", None).group_size if getattr(model, "gate_config", None) else 1,
+            group_size=gate_config.group_size if gate_config else 1,
             layer_gate=_gate_spec(getattr(block, "layer_gate", None)),
             channel_gate=_gate_spec(getattr(block, "channel_gate", None)),
         ))
-    return ArchSpec(model=name, gating=getattr(model, "gating", "none"), input_size=tuple(input_size),
-                    stem_kind="imagenet" if imagenet_stem else "cifar", stem_channels=model.conv1.out_channels,
-                    stem_out_hw=stem_hw, blocks=tuple(blocks), head_features=model.fc.in_features,
-                    num_classes=model.fc.out_features)
+    return ArchSpec(model=name, gating=getattr(net, "gating", "none"), input_size=size,
+                    stem_kind="imagenet" if imagenet_stem else "cifar", stem_channels=net.conv1.out_channels,
+                    stem_out_hw=stem_hw, blocks=tuple(blocks), head_features=net.fc.in_features,
+                    num_classes=net.fc.out_features)
 
 
 def walk(
@@ -165,7 +168,7 @@ def _shortcut_kind(downsample: nn.Module | None) -> str:
     return "conv" if any(isinstance(m, nn.Conv2d) for m in downsample.modules()) else "pad"
 
 
-def _gate_spec(gate: nn.Module | None) -> GateSpec | None:
+def _gate_spec(gate: Any) -> GateSpec | None:
     if gate is None:
         return None
     linears = [m for m in gate.mlp if isinstance(m, nn.Linear)]
@@ -173,12 +176,12 @@ def _gate_spec(gate: nn.Module | None) -> GateSpec | None:
                     heads=linears[-1].out_features)
 
 
-def _conv_hw(h: int, w: int, conv: nn.Conv2d) -> tuple[int, int]:
+def _conv_hw(h: int, w: int, conv: Any) -> tuple[int, int]:
     k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
     return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
 
 
-def _stage_of(model: nn.Module, block: nn.Module) -> int:
+def _stage_of(model: Any, block: nn.Module) -> int:
     for i, name in enumerate(model.stages, 1):
         if any(b is block for b in getattr(model, name)):
             return i

@@ -100,7 +100,7 @@ def walk_batch(arch: ArchSpec, cost: BatchCostModel, block_run: torch.Tensor, ke
         per_channel = residual_mflops_per_channel(b.in_channels, b.out_channels, b.out_hw[0] * b.out_hw[1])
         if sets.shape[0] > 1 and grouping_is_cheaper(per_channel, b.group_size, keep, sets, inverse):
             counts = torch.bincount(inverse, minlength=sets.shape[0])
-            for s_row, c in zip(sets, counts.tolist()):
+            for s_row, c in zip(sets, counts.tolist(), strict=True):
                 total += cost.residual_at(b, float(s_row.sum() * b.group_size), c, n)
             total += scatter  # the sets' samples are gathered and scattered once more
         else:

@@ -175,7 +175,8 @@ class _GatesOnly:
 
 def _latency_model(model: nn.Module, table: LatencyTable, batch: int) -> LatencyModel:
     spec = getattr(model, "lcnas_spec", {})
-    pooling = model.gate_config.pooling if getattr(model, "gate_config", None) else "avg"
+    gate_config = getattr(model, "gate_config", None)
+    pooling = gate_config.pooling if gate_config else "avg"
     return LatencyModel(table, model=spec.get("name", "?"), pooling=pooling, batch=batch)
 
 

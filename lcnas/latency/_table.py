@@ -155,9 +155,9 @@ class LatencyTable:
                                     f"profile it: lcnas profile --model {model} --out ...")
         if batch not in self.batches(model):
             raise LatencyTableError(f"latency table {self.source!r} has batch sizes {self.batches(model)} for {model!r}, not {batch}")
-        from .._env import cpu_model
-
         import torch
+
+        from .._env import cpu_model
 
         here = torch.cuda.get_device_name(0) if self.device.get("kind") == "cuda" and torch.cuda.is_available() else cpu_model()
         if self.device.get("name") != here:
@@ -222,16 +222,18 @@ class LatencyTable:
                 raise bad(f"entries[{i}] is not an object")
             wrong_units = [k for k in raw if k.startswith("latency_") and k not in _STATS]
             if wrong_units:
-                raise bad(f"entries[{i}] has {wrong_units[0]!r}: latencies must be in milliseconds (latency_ms_median, latency_ms_p95, latency_ms_std)")
+                raise bad(f"entries[{i}] has {wrong_units[0]!r}: latencies must be in milliseconds "
+                          "(latency_ms_median, latency_ms_p95, latency_ms_std)")
             missing = [k for k in ("model", "unit", "shape", "kept_channels", "batch", *_STATS) if k not in raw]
             if missing:
                 raise bad(f"entries[{i}] is missing field {missing[0]!r}")
             if raw["unit"] not in UNITS:
                 raise bad(f"entries[{i}].unit {raw['unit']!r} is not one of {', '.join(UNITS)}")
             try:
-                entry = LatencyEntry(model=str(raw["model"]), unit=raw["unit"], shape=str(raw["shape"]), kept_channels=int(raw["kept_channels"]),
-                                     batch=int(raw["batch"]), latency_ms_median=float(raw["latency_ms_median"]),
-                                     latency_ms_p95=float(raw["latency_ms_p95"]), latency_ms_std=float(raw["latency_ms_std"]), count=int(raw["count"]))
+                entry = LatencyEntry(model=str(raw["model"]), unit=raw["unit"], shape=str(raw["shape"]),
+                                     kept_channels=int(raw["kept_channels"]), batch=int(raw["batch"]),
+                                     latency_ms_median=float(raw["latency_ms_median"]), latency_ms_p95=float(raw["latency_ms_p95"]),
+                                     latency_ms_std=float(raw["latency_ms_std"]), count=int(raw["count"]))
             except (TypeError, ValueError) as e:
                 raise bad(f"entries[{i}] has a field of the wrong type ({e})") from None
             if entry.latency_ms_median < 0 or entry.count < 1:
@@ -244,7 +246,8 @@ class LatencyTable:
                                 offset_ms=float(raw["offset_ms"]), executions=int(raw["executions"]), fit_mape=float(raw["fit_mape"]),
                                 gate_scale=None if raw.get("gate_scale") is None else float(raw["gate_scale"]))
             except (KeyError, TypeError, ValueError) as e:
-                raise bad(f"calibration[{i}] is malformed ({type(e).__name__}: {e}); fields: model, batch, scale, offset_ms, executions, fit_mape") from None
+                raise bad(f"calibration[{i}] is malformed ({type(e).__name__}: {e}); "
+                          "fields: model, batch, scale, offset_ms, executions, fit_mape") from None
             if not c.scale > 0 or (c.gate_scale is not None and not c.gate_scale > 0):
                 raise bad(f"calibration[{i}]: scale and gate_scale must be > 0, got {c.scale} and {c.gate_scale}")
             calibration.append(c)

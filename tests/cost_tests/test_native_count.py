@@ -9,7 +9,7 @@ import torch
 
 import lcnas
 from lcnas.cost import sample_mflops, static_mflops
-from lcnas.engine._native import compiler_available, native, native_status
+from lcnas.engine import compiler_available, native, native_status
 from lcnas.models import ForcedDecisions, GateConfig
 
 # The walk sums in float32 (within 1e-7 of exact here); the engine counts multiply-adds in float64.
@@ -26,8 +26,7 @@ def engine():
 
 def _native_mflops(model: torch.nn.Module) -> torch.Tensor:
     """Per image, the MFLOPs the engine's last whole-network native call counted."""
-    engine = getattr(model, "engine", None) or model._hard
-    counted = engine.native_mflops
+    counted = model.engine.native_mflops
     assert counted is not None, "the pass did not run on the native whole-network engine"
     return counted
 
@@ -43,17 +42,14 @@ def _gated(name: str, gating: str, **cfg) -> torch.nn.Module:
     return model.eval()
 
 
-def _forcing(model: torch.nn.Module, batch: int, seed: int) -> ForcedDecisions:
+def _forcing(model: torch.nn.Module, batch: int, seed: int, evaluate_gates: bool) -> ForcedDecisions:
     gen = torch.Generator().manual_seed(seed)
     blocks = model.blocks()
     run = torch.rand(batch, len(blocks), generator=gen) < 0.5
     keep = tuple(torch.rand(batch, b.channel_gate.outputs, generator=gen) < 0.5 if b.channel_gate is not None else None
                  for b in blocks)
-    if model.gating == "layer":
-        return ForcedDecisions(block_run=run)
-    if model.gating == "channel":
-        return ForcedDecisions(channel_keep=keep)
-    return ForcedDecisions(block_run=run, channel_keep=keep)
+    return ForcedDecisions(block_run=None if model.gating == "channel" else run,
+                           channel_keep=None if model.gating == "layer" else keep, evaluate_gates=evaluate_gates)
 
 
 @pytest.mark.parametrize("name", ["resnet8", "resnet20"])
@@ -85,16 +81,16 @@ def test_gated_count_equals_trace_mflops(engine, name, gating, batch):
 
 
 @pytest.mark.parametrize("gating", ["layer", "channel", "lc"])
-@pytest.mark.parametrize("group_size", [4, 8])
+@pytest.mark.parametrize("group_size,evaluate_gates", [(4, False), (8, True)])
 @pytest.mark.parametrize("batch", [1, 6])
-def test_forced_count_equals_trace_mflops(engine, gating, group_size, batch):
+def test_forced_count_equals_trace_mflops(engine, gating, group_size, evaluate_gates, batch):
     model = _gated("resnet20", gating, group_size=group_size)
-    forced = _forcing(model, batch, seed=batch + group_size)
+    forced = _forcing(model, batch, seed=batch + group_size, evaluate_gates=evaluate_gates)
     x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(7))
     with torch.no_grad(), model.forced(forced):
         model(x)
     trace = model.last_trace
-    assert not trace.gates_evaluated
+    assert trace.gates_evaluated == evaluate_gates  # forced, with the gates' cost paid or bypassed
     counted = _native_mflops(model)
     assert counted.shape == (batch,)
     torch.testing.assert_close(counted, sample_mflops(model, trace).to(counted.dtype), rtol=RTOL, atol=0)

@@ -82,7 +82,7 @@ def test_group_masks_replay_the_grouping_rule(monkeypatch, overhead_mflops, grou
         k[0::2, : g // 2] = True  # two samples keep the first half of the groups
         k[1::2, 0] = True  # two keep the first group only
         masks.append(k)
-    kept = torch.stack([m.sum(1) * b.group_size for m, b in zip(masks, arch.blocks)], 1)
+    kept = torch.stack([m.sum(1) * b.group_size for m, b in zip(masks, arch.blocks, strict=True)], 1)
     cost = _Units()
     walk_batch(arch, cost, run, kept, tuple(masks))
     for b in arch.blocks:

@@ -113,7 +113,7 @@ def test_predictor_equals_the_hand_sum_on_a_fake_table():
         model(torch.rand(1, 3, 32, 32))
     widths = [b.conv1.out_channels for b in model.blocks()]
     expected = 0.25 + 2.0 + 1.0
-    for r, w in zip(run.tolist(), widths):
+    for r, w in zip(run.tolist(), widths, strict=True):
         expected += 0.5  # layer gate
         expected += (0.5 + 1.0 + (w // 2) / 16) if r else 1.0  # channel gate + run at half width, or skip
     assert float(sample_latency_ms(model, table)[0]) == pytest.approx(expected)
@@ -229,9 +229,9 @@ def _fake_batch_table(model, batch: int) -> LatencyTable:
 
 
 def test_batch_predictor_replays_the_executors_union_or_grouping_rule(monkeypatch):
-    from lcnas.latency import batch_latency_ms
     from lcnas.cost import grouping_is_cheaper
     from lcnas.engine import EngineOptions
+    from lcnas.latency import batch_latency_ms
 
     model = lcnas.create_model("resnet20", gating="lc").eval()
     model.engine.options = EngineOptions(batch_native=False)  # the grouped (oneDNN) batch engine records group masks
