@@ -27,12 +27,14 @@ class Search:
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         """Add ``lcnas search``'s arguments and options to ``p``."""
+        from ..search import COST_METRICS
+
         p.add_argument("--space", default="lcnet_cifar10", help="search space: a shipped name or a YAML path (default: lcnet_cifar10)")
         p.add_argument("--backend", choices=("optuna", "ray", "nni"), default="optuna", help="search engine (default: optuna)")
         p.add_argument("--trials", type=int, default=20, help="number of finished trials (default: 20)")
         p.add_argument("--out", type=Path, default=None, help="search folder (default: runs/search/<space name>)")
         p.add_argument("--lut", help="latency table (file from `lcnas profile`, or a shipped device name)")
-        p.add_argument("--cost", choices=("latency_ms_mean", "latency_ms_p95", "mflops_mean", "mflops_p95"),
+        p.add_argument("--cost", choices=COST_METRICS,
                        help="cost objective (default: latency_ms_mean with --lut, else mflops_mean)")
         p.add_argument("--max-latency-ms", type=float, help="hard budget on predicted latency (needs --lut)")
         p.add_argument("--max-mflops", type=float, help="hard budget on MFLOPs per sample")
@@ -68,7 +70,7 @@ class Search:
         if args.data_root:
             overrides["data_root"] = args.data_root
         out = args.out or Path("runs") / "search" / load_space(args.space).name
-        settings = make_settings(args.space, out_dir=out, overrides=_nest(overrides), lut=args.lut, cost_metric=args.cost,
+        settings = make_settings(args.space, out_dir=out, overrides=overrides, lut=args.lut, cost_metric=args.cost,
                                  max_latency_ms=args.max_latency_ms, max_mflops=args.max_mflops, budget_stat=args.budget_stat)
         options: dict = {"seed": args.seed}
         if args.backend == "optuna":
@@ -93,18 +95,6 @@ class Search:
             print()
             emit(summary["pareto_front"] or [{"pareto_front": "empty (no completed feasible trial)"}], "table")
         return 0
-
-
-def _nest(overrides: dict) -> dict:
-    """``{"gate.hidden": 8}`` → ``{"gate": {"hidden": 8}}`` (the training config's shape)."""
-    out: dict = {}
-    for key, value in overrides.items():
-        head, dot, rest = key.partition(".")
-        if dot:
-            out.setdefault(head, {})[rest] = value
-        else:
-            out[key] = value
-    return out
 
 
 class Retrain:
@@ -148,7 +138,7 @@ class Retrain:
             raise ConfigError("give either a search results folder/file or --storage URL (with --study-name)")
         results = load_results(args.results) if args.results else load_study_results(args.storage, args.study_name)
         trial = pick_trial(results, args.pick, max_latency_ms=args.max_latency_ms, max_mflops=args.max_mflops, budget_stat=args.budget_stat)
-        overrides = {"epochs": args.epochs, **_nest(parse_overrides(args.overrides))}
+        overrides = {"epochs": args.epochs, **parse_overrides(args.overrides)}
         if args.data_root:
             overrides["data_root"] = args.data_root
         name = args.name or f"retrain_{results.settings.space.name}_trial{trial.number}"

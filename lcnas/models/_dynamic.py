@@ -25,7 +25,7 @@ from torch import nn
 
 from ..engine._decision import at_least_one, keep_groups, run_block, threshold_logit
 from ..engine._forced import forced_keep, forced_run
-from ._gates import Gate, GateConfig, straight_through_gate
+from ._gates import GATED, Gate, GateConfig, straight_through_gate
 from ._resnet import Bottleneck, ResNet
 from ._trace import ExecutionTrace
 
@@ -84,8 +84,8 @@ class DynamicResNet(ResNet):
 
     def __init__(self, *, gating: str, gate_config: GateConfig, **resnet_kwargs: Any) -> None:
         super().__init__(**resnet_kwargs)
-        if gating not in ("layer", "channel", "lc"):
-            raise ValueError(f"DynamicResNet gating must be layer, channel or lc, got {gating!r}")
+        if gating not in GATED:
+            raise ValueError(f"DynamicResNet gating must be one of {', '.join(GATED)}, got {gating!r}")
         self.gating = gating
         self.gate_config = gate_config
         self._last_trace: ExecutionTrace | None = None

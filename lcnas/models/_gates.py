@@ -18,10 +18,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._fields import checked_fields
+from .._limits import check_limits, limited
 
-__all__ = ["GateConfig", "Gate", "straight_through_gate", "keep_from_logits"]
+__all__ = ["GATINGS", "GATED", "POOLINGS", "GateConfig", "Gate", "straight_through_gate", "keep_from_logits"]
 
-_POOLS = ("avg", "max", "avgmax")
+# The gating names, once: registry, training config, search space and CLI read these.
+GATINGS = ("none", "layer", "channel", "lc")  # "none": the static network
+GATED = GATINGS[1:]  # the LC-Net gatings: Layer-Net, Channel-Net, both
+POOLINGS = ("avg", "max", "avgmax")
 
 
 @dataclass(frozen=True)
@@ -44,27 +48,21 @@ class GateConfig:
         channel_threshold: the same for the channel gate's per-group probabilities.
     """
 
-    hidden: int = 16
-    pooling: str = "avg"
-    group_size: int = 4
-    stages: tuple[int, ...] | None = None
+    hidden: int = limited(16, ge=0)
+    pooling: str = limited("avg", choices=POOLINGS)
+    group_size: int = limited(4, ge=1)
+    stages: tuple[int, ...] | None = limited(None, ge=1)  # each stage number
     scaling: bool = True
-    temperature: float = 1.0
+    temperature: float = limited(1.0, gt=0.0)
     init_logit: float = 3.0
     norm: bool = True
-    layer_threshold: float = 0.5
-    channel_threshold: float = 0.5
+    layer_threshold: float = limited(0.5, gt=0.0, lt=1.0)
+    channel_threshold: float = limited(0.5, gt=0.0, lt=1.0)
 
     def __post_init__(self) -> None:
-        if self.hidden < 0 or self.group_size < 1 or self.temperature <= 0:
-            raise ValueError(f"GateConfig: hidden >= 0, group_size >= 1, temperature > 0 required, got {self}")
-        if self.pooling not in _POOLS:
-            raise ValueError(f"GateConfig: pooling must be one of {', '.join(_POOLS)}, got {self.pooling!r}")
-        for name in ("layer_threshold", "channel_threshold"):
-            if not 0.0 < getattr(self, name) < 1.0:
-                raise ValueError(f"GateConfig: {name} must be in (0, 1), got {getattr(self, name)}")
         if self.stages is not None:
             object.__setattr__(self, "stages", tuple(int(s) for s in self.stages))
+        check_limits(self, prefix="GateConfig: ")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON/YAML-ready dict (``stages`` as a list or ``None``)."""

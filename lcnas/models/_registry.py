@@ -10,10 +10,9 @@ from typing import Any
 from torch import nn
 
 from ..errors import UnknownModelError
+from ._gates import GATINGS
 
 __all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "model_spec", "GATINGS"]
-
-GATINGS = ("none", "layer", "channel", "lc")
 
 
 @dataclass(frozen=True)

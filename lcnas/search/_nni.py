@@ -2,8 +2,9 @@
 web UI. Each trial is a process (``python -m lcnas.search._nni_trial``) that reads its parameters
 from NNI and writes its result file, which is how the common results format is assembled.
 
-NNI tuners are single-objective: they maximise validation accuracy, with a budget violation
-counted as −100 points; the Pareto front is computed afterwards from every trial's metrics.
+NNI tuners are single-objective: they maximise the search objective's score
+(:meth:`~lcnas.search.Objective.score`: validation accuracy, less its ``penalty`` of 100 points when
+a budget is broken); the Pareto front is computed afterwards from every trial's metrics.
 """
 
 from __future__ import annotations

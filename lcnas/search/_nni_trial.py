@@ -12,8 +12,6 @@ from pathlib import Path
 from .._io import write_json
 from ._objective import SearchSettings, TrialResult, run_trial, worker_id
 
-BUDGET_PENALTY = 100.0  # accuracy points subtracted from an over-budget trial's score (NNI is single-objective)
-
 
 def main(argv: list[str]) -> int:
     """Run the trial NNI hands out with the settings in file ``argv[0]``; report to NNI and write
@@ -36,13 +34,14 @@ def main(argv: list[str]) -> int:
         if token is None or (json.loads((out / "nni_run.json").read_text()).get("token") == token):
             write_json(results / f"{number:05d}.json", result.to_dict())
 
+    objective = settings.objective
     raw = nni.get_next_parameter()
     params = {}
     try:
         try:
             params = from_nni(raw, settings.space)
             result = run_trial(settings, params, number=number,
-                               report=lambda epoch, m: nni.report_intermediate_result(_finite(m["accuracy"])))
+                               report=lambda epoch, m: nni.report_intermediate_result(_finite(m[objective.scheduler_metric])))
         except Exception as e:
             record(TrialResult(number=number, state="failed", params=params or {}, worker=worker_id(),
                                error=f"{type(e).__name__}: {e}"))
@@ -51,8 +50,8 @@ def main(argv: list[str]) -> int:
         record(result)
     finally:
         pid_file.unlink(missing_ok=True)
-    score = result.accuracy - (0.0 if result.feasible else BUDGET_PENALTY)
-    nni.report_final_result({"default": _finite(score), **{k: v for k, v in result.to_dict().items()
+    # NNI's tuners are single-objective: they maximise the objective's score (budgets as a penalty)
+    nni.report_final_result({"default": _finite(objective.score(result)), **{k: v for k, v in result.to_dict().items()
                                                         if k in ("mflops_mean", "latency_ms_mean") and v is not None}})
     return 0
 

@@ -15,13 +15,11 @@ from typing import Any
 
 from .._io import write_json
 from ..errors import ConfigError
-from ..train import TrainConfig
+from ..train import TrainConfig, apply_overrides
+from ._metrics import COST_METRICS, METRICS, Objective
 from ._space import SearchSpace
 
 __all__ = ["SearchSettings", "TrialResult", "trial_config", "run_trial", "example_params", "COST_METRICS"]
-
-# Cost metrics a search can minimise; the latency ones need a device table.
-COST_METRICS = ("latency_ms_mean", "latency_ms_p95", "mflops_mean", "mflops_p95")
 
 # What a proxy trial trains unless the space's ``fixed`` section or ``--set`` says otherwise:
 # the gates alone on a subset, on the shipped backbone frozen (weights and BatchNorm statistics)
@@ -58,6 +56,9 @@ class SearchSettings:
         max_mflops: hard compute budget in MFLOPs (a constraint).
         budget_stat: which per-sample statistic the budgets bound: ``"mean"`` or ``"p95"``.
 
+    What every engine optimises (metrics, directions, constraints, feasibility) is
+    :attr:`objective`, built from these fields.
+
     Raises:
         ConfigError: an unknown cost metric or budget statistic, a latency metric or budget
             without ``lut``, a budget that is not positive, or a base config that no trial could
@@ -87,21 +88,28 @@ class SearchSettings:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
+        self.objective  # noqa: B018  (an objective that cannot be built fails here)
         trial_config(self, example_params(self.space), number=0)  # a bad base config fails before any trial
 
     @property
-    def budgets(self) -> dict[str, float]:
-        """Metric name → upper bound, e.g. ``{"latency_ms_p95": 2.0}``."""
-        out = {}
+    def objective(self) -> Objective:
+        """The search's :class:`~lcnas.search.Objective`: accuracy against ``cost_metric``, the
+        budgets (``max_latency_ms``, ``max_mflops`` on ``budget_stat``) as constraints."""
+        budgets = []
         if self.max_latency_ms is not None:
-            out[f"latency_ms_{self.budget_stat}"] = self.max_latency_ms
+            budgets.append((f"latency_ms_{self.budget_stat}", self.max_latency_ms))
         if self.max_mflops is not None:
-            out[f"mflops_{self.budget_stat}"] = self.max_mflops
-        return out
+            budgets.append((f"mflops_{self.budget_stat}", self.max_mflops))
+        return Objective(cost_metric=self.cost_metric, budgets=tuple(budgets))
+
+    @property
+    def budgets(self) -> dict[str, float]:
+        """Metric name → upper bound, e.g. ``{"latency_ms_p95": 2.0}`` (:attr:`objective`'s budgets)."""
+        return dict(self.objective.budgets)
 
     def violations(self, metrics: dict[str, Any]) -> list[float]:
-        """Per budget: value − bound (≤ 0 means satisfied), the form Optuna's constraints take."""
-        return [float(metrics[k]) - bound for k, bound in self.budgets.items()]
+        """Per budget: value − bound (≤ 0 means satisfied); see :meth:`Objective.violations`."""
+        return self.objective.violations(metrics)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict (what workers receive; :meth:`from_dict` reads it back)."""
@@ -151,22 +159,18 @@ class TrialResult:
 
 
 def trial_config(settings: SearchSettings, params: dict[str, Any], *, number: int) -> TrainConfig:
-    """The training config of one trial: base settings, then the trial's parameters."""
-    data: dict[str, Any] = {**PROXY_DEFAULTS, **settings.base}
+    """The training config of one trial: :data:`PROXY_DEFAULTS`, the base settings, then the
+    trial's parameters (fixed values included), applied by :func:`~lcnas.train.apply_overrides`."""
+    source = f"trial {number}"
     values = settings.space.check(params)  # fixed values merged in
-    for name, value in values.items():
-        head, dot, rest = name.partition(".")
-        if dot:
-            data[head] = {**(data.get(head) or {}), rest: list(value) if isinstance(value, tuple) else value}
-        else:
-            data[name] = value
-    if settings.lut:
-        data.setdefault("lut", settings.lut)
-    data["name"] = f"trial_{number:04d}"
-    data["out_dir"] = str(Path(settings.out_dir) / "trials")
+    data = apply_overrides(apply_overrides(PROXY_DEFAULTS, settings.base, source=source),
+                           {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}, source=source)
+    extra: dict[str, Any] = {"name": f"trial_{number:04d}", "out_dir": str(Path(settings.out_dir) / "trials")}
+    if settings.lut and "lut" not in data:
+        extra["lut"] = settings.lut
     if not (data.get("loss") or {}).get("distill"):
-        data["teacher"] = None  # no distillation term, no teacher to load
-    return TrainConfig.from_dict(data, source=f"trial {number}")
+        extra["teacher"] = None  # no distillation term, no teacher to load
+    return TrainConfig.from_dict(apply_overrides(data, extra, source=source), source=source)
 
 
 def run_trial(
@@ -198,11 +202,12 @@ def run_trial(
             report(row["epoch"], dict(last))
 
     train(cfg, progress=progress, on_epoch=on_epoch, test=False)
-    missing = [k for k in settings.budgets if last.get(k) is None]
-    if missing:
+    objective = settings.objective
+    feasible = objective.feasible(last)
+    if feasible is None:
+        missing = [k for k, _ in objective.budgets if last.get(k) is None]
         raise ConfigError(f"budget on {', '.join(missing)} but the trial produced no such metric (is the model gated and --lut given?)")
-    result = TrialResult(number=number, state="complete", params=dict(params), **last,
-                         feasible=all(v <= 0 for v in settings.violations(last)),
+    result = TrialResult(number=number, state="complete", params=dict(params), **last, feasible=feasible,
                          train_time_s=time.perf_counter() - start, worker=worker_id(), run_dir=str(cfg.run_dir))
     write_json(cfg.run_dir / "result.json", result.to_dict())
     return result
@@ -210,8 +215,7 @@ def run_trial(
 
 def epoch_metrics(row: dict[str, Any]) -> dict[str, float]:
     """A training epoch row's validation metrics under result names (``val_accuracy`` → ``accuracy``)."""
-    names = ("accuracy", "mflops_mean", "mflops_p95", "latency_ms_mean", "latency_ms_p95")
-    return {k: float(row[f"val_{k}"]) if row.get(f"val_{k}") is not None else None for k in names}
+    return {k: float(row[f"val_{k}"]) if row.get(f"val_{k}") is not None else None for k in METRICS}
 
 
 def worker_id() -> str:

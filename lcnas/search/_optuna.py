@@ -21,6 +21,7 @@ from typing import Any
 
 from .._optional import import_optional
 from ..errors import ConfigError
+from ._metrics import Objective
 from ._objective import SearchSettings, TrialResult, run_trial, worker_id
 from ._results import SearchResults
 
@@ -56,6 +57,7 @@ def run_optuna(
     optuna = import_optional("optuna", extra="optuna")
     from ._translate import suggest_optuna
 
+    objective_ = settings.objective
     if n_trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {n_trials}")
     url = storage_url(storage) if storage else default_storage(settings.out_dir)
@@ -74,11 +76,11 @@ def run_optuna(
         trial.set_user_attr("worker", worker_id())
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
-            accuracy = metrics["accuracy"]
-            if single_objective and accuracy is not None and math.isfinite(accuracy):
-                trial.report(accuracy, epoch)
+            value = metrics[objective_.scheduler_metric]
+            if single_objective and value is not None and math.isfinite(value):
+                trial.report(value, epoch)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after epoch {epoch} at {accuracy:.2f} % validation accuracy")
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch} at validation {objective_.scheduler_metric} {value:.2f}")
 
         try:
             result = run_trial(settings, params, number=trial.number, report=report)
@@ -88,15 +90,9 @@ def run_optuna(
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             raise
         trial.set_user_attr("result", result.to_dict())
-        if settings.budgets:
-            violations = settings.violations(result.to_dict())
-            trial.set_user_attr("constraints", violations)
-            if hasattr(trial, "set_constraint"):  # Optuna >= 5: samplers read constraints from the trial
-                for key, value in zip(settings.budgets, violations):
-                    trial.set_constraint(key, value)
-        if single_objective:
-            return result.accuracy
-        return result.accuracy, result.metric(settings.cost_metric)
+        set_constraints(trial, objective_, result)
+        values = objective_.values(result, single=single_objective)
+        return values[0] if single_objective else values
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _optimize(optuna, study, objective, n_trials, progress=progress)
@@ -356,7 +352,7 @@ def _rdb_storage(optuna, url: str, attempts: int = 5, *, heartbeat: bool = True)
 
 def _create(optuna, settings: SearchSettings, url: str, name: str, sampler: str, single: bool, seed: int | None, n_trials: int):
     storage = open_storage(optuna, url)
-    directions = ["maximize"] if single else ["maximize", "minimize"]
+    directions = settings.objective.directions(single=single)
     # Optuna >= 5 takes constraints from Trial.set_constraint; older versions need constraints_func.
     legacy = not hasattr(optuna.trial.Trial, "set_constraint")
     constraints = _constraints if settings.budgets and legacy else None
@@ -399,7 +395,7 @@ def _create(optuna, settings: SearchSettings, url: str, name: str, sampler: str,
     elif first != sampler:
         raise ConfigError(f"optuna study {name!r} in {_masked(url)} was started with --sampler {first}; "
                           f"continue it with --sampler {first}, or pick another --study-name for --sampler {sampler}")
-    metric_names = ["accuracy"] if single else ["accuracy", settings.cost_metric]
+    metric_names = settings.objective.metric_names(single=single)
     if study.metric_names != metric_names:  # optuna-dashboard shows these instead of "Objective 0/1"
         study.set_metric_names(metric_names)
     return study
@@ -410,6 +406,18 @@ def _comparable(settings: SearchSettings) -> dict[str, Any]:
     d = _jsonable(settings.to_dict())
     d.pop("out_dir", None)
     return d
+
+
+def set_constraints(trial, objective: Objective, result: TrialResult) -> None:
+    """Record ``result``'s budget violations on an Optuna trial as its constraints (user attribute
+    ``constraints``, read by :func:`_constraints` on Optuna 4; ``trial.set_constraint`` on Optuna 5)."""
+    if not objective.budgets:
+        return
+    violations = objective.violations(result)
+    trial.set_user_attr("constraints", violations)
+    if hasattr(trial, "set_constraint"):  # Optuna >= 5: samplers read constraints from the trial
+        for (key, _), value in zip(objective.budgets, violations, strict=True):
+            trial.set_constraint(key, value)
 
 
 def _constraints(frozen_trial) -> list[float]:

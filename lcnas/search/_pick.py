@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..train import TrainConfig
+from ._metrics import Objective
 from ._objective import TrialResult, trial_config
 from ._results import SearchResults
 
@@ -27,17 +28,14 @@ def pick_trial(results: SearchResults, how: str = "knee", *, max_latency_ms: flo
         raise ConfigError(f"budget statistic must be mean or p95, got {budget_stat!r}")
     metric = results.settings.cost_metric
     bounds = {f"latency_ms_{budget_stat}": max_latency_ms, f"mflops_{budget_stat}": max_mflops}
+    budgets = Objective(cost_metric=metric, budgets=tuple((k, v) for k, v in bounds.items() if v is not None))
     front = results.front
     feasible = []
     for t in front:
-        ok = True
-        for key, bound in bounds.items():
-            if bound is None:
-                continue
-            value = t.metric(key)
-            if value is None:
-                raise ConfigError(f"budget on {key} but the search recorded no {key} (search with --lut for latency budgets)")
-            ok = ok and value <= bound
+        ok = budgets.feasible(t)
+        if ok is None:
+            key = next(k for k, _ in budgets.budgets if t.metric(k) is None)
+            raise ConfigError(f"budget on {key} but the search recorded no {key} (search with --lut for latency budgets)")
         if ok:
             feasible.append(t)
     if not feasible:
@@ -75,9 +73,10 @@ def retrain_config(results: SearchResults, trial: TrialResult, *, name: str, ove
     trained too (a frozen proxy backbone thaws at the trial's ``lr``), ``overrides`` (e.g.
     ``{"epochs": 15}``), a new run name; validation split kept, test evaluated at the end."""
     cfg = trial_config(results.settings, trial.params, number=trial.number)
-    data = {**cfg.to_dict(), "train_subset": None, "backbone_lr": None, "name": name, "out_dir": "runs", **(overrides or {})}
+    source = f"retrain of trial {trial.number}"
+    full = {"train_subset": None, "backbone_lr": None, "name": name, "out_dir": "runs"}
     try:
-        return TrainConfig.from_dict(data, source=f"retrain of trial {trial.number}")
+        return cfg.with_overrides({**full, **(overrides or {})}, source=source)
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:

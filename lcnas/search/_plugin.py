@@ -2,19 +2,21 @@
 ``param_space``, and an NNI trial function. All three run the one objective, :func:`run_trial`
 (trial parameters → LC-Net → proxy training → validation metrics), and translate the space with
 the space's translators; they differ only in how the engine hands out parameters and takes
-metrics back, and in what it can optimise:
+metrics back. What each optimises comes from the settings' :class:`~lcnas.search.Objective`:
 
-- Optuna, two objectives: ``accuracy`` (max) and ``settings.cost_metric`` (min); budgets
-  (``max_latency_ms``, ``max_mflops``) are the trial's constraints.
+- Optuna, two objectives: its :meth:`~lcnas.search.Objective.metric_names` and
+  :meth:`~lcnas.search.Objective.directions` (``accuracy`` max, ``settings.cost_metric`` min);
+  budgets (``max_latency_ms``, ``max_mflops``) are the trial's constraints.
 - Optuna, one objective: ``accuracy`` (max), reported per epoch for pruning; budgets are
   constraints.
 - Ray Tune: every epoch reports the metrics of :func:`trial_metrics`; ``TuneConfig(metric=...,
-  mode="max")`` picks ``accuracy``, or ``score`` to respect the budgets.
+  mode="max")`` picks ``accuracy`` (the objective's ``scheduler_metric``), or ``score`` to
+  respect the budgets.
 - NNI: tuners maximise ``default``, which is ``score``.
 
-``score`` is the validation accuracy (%) less :data:`BUDGET_PENALTY` points when a budget is
-broken: the one number a single-objective engine ranks by (what ``lcnas search --backend nni``
-maximises too).
+``score`` (:meth:`~lcnas.search.Objective.score`) is the validation accuracy (%) less
+:data:`BUDGET_PENALTY` points when a budget is broken: the one number a single-objective engine
+ranks by (what ``lcnas search --backend nni`` maximises too).
 """
 
 from __future__ import annotations
@@ -27,13 +29,11 @@ from typing import Any
 
 from .._optional import import_optional
 from ..errors import ConfigError
-from ._nni_trial import BUDGET_PENALTY
+from ._metrics import BUDGET_PENALTY
 from ._objective import SearchSettings, TrialResult, example_params, run_trial, worker_id
 
 __all__ = ["BUDGET_PENALTY", "OptunaObjective", "ray_trainable", "ray_param_space", "nni_trial", "nni_search_space",
            "trial_metrics"]
-
-_METRICS = ("accuracy", "mflops_mean", "mflops_p95", "latency_ms_mean", "latency_ms_p95")
 
 
 def trial_metrics(settings: SearchSettings, metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,15 +47,9 @@ def trial_metrics(settings: SearchSettings, metrics: Mapping[str, Any]) -> dict[
 
     Returns:
         ``{"accuracy": ..., "mflops_mean": ..., ..., "feasible": bool, "score": float}``; no
-        ``score`` without an accuracy.
+        ``score`` without an accuracy (:meth:`~lcnas.search.Objective.reported`).
     """
-    out: dict[str, Any] = {k: float(metrics[k]) for k in _METRICS
-                           if metrics.get(k) is not None and math.isfinite(float(metrics[k]))}
-    if all(k in out for k in settings.budgets):
-        out["feasible"] = all(v <= 0 for v in settings.violations(out))
-    if "accuracy" in out:
-        out["score"] = out["accuracy"] - (0.0 if out.get("feasible", True) else BUDGET_PENALTY)
-    return out
+    return settings.objective.reported(metrics)
 
 
 # --------------------------------------------------------------------------- Optuna
@@ -95,12 +89,12 @@ class OptunaObjective:
     @property
     def directions(self) -> list[str]:
         """The study's ``directions``: ``["maximize", "minimize"]``, or ``["maximize"]``."""
-        return ["maximize"] if self.single_objective else ["maximize", "minimize"]
+        return self.settings.objective.directions(single=self.single_objective)
 
     @property
     def metric_names(self) -> list[str]:
         """Names of the objective values, for ``study.set_metric_names``: ``["accuracy", cost]``."""
-        return ["accuracy"] if self.single_objective else ["accuracy", self.settings.cost_metric]
+        return self.settings.objective.metric_names(single=self.single_objective)
 
     @staticmethod
     def constraints(trial: Any) -> list[float]:
@@ -131,7 +125,7 @@ class OptunaObjective:
             optuna.TrialPruned: the study's pruner stopped the trial (single objective).
         """
         optuna = import_optional("optuna", extra="optuna")
-        from ._optuna import _jsonable
+        from ._optuna import _jsonable, set_constraints
         from ._translate import suggest_optuna
 
         study = getattr(trial, "study", None)  # none on an optuna.trial.FixedTrial: nothing to check
@@ -143,12 +137,14 @@ class OptunaObjective:
         trial.set_user_attr("params", _jsonable(params))
         trial.set_user_attr("worker", worker_id())
 
+        objective = self.settings.objective
+
         def report(epoch: int, metrics: dict[str, float]) -> None:
-            accuracy = metrics.get("accuracy")
-            if self.single_objective and accuracy is not None and math.isfinite(accuracy):
-                trial.report(accuracy, epoch)
+            value = metrics.get(objective.scheduler_metric)
+            if self.single_objective and value is not None and math.isfinite(value):
+                trial.report(value, epoch)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after epoch {epoch} at {accuracy:.2f} % validation accuracy")
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch} at validation {objective.scheduler_metric} {value:.2f}")
 
         try:
             result = run_trial(self.settings, params, number=trial.number, report=report)
@@ -158,21 +154,11 @@ class OptunaObjective:
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             raise
         trial.set_user_attr("result", result.to_dict())
-        for key, value in trial_metrics(self.settings, result.to_dict()).items():
+        for key, value in objective.reported(result.to_dict()).items():
             trial.set_user_attr(key, value)
-        if self.settings.budgets:
-            violations = self.settings.violations(result.to_dict())
-            trial.set_user_attr("constraints", violations)
-            if hasattr(trial, "set_constraint"):  # Optuna >= 5: samplers read the trial's constraints
-                for key, value in zip(self.settings.budgets, violations):
-                    trial.set_constraint(key, value)
-        if self.single_objective:
-            return _value(result.accuracy)
-        return _value(result.accuracy), _value(result.metric(self.settings.cost_metric))
-
-
-def _value(x: float | None) -> float:
-    return float("nan") if x is None else float(x)  # NaN: Optuna marks the trial FAIL
+        set_constraints(trial, objective, result)
+        values = objective.values(result, single=self.single_objective)  # NaN for a missing one: Optuna marks the trial FAIL
+        return values[0] if self.single_objective else values
 
 
 # --------------------------------------------------------------------------- Ray Tune

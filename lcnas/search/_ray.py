@@ -1,5 +1,6 @@
 """Ray Tune backend: ``Tuner`` + Optuna's sampler (define-by-run, so conditional parameters work)
-+ ASHA early stopping on the per-epoch validation accuracy; local or on an existing cluster."""
+on the search objective's two metrics + ASHA early stopping on its per-epoch ``scheduler_metric``
+(validation accuracy); local or on an existing cluster."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from .._optional import import_optional
 from ..errors import ConfigError
+from ._metrics import METRICS
 from ._objective import SearchSettings, TrialResult, run_trial, worker_id
 from ._results import SearchResults
 
@@ -71,10 +73,11 @@ def run_ray(
     if resume:
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True, restart_errored=False)
     else:
-        metric, mode = ["accuracy", settings.cost_metric], ["max", "min"]
-        searcher = OptunaSearch(space=functools.partial(_define_by_run, space=settings.space), metric=metric, mode=mode, seed=seed)
+        objective = settings.objective
+        searcher = OptunaSearch(space=functools.partial(_define_by_run, space=settings.space), metric=objective.metric_names(),
+                                mode=objective.modes(), seed=seed)
         epochs = int(_base_epochs(settings))
-        scheduler = ASHAScheduler(metric="accuracy", mode="max", time_attr="training_iteration", max_t=max(epochs, 1),
+        scheduler = ASHAScheduler(metric=objective.scheduler_metric, mode="max", time_attr="training_iteration", max_t=max(epochs, 1),
                                   grace_period=1, reduction_factor=2)
         tuner = tune.Tuner(
             trainable,
@@ -182,9 +185,8 @@ def _result(r, settings: SearchSettings, index: int) -> TrialResult:
     if r.error is not None or metrics.get("accuracy") is None or not math.isfinite(metrics["accuracy"]):
         return TrialResult(number=number, state="failed", params=params, worker=metrics.get("worker"),
                            error=str(r.error).splitlines()[0][:500] if r.error is not None else "no finite accuracy reported")
-    values = {k: metrics.get(k) for k in ("accuracy", "mflops_mean", "mflops_p95", "latency_ms_mean", "latency_ms_p95")}
+    values = {k: metrics.get(k) for k in METRICS}
     finished = int(metrics.get("epoch", 0)) >= _base_epochs(settings)
-    available = {k: v for k, v in values.items() if v is not None}
-    feasible = all(v <= 0 for v in settings.violations(available)) if all(k in available for k in settings.budgets) else False
+    feasible = settings.objective.feasible(values) is True  # a budget that cannot be judged counts as broken
     return TrialResult(number=number, state="complete" if finished else "pruned", params=params, **values, feasible=feasible,
                        worker=metrics.get("worker"), run_dir=r.path)

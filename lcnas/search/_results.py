@@ -12,6 +12,7 @@ from typing import Any
 from .._env import environment_metadata
 from .._io import read_json, write_bytes, write_json
 from ..errors import ConfigError
+from ._metrics import METRICS
 from ._objective import SearchSettings, TrialResult
 
 __all__ = ["SearchResults", "pareto_front", "load_results", "RESULTS_SCHEMA"]
@@ -78,7 +79,7 @@ class SearchResults:
 
     def _csv(self) -> str:
         names = sorted({k for t in self.trials for k in t.params})
-        metrics = ["accuracy", "mflops_mean", "mflops_p95", "latency_ms_mean", "latency_ms_p95", "feasible", "train_time_s"]
+        metrics = [*METRICS, "feasible", "train_time_s"]
         buf = io.StringIO()
         w = csv.writer(buf)
         front = {t.number for t in self.front}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,9 @@ def make_settings(
     The cost objective defaults to the mean table-predicted latency with a table, else mean MFLOPs.
     Relative paths (data root, table, checkpoints) become absolute: Ray and NNI run trials elsewhere.
     """
-    base = dict(overrides or {})
+    from ..train import apply_overrides
+
+    base = apply_overrides({}, overrides or {}, source="--set")  # groups as mappings, as stored settings hold them
     check_overrides(base)
     for key in ("data_root", "init_from", "teacher"):
         value = base.get(key)
@@ -52,19 +53,10 @@ def make_settings(
 
 def check_overrides(base: dict[str, Any]) -> None:
     """Name the ``--set`` flag (not a file or a trial) when a base setting is unknown or invalid."""
-    import difflib
-
-    from ..train import TrainConfig
+    from ..train import TrainConfig, apply_overrides
     from ._objective import PROXY_DEFAULTS
 
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    for key, value in base.items():
-        if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            shown = ", ".join(f"{key}.{k}={v}" for k, v in value.items()) if isinstance(value, dict) else f"{key}={value}"
-            raise ConfigError(f"--set {shown}: unknown setting {key!r}{hint}")
-    TrainConfig.from_dict({**PROXY_DEFAULTS, **base}, source="--set")
+    TrainConfig.from_dict(apply_overrides(PROXY_DEFAULTS, base, source="--set"), source="--set")
 
 
 def search(settings: SearchSettings, *, backend: str = "optuna", n_trials: int = 20, progress: bool = True,

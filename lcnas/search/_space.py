@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import importlib.resources
 import json
 import math
@@ -25,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from .._limits import Limit, limit_of
 from ..errors import ConfigError
 
 __all__ = ["Param", "SearchSpace", "parse_space", "load_space", "shipped_spaces", "encode_choice", "KINDS"]
@@ -43,28 +43,6 @@ _NOT_TARGETS = {
     "name": "each trial gets its own run name",
     "out_dir": "trials always run inside the search folder",
 }
-# Cheap copies of what the consumers' __post_init__ accept, so a bad space fails when it is
-# loaded instead of in trial 37: name -> (lowest, lowest allowed?, highest, highest allowed?).
-_LIMITS: dict[str, tuple[float | None, bool, float | None, bool]] = {
-    "lr": (0.0, False, None, False),
-    "gate_lr": (0.0, False, None, False),
-    "weight_decay": (0.0, True, None, False),
-    "label_smoothing": (0.0, True, 1.0, False),
-    "warmup_epochs": (0.0, True, None, False),
-    "epochs": (1, True, None, False),
-    "batch_size": (1, True, None, False),
-    "gate.hidden": (0, True, None, False),
-    "gate.group_size": (1, True, None, False),
-    "gate.stages": (1, True, None, False),  # each stage number
-    "gate.temperature": (0.0, False, None, False),
-    "gate.layer_threshold": (0.0, False, 1.0, False),
-    "gate.channel_threshold": (0.0, False, 1.0, False),
-    "loss.flops_target": (0.0, False, 1.0, True),
-    "loss.latency_target": (0.0, False, 1.0, True),
-    "loss.label_smoothing": (0.0, True, 1.0, False),
-}
-_LOSS_LIMIT = (0.0, True, None, False)  # every other loss.* weight (LossWeights: all >= 0)
-_ALLOWED = {"gating": ("layer", "channel", "lc"), "gate.pooling": ("avg", "max", "avgmax")}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")  # the space name becomes a folder name
 _REL_TOL = 1e-9  # relative slack for floats that went through a backend's arithmetic
 
@@ -574,16 +552,17 @@ def _parents_first(params: dict[str, Param], source: str) -> tuple[Param, ...]:
 
 # --------------------------------------------------------------------------- target names
 
-@functools.lru_cache(maxsize=1)
 def _targets() -> dict[str, str]:
     """Every settable name -> its field annotation (text), from the config dataclasses themselves."""
-    from ..models import GateConfig
-    from ..train import LossWeights, TrainConfig
+    from ..train import setting_fields
 
-    out = {f.name: _annotation(f) for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_TARGETS}
-    out.update({f"gate.{f.name}": _annotation(f) for f in dataclasses.fields(GateConfig)})
-    out.update({f"loss.{f.name}": _annotation(f) for f in dataclasses.fields(LossWeights)})
-    return out
+    return {name: _annotation(f) for name, f in setting_fields().items() if name not in _NOT_TARGETS}
+
+
+def _limit(name: str) -> Limit | None:
+    from ..train import setting_fields
+
+    return limit_of(setting_fields()[name])
 
 
 def _annotation(field: dataclasses.Field) -> str:
@@ -618,7 +597,8 @@ def _check_kind(param: Param, at: str) -> None:
 
 
 def _check_value(name: str, value: Any, source: str, *, what: str) -> None:
-    """Type and cheap range checks of one choice, bound or fixed value of target ``name``."""
+    """Type and range checks of one choice, bound or fixed value of target ``name``, against the
+    limits its config dataclass declares: a bad space fails when it is loaded, not in trial 37."""
     at = f"{source}: parameter {name!r}"
     base, optional = _base_type(name)
     is_int = lambda v: _is_number(v) and v == int(v)  # noqa: E731
@@ -629,24 +609,17 @@ def _check_value(name: str, value: Any, source: str, *, what: str) -> None:
         wanted = {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false",
                   "tuple": "a list of whole numbers" if ints_only else "a list"}[base]
         raise ConfigError(f"{at}: {what} {_fmt(value)} is not {wanted}{' or null' if optional else ''}: {name} needs {wanted}")
-    if name in _ALLOWED and value not in _ALLOWED[name]:
-        raise ConfigError(f"{at}: {what} {_fmt(value)} is not one of {', '.join(_ALLOWED[name])}: use one of those")
-    limit = _LIMITS.get(name, _LOSS_LIMIT if name.startswith("loss.") else None)
-    if limit is None or value is None:
+    from ..models._gates import GATED
+
+    if name == "gating" and value not in GATED:  # a search trains LC-Nets: never "none"
+        raise ConfigError(f"{at}: {what} {_fmt(value)} is not one of {', '.join(GATED)}: use one of those")
+    limit = _limit(name)
+    if limit is None or value is None or limit.contains(value):
         return
-    for v in value if isinstance(value, tuple) else (value,):
-        if _is_number(v) and not _within(v, limit):
-            lo, lo_in, hi, hi_in = limit
-            need = " and ".join(s for s in (lo is not None and f"{'>=' if lo_in else '>'} {lo}",
-                                            hi is not None and f"{'<=' if hi_in else '<'} {hi}") if s)
-            raise ConfigError(f"{at}: {what} {_fmt(v)} is out of range: {name} must be {need}")
-
-
-def _within(v: float, limit: tuple[float | None, bool, float | None, bool]) -> bool:
-    lo, lo_in, hi, hi_in = limit
-    above = lo is None or (v >= lo if lo_in else v > lo)
-    below = hi is None or (v <= hi if hi_in else v < hi)
-    return above and below
+    if limit.choices is not None:
+        raise ConfigError(f"{at}: {what} {_fmt(value)} is not {limit.describe()}: use one of those")
+    bad = next(v for v in (value if isinstance(value, tuple) else (value,)) if not limit.contains(v))
+    raise ConfigError(f"{at}: {what} {_fmt(bad)} is out of range: {name} must be {limit.describe()}")
 
 
 def _did_you_mean(name: str, options) -> str:

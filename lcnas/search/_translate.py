@@ -18,7 +18,7 @@ from .._optional import import_optional
 from ..errors import ConfigError
 from ._space import Param, SearchSpace, _encoded_key, _fmt, _in, _multiple_of, encode_choice
 
-__all__ = ["LossyTranslationError", "suggest_optuna", "optuna_distributions", "decode_optuna", "to_ray", "from_ray",
+__all__ = ["LossyTranslationError", "suggest_optuna", "decode_optuna", "to_ray", "from_ray",
            "to_nni", "from_nni", "decode_choice", "encode_choice"]
 
 _NNI_MAX_CHOICES = 1000  # an int grid becomes an NNI choice list; beyond this it is unreasonable
@@ -71,21 +71,6 @@ def _suggest(trial, p: Param) -> Any:
     if p.kind == "int":
         return trial.suggest_int(p.name, p.low, p.high, step=p.step or 1, log=p.log)
     return trial.suggest_categorical(p.name, [encode_choice(c) for c in p.choices])
-
-
-def optuna_distributions(space: SearchSpace) -> dict[str, Any]:
-    """``{name: optuna distribution}`` of every parameter (conditional ones included), with the
-    encoding :func:`suggest_optuna` uses: for ``study.enqueue_trial`` / ``add_trial``."""
-    dist = import_optional("optuna.distributions", extra="optuna")
-    out = {}
-    for p in space.params:
-        if p.kind == "float":
-            out[p.name] = dist.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
-        elif p.kind == "int":
-            out[p.name] = dist.IntDistribution(p.low, p.high, log=p.log, step=p.step or 1)
-        else:
-            out[p.name] = dist.CategoricalDistribution([encode_choice(c) for c in p.choices])
-    return out
 
 
 def decode_optuna(values: Mapping[str, Any], space: SearchSpace) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ._config import TrainConfig, load_train_config, parse_overrides
+from ._config import TrainConfig, apply_overrides, load_train_config, parse_overrides, setting_fields
 from ._evaluate import evaluate
-from ._losses import LossWeights, lcnet_loss
 from ._loop import resolve_device, train
+from ._losses import LossWeights, lcnet_loss
 
-__all__ = ["LossWeights", "TrainConfig", "evaluate", "lcnet_loss", "load_train_config", "parse_overrides", "resolve_device", "train"]
+__all__ = ["LossWeights", "TrainConfig", "apply_overrides", "evaluate", "lcnet_loss", "load_train_config", "parse_overrides",
+           "resolve_device", "setting_fields", "train"]

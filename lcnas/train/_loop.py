@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -22,7 +23,7 @@ from ..errors import ConfigError
 from ..models import create_model
 from ._config import TrainConfig
 from ._evaluate import evaluate
-from ._losses import LossWeights, distillation_loss, lcnet_loss
+from ._losses import distillation_loss, lcnet_loss
 from ._schedule import lr_multiplier
 
 __all__ = ["train", "resolve_device", "resolve_amp"]
@@ -151,9 +152,7 @@ def _data(cfg: TrainConfig, device: torch.device):
 
 
 def _build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    from ..models import GateConfig
-
-    gate_config = GateConfig.from_dict(cfg.gate) if cfg.gating != "none" else None
+    gate_config = cfg.gate if cfg.gating != "none" else None
     model = create_model(cfg.model, gating=cfg.gating, num_classes=num_classes, gate_config=gate_config)
     if cfg.init_from:
         state = _backbone_state(cfg.init_from, cfg.model, num_classes)
@@ -188,8 +187,7 @@ def _backbone_state(source: str, model_name: str, num_classes: int) -> dict[str,
 
 
 def _load_teacher(cfg: TrainConfig, device: torch.device) -> torch.nn.Module | None:
-    weights = LossWeights.from_dict(cfg.loss)
-    if not weights.distill:
+    if not cfg.loss.distill:
         return None
     if not cfg.teacher:
         raise ConfigError("loss.distill > 0 needs a teacher: set teacher to 'pretrained' or a checkpoint path")
@@ -232,7 +230,7 @@ class _Objective:
 
     def __init__(self, cfg: TrainConfig, model: torch.nn.Module, loader, teacher: torch.nn.Module | None) -> None:
         self.teacher = teacher
-        weights = LossWeights.from_dict(cfg.loss)
+        weights = cfg.loss
         # loss.label_smoothing, else the run's: resolved once, not on every step
         self.weights = weights if weights.label_smoothing else replace(weights, label_smoothing=cfg.label_smoothing)
         self.gated = cfg.gating != "none"
@@ -317,12 +315,11 @@ def _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg: Tr
 
 def _restore(path: Path, cfg: TrainConfig, model, optimizer, scheduler, scaler) -> tuple[int, list[dict[str, Any]]]:
     ckpt = read_checkpoint(path)
-    saved = ckpt.get("config", {})
-    # Settings added to lcnas after the run started count as their defaults.
-    defaults = TrainConfig().to_dict()
-    changed = sorted(k for k, v in cfg.to_dict().items() if k not in _RESUME_FREE and saved.get(k, defaults[k]) != v)
+    saved = _stored_config(ckpt.get("config") or {}, path)
+    mine = cfg.flat()
+    changed = sorted(k for k, v in mine.items() if k.split(".")[0] not in _RESUME_FREE and saved[k] != v)
     if changed:
-        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed)
+        diffs = ", ".join(f"{k}: {saved[k]!r} -> {mine[k]!r}" for k in changed)
         raise ConfigError(f"cannot resume {str(path)!r} with a different config ({diffs}); start a new run instead")
     state = ckpt.get("train_state")
     if not state:
@@ -332,6 +329,14 @@ def _restore(path: Path, cfg: TrainConfig, model, optimizer, scheduler, scaler) 
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     return int(state["epoch"]), json.loads(state["history"])
+
+
+def _stored_config(saved: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A checkpoint's stored config under dotted addresses, read as a config file is: groups stored
+    as partial mappings or ``None`` take the defaults for what they leave out, and so do settings
+    added to lcnas after the run started (keys lcnas no longer knows are left out)."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig.from_dict({k: v for k, v in saved.items() if k in known}, source=f"{str(path)!r}'s stored config").flat()
 
 
 def _summary(row: dict[str, Any], epochs: int) -> str:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .._fields import checked_fields
+from .._limits import check_limits, limited
 from ..cost import ArchSpec, FlopsModel, walk
 
 __all__ = ["LossWeights", "distillation_loss", "lcnet_loss"]
@@ -37,25 +38,24 @@ class LossWeights:
         label_smoothing: of the cross-entropy term.
     """
 
-    layer: float = 0.0
-    channel: float = 0.0
-    flops: float = 0.0
-    flops_target: float = 0.5
-    rate: float = 0.0
-    rate_target: float = 0.5
-    latency: float = 0.0
-    latency_target: float = 0.5
-    distill: float = 0.0
-    distill_temperature: float = 4.0
-    label_smoothing: float = 0.0
+    layer: float = limited(0.0, ge=0.0)
+    channel: float = limited(0.0, ge=0.0)
+    flops: float = limited(0.0, ge=0.0)
+    flops_target: float = limited(0.5, gt=0.0, le=1.0)
+    rate: float = limited(0.0, ge=0.0)
+    rate_target: float = limited(0.5, gt=0.0, le=1.0)
+    latency: float = limited(0.0, ge=0.0)
+    latency_target: float = limited(0.5, gt=0.0, le=1.0)
+    distill: float = limited(0.0, ge=0.0)
+    distill_temperature: float = limited(4.0, ge=0.0)
+    label_smoothing: float = limited(0.0, ge=0.0, lt=1.0)
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            if getattr(self, f.name) < 0:
-                raise ValueError(f"LossWeights.{f.name} must be >= 0, got {getattr(self, f.name)}")
-        for name in ("flops_target", "latency_target", "rate_target"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"LossWeights.{name} must be in (0, 1], got {getattr(self, name)}")
+        check_limits(self, prefix="LossWeights.")
+
+    def to_dict(self) -> dict[str, float]:
+        """The weights as a JSON/YAML-ready dict (:meth:`from_dict` reads it back)."""
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LossWeights:

@@ -9,6 +9,7 @@ import pytest
 
 from lcnas.errors import ConfigError
 from lcnas.search import SearchResults, TrialResult, pick_trial, retrain_config
+from lcnas.train import LossWeights
 
 PARAMS = {"gating": "layer", "gate.hidden": 0, "loss.flops": 1.0, "loss.flops_target": 0.5}
 
@@ -58,7 +59,7 @@ def test_no_feasible_trial_is_a_clear_error(results):
 def test_retrain_config_uses_the_full_split_and_the_overrides(results):
     cfg = retrain_config(results, results.trials[1], name="r", overrides={"epochs": 3})
     assert cfg.train_subset is None and cfg.epochs == 3 and cfg.name == "r" and cfg.gating == "layer"
-    assert cfg.loss == {"flops": 1.0, "flops_target": 0.5}
+    assert cfg.loss == LossWeights(flops=1.0, flops_target=0.5)
 
 
 def test_cli_retrain_trains_the_pick_and_records_it(results, tmp_path, monkeypatch):

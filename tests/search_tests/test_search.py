@@ -16,6 +16,7 @@ import pytest
 
 from lcnas.errors import ConfigError
 from lcnas.search import SearchResults, TrialResult, load_results, make_settings, pareto_front, run_trial, search, trial_config
+from lcnas.train import LossWeights
 
 from .conftest import TINY_BASE
 
@@ -25,8 +26,8 @@ optuna = pytest.importorskip("optuna")
 def test_trial_config_layers_defaults_base_fixed_and_params(tiny_settings):
     cfg = trial_config(tiny_settings, {"gating": "lc", "gate.hidden": 0, "loss.flops": 2.0, "loss.flops_target": 0.5,
                                        "gate.group_size": 8}, number=7)
-    assert cfg.gating == "lc" and cfg.gate["hidden"] == 0 and cfg.gate["group_size"] == 8
-    assert cfg.loss == {"flops": 2.0, "flops_target": 0.5}
+    assert cfg.gating == "lc" and cfg.gate.hidden == 0 and cfg.gate.group_size == 8
+    assert cfg.loss == LossWeights(flops=2.0, flops_target=0.5)
     assert cfg.dataset == "synthetic" and cfg.train_subset == 128 and cfg.init_from == "pretrained"
     assert cfg.name == "trial_0007" and Path(cfg.out_dir) == Path(tiny_settings.out_dir) / "trials"
     with pytest.raises(ConfigError, match="gate.group_size"):  # inactive when gating=layer

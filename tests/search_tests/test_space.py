@@ -192,6 +192,14 @@ BAD = {
     "bad fixed value": ("fixed: {gate.pooling: mean}\nparams:\n  lr: {type: float, low: 0.01, high: 0.1}\n", ["gate.pooling", "mean"]),
     "not searchable": ("params:\n  out_dir: {type: categorical, choices: [a, b]}\n", ["out_dir", "cannot be searched"]),
     "string bound": ("params:\n  lr: {type: float, low: small, high: 0.1}\n", ["'lr'", "low must be a finite number"]),
+    # Limits come from the config dataclasses' declarations (lcnas._limits), not from copies.
+    "gate_lr at 0": ("params:\n  gate_lr: {type: float, low: 0.0, high: 1.0}\n", ["gate_lr", "must be > 0"]),
+    "negative warmup": ("fixed: {warmup_epochs: -1}\nparams:\n  lr: {type: float, low: 0.01, high: 0.1}\n",
+                        ["warmup_epochs", "must be >= 0"]),
+    "stage 0": ("params:\n  gate.stages: {type: categorical, choices: [[0, 1], [2, 3]]}\n", ["gate.stages", "0", ">= 1"]),
+    "threshold 1": ("fixed: {gate.layer_threshold: 1.0}\nparams:\n  lr: {type: float, low: 0.01, high: 0.1}\n",
+                    ["gate.layer_threshold", "> 0 and < 1"]),
+    "static gating": ("params:\n  gating: {type: categorical, choices: [none, lc]}\n", ["gating", "none", "layer, channel, lc"]),
 }
 
 

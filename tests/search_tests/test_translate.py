@@ -16,7 +16,6 @@ from lcnas.search._translate import (
     decode_optuna,
     from_nni,
     from_ray,
-    optuna_distributions,
     suggest_optuna,
     to_nni,
     to_ray,
@@ -110,14 +109,8 @@ def test_optuna_nested_and_flat_spaces():
     assert all(("loss.distill" in v) == (v["gate.stages"] == (2, 3)) for v in seen)
 
 
-def test_optuna_distributions_encode_like_suggest(shipped):
+def test_an_enqueued_trial_in_the_suggest_encoding_comes_back_decoded(shipped):
     optuna = pytest.importorskip("optuna")
-    dists = optuna_distributions(shipped)
-    assert set(dists) == set(shipped.names)
-    assert dists["gate.stages"].choices == ("[1, 2, 3]", "[2, 3]")
-    assert dists["gate.hidden"] == optuna.distributions.IntDistribution(0, 32, step=8)
-    assert dists["gate_lr"].log and dists["gate_lr"].low == 0.05
-    # A hand-picked trial enqueued with the same encoding comes back decoded.
     wanted = {"gating": "layer", "gate.hidden": 16, "gate.pooling": "avgmax", "gate.stages": (2, 3), "gate.scaling": False,
               "gate.temperature": 1.0, "gate.init_logit": 2.0, "loss.layer": 0.1, "loss.flops": 2.0, "loss.flops_target": 0.5,
               "loss.rate": 2.0, "loss.rate_target": 0.6,
@@ -127,8 +120,6 @@ def test_optuna_distributions_encode_like_suggest(shipped):
     got = []
     study.optimize(lambda t: got.append(suggest_optuna(t, shipped)) or 0.0, n_trials=1)
     assert got == [wanted]
-    for name, value in study.trials[0].params.items():
-        assert dists[name]._contains(dists[name].to_internal_repr(value))
 
 
 def test_decode_optuna_is_lenient(shipped):

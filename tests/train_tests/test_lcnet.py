@@ -107,7 +107,7 @@ def test_gate_settings_are_validated_and_nested_overrides_work(tmp_path):
     with pytest.raises(ConfigError, match="gate: GateConfig: pooling"):
         TrainConfig(gating="lc", gate={"pooling": "median"})
     cfg = load_train_config(None, ["gating=lc", "gate.hidden=8", "gate.group_size=2", "loss.flops=1.5"])
-    assert cfg.gate == {"hidden": 8, "group_size": 2} and cfg.loss == {"flops": 1.5}
+    assert cfg.gate == GateConfig(hidden=8, group_size=2) and cfg.loss == LossWeights(flops=1.5)
 
 
 def test_init_from_a_gated_checkpoint_continues_with_its_gates(tmp_path):

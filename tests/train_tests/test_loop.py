@@ -82,3 +82,20 @@ def test_resume_with_changed_config_is_refused(tmp_path):
 def test_resume_without_checkpoint(tmp_path):
     with pytest.raises(ConfigError, match="nothing to resume"):
         train(_cfg(tmp_path), resume=True, progress=False)
+
+
+def test_resume_accepts_a_checkpoint_whose_config_has_null_groups_and_lacks_newer_settings(tmp_path):
+    # The form of checkpoints written before the groups were typed (e.g. a long static run's
+    # last.pt): gate/loss stored as null, settings added later missing. Resuming must go on.
+    cfg = _cfg(tmp_path, name="old", epochs=2)
+    _train_one_epoch_then_stop(cfg)
+    path = tmp_path / "old" / "last.pt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    stored = {k: v for k, v in ckpt["config"].items() if k not in ("backbone_lr", "lut")}
+    ckpt["config"] = {**stored, "gate": None, "loss": None, "data_root": "elsewhere"}
+    torch.save(ckpt, path)
+    final = train(cfg, resume=True, progress=False)
+    assert final["epochs"] == 2
+    # A changed group field is named by its address.
+    with pytest.raises(ConfigError, match=r"different config \(gate.hidden: 16 -> 8, gating: 'none' -> 'layer'\)"):
+        train(_cfg(tmp_path, name="old", epochs=2, gating="layer", gate={"hidden": 8}), resume=True, progress=False)
