@@ -9,8 +9,7 @@ block :func:`options`. The gate decision rule every path follows is one specific
 (:func:`run_block`, :func:`keep_groups`, ...).
 """
 
-from ._decision import (at_least_one, gate_scale, gate_scales, keep_groups, keep_groups_one, run_block, run_block_one,
-                        threshold_logit)
+from ._decision import at_least_one, gate_scale, gate_scales, keep_groups, keep_groups_one, run_block, run_block_one, threshold_logit
 from ._executor import Engine
 from ._native import NativeConv, PackedConv, compiler_available, kept_width, native, native_status
 from ._native_net import NativeNet

@@ -61,11 +61,11 @@ def block_one(pack: BlockPack, block: Any, x: torch.Tensor, nat: NativeConv | No
     if pack.groups:
         groups = pack.groups
         out_t = logits = None
-        if h is not None:
+        if h is not None and gates is not None and gates.channel is not None:  # gates evaluated (h is their first layer)
             out_t = _head_one(h, gates.channel)
             logits = out_t.tolist()[:groups]
         keep_row = keep_groups_one(logits, pack.keep_logit, forced_keep)
-        if out_t is not None and pack.scaling:
+        if out_t is not None and keep_row is not None and pack.scaling:
             # 2·sigmoid of the kept groups' scale outputs, one per kept channel (padded to the
             # native kernel's width): a cached index into the gate's output row (one gather)
             # rather than a Python list per call.
@@ -128,7 +128,7 @@ def _pack_native(nat: NativeConv, pack: BlockPack, keep_row: tuple[bool, ...] | 
     packed, cin, last = [], None, len(pack.convs) - 1
     for j, conv in enumerate(pack.convs):
         width = kept_width(w[2 * j].shape[0]) if j < last else None  # inner convs: the engine's kept widths
-        p = nat.pack(w[2 * j], w[2 * j + 1], conv.stride[0], conv.padding[0], in_channels=cin, width=width)
+        p = nat.pack(w[2 * j], w[2 * j + 1], conv.stride[0], int(conv.padding[0]), in_channels=cin, width=width)
         packed.append(p)
         cin = p.padded_out
     return tuple(packed)

@@ -95,8 +95,8 @@ class Engine:
             logits, ran, kept, self._native_macs = net.one(x, arrays, gates)
             return logits, ran, kept
         arrays = None if forced is None else self._forced_arrays(forced, shape[0], net.groups)
-        logits, ran, kept, self._native_macs = net(x, arrays, gates)
-        return logits, ran.bool(), kept.long()
+        logits_n, ran_n, kept_n, self._native_macs = net(x, arrays, gates)
+        return logits_n, ran_n.bool(), kept_n.long()
 
     @property
     def native_mflops(self) -> torch.Tensor | None:
@@ -114,7 +114,7 @@ class Engine:
         nat = native()
         if nat is None:
             return None
-        net = self._nets.get(input_hw, False)
+        net: Any = self._nets.get(input_hw, False)
         if net is False:
             net = self._nets[input_hw] = self._build_net(nat, input_hw)
         return net
@@ -144,7 +144,7 @@ class Engine:
         nat = native()
         if nat is None:
             return None
-        net = self._nets.get(input_hw, False)
+        net: Any = self._nets.get(input_hw, False)
         if net is False:
             net = self._nets[input_hw] = self._build_net(nat, input_hw)
         return net
@@ -190,7 +190,7 @@ class Engine:
         nat = self._nat = self._native_for(x)
         conv = None if nat is None else self.native_stem(nat)
         pack = self._stem_pack()
-        if conv is not None:
+        if nat is not None and conv is not None:
             y = nat(x, conv, relu=True)  # reads x in its own layout
             return y if pack.maxpool is None else pack.maxpool(y)
         x = m.normalize(x).contiguous(memory_format=_CL)

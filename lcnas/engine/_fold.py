@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -11,9 +13,10 @@ __all__ = ["fold_conv_bn"]
 @torch.no_grad()
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight, bias) of a conv equal to ``bn(conv(x))`` with ``bn`` in eval mode."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    var, mean = cast(torch.Tensor, bn.running_var), cast(torch.Tensor, bn.running_mean)  # eval statistics
+    scale = bn.weight / torch.sqrt(var + bn.eps)
     weight = conv.weight * scale.view(-1, 1, 1, 1)
-    bias = bn.bias - bn.running_mean * scale
+    bias = bn.bias - mean * scale
     if conv.bias is not None:
         bias = bias + conv.bias * scale
     return weight.contiguous(), bias.contiguous()

@@ -76,6 +76,7 @@ def block_batch(i: int, pack: BlockPack, block: Any, x: torch.Tensor, forced: An
         res = res * (run_scale if run_idx is None else run_scale[run_idx])[:, None, None, None]
     if run_idx is None:
         return res.add_(shortcut(pack, block, x)).relu_(), torch.ones(n, dtype=torch.bool, device=x.device), kept_r.long()
+    assert run is not None  # run_idx was taken from it
     # Scatter the running samples into the skipped ones' output. Under no_grad the block input
     # is ours to overwrite (identity shortcut), which saves a full copy per block.
     if pack.shortcut is not None:  # conv shortcut: computed once for the whole batch
@@ -113,6 +114,7 @@ def _residual_sets(pack: BlockPack, x: torch.Tensor, keep: torch.Tensor | None, 
             if out is None:
                 out = res.new_empty((x.shape[0],) + res.shape[1:]).contiguous(memory_format=_CL)
             out.index_copy_(0, idx, res)
+        assert out is not None  # more than one set ran
         return out
     union = keep.any(0)
     mult = None

@@ -207,7 +207,7 @@ def compiler_available() -> bool:
 _ENVIRON_DATA, _NATIVE_KEY = getattr(os.environ, "_data", None), None
 if _ENVIRON_DATA is not None:
     try:
-        _NATIVE_KEY = os.environ.encodekey("LCNAS_NATIVE")  # type: ignore[attr-defined]
+        _NATIVE_KEY = os.environ.encodekey("LCNAS_NATIVE")
     except AttributeError:
         _ENVIRON_DATA = None
 
@@ -255,8 +255,8 @@ def native() -> NativeConv | None:
         return None
     if "lib" not in _state:
         try:
-            _state["lib"] = _build()
-            _state["why"] = f"native kernel {_state['lib'].path}"
+            lib = _state["lib"] = _build()
+            _state["why"] = f"native kernel {lib.path}"
         except Exception as e:  # noqa: BLE001 - any build/load failure falls back to PyTorch convs
             _state["lib"] = None
             _state["why"] = f"native kernel unavailable ({e}); batch-1 convolutions use PyTorch"

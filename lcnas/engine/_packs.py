@@ -137,7 +137,8 @@ def _stacked_gates(block: Any) -> StackedGates | None:
     gates = (block.layer_gate, block.channel_gate)
     if all(g is None for g in gates):
         return None
-    weights, biases, heads, row = [], [], [], 0
+    weights, biases, row = [], [], 0
+    heads: list[GateHead | None] = []
     for gate in gates:
         if gate is None:
             heads.append(None)
@@ -208,6 +209,7 @@ def _gather_subset(pack: BlockPack, keep_row: tuple[bool, ...]) -> tuple[torch.T
     g = pack.group_size
     idx = torch.tensor([k * g + j for k, on in enumerate(keep_row) if on for j in range(g)])
     (w1, b1), (w2, b2), *last = pack.folded
+    packed: tuple[torch.Tensor, ...]
     if pack.bottleneck:
         (w3, b3), = last
         packed = (w1[idx], b1[idx], w2[idx][:, idx], b2[idx], w3[:, idx], b3)

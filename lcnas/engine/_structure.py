@@ -22,11 +22,25 @@ __all__ = ["BlockLike", "GateSettings", "ModelLike", "NO_GATES", "gate_settings"
 class GateSettings(Protocol):
     """The gate configuration fields the engine reads (``lcnas.models.GateConfig`` has them)."""
 
-    layer_threshold: float
-    channel_threshold: float
-    group_size: int
-    pooling: str
-    scaling: bool
+    @property
+    def layer_threshold(self) -> float:
+        """Keep threshold on the layer gate's probability."""
+
+    @property
+    def channel_threshold(self) -> float:
+        """Keep threshold on the channel gate's per-group probabilities."""
+
+    @property
+    def group_size(self) -> int:
+        """Channels per channel-gate decision."""
+
+    @property
+    def pooling(self) -> str:
+        """The gates' input pooling: avg, max or avgmax."""
+
+    @property
+    def scaling(self) -> bool:
+        """Whether the gates output scales."""
 
 
 @dataclass(frozen=True)

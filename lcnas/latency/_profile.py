@@ -68,7 +68,7 @@ def profile_model(
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but no CUDA GPU is available")
     torch.manual_seed(0)
-    model = create_model(model_name, gating="lc", gate_config=GateConfig(group_size=group_size)).to(dev).eval()
+    model: Any = create_model(model_name, gating="lc", gate_config=GateConfig(group_size=group_size)).to(dev).eval()
     arch = describe(model)
     ex = model.engine
     groups = {b.index: b.width // group_size for b in arch.blocks}
@@ -83,7 +83,7 @@ def profile_model(
     def diff(fn, base) -> Timing:  # a gate: tens of µs on top of a block's hundreds, paired per round
         return measure_difference(fn, base, warmup=warmup, repeats=2 * repeats, device=dev)
 
-    shapes = {}  # one representative block per distinct shape
+    shapes: dict[str, Any] = {}  # one representative block per distinct shape
     for b in arch.blocks:
         shapes.setdefault(block_key(b), b)
     work = len(batches) * (3 + sum(1 + groups[b.index] + 2 * len(hiddens) * len(poolings) + 1 for b in shapes.values()))
@@ -133,18 +133,21 @@ def profile_model(
             for hidden in hiddens:
                 for pooling in poolings:
                     cfg = GateConfig(hidden=hidden, pooling=pooling, group_size=group_size, scaling=scaling)
-                    lc = create_model(model_name, gating="lc", gate_config=cfg).to(dev).eval()
-                    ch = create_model(model_name, gating="channel", gate_config=cfg).to(dev).eval()
+                    lc: Any = create_model(model_name, gating="lc", gate_config=cfg).to(dev).eval()
+                    ch: Any = create_model(model_name, gating="channel", gate_config=cfg).to(dev).eval()
                     gspec = describe(lc).blocks[b.index]
 
-                    def via(m: torch.nn.Module, forced: ForcedDecisions, i=b.index, xin=x, blks={id(lc): lc.blocks()[b.index], id(ch): ch.blocks()[b.index]}):
+                    by_model = {id(lc): lc.blocks()[b.index], id(ch): ch.blocks()[b.index]}
+
+                    def via(m: Any, forced: ForcedDecisions, i=b.index, xin=x, blks=by_model):
                         blk = blks[id(m)]
                         with m.forced(forced):
                             return m.engine.block(i, blk, xin)
 
                     layer = diff(lambda: via(lc, gated_off), lambda: run_block(off))
                     chan_after_layer = diff(lambda: via(lc, gated_on), lambda: run_block(all_on))
-                    chan_after_layer = replace(chan_after_layer, latency_ms_median=max(0.0, chan_after_layer.latency_ms_median - layer.latency_ms_median),
+                    chan_after_layer = replace(chan_after_layer,
+                                               latency_ms_median=max(0.0, chan_after_layer.latency_ms_median - layer.latency_ms_median),
                                                latency_ms_p95=max(0.0, chan_after_layer.latency_ms_p95 - layer.latency_ms_median))
                     chan_alone = diff(lambda: via(ch, chan_on), lambda: run_block(all_on))
                     add("layer_gate", gate_key(gspec, gspec.layer_gate, pooling, pools=True), 0, batch, layer)
@@ -181,7 +184,8 @@ def profile_model(
                    "batch1_convs": native_status() if dev.type == "cpu" else "pytorch (cuda)",
                    "engine": engines,
                    "rules": "medians of repeats after warm-up; fixed threads; inputs channels-last float32; "
-                            "frame, block_scatter and the gates are differences of measured medians (clamped at 0); a gate is its block executed with the gate minus without"}
+                            "frame, block_scatter and the gates are differences of measured medians (clamped at 0); "
+                            "a gate is its block executed with the gate minus without"}
     table = LatencyTable(device=device_metadata(dev, torch.get_num_threads(), argv), measurement=measurement, entries=tuple(entries))
     if calibration_executions >= 2:
         model = _calibration_model(model_name, measurement).to(dev).eval()  # gates of a shape the table measured
@@ -267,8 +271,8 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup
     measured = [t.latency_ms_median for t in measure_interleaved(len(plans), lambda i: model(x), context=lambda i: model.forced(plans[i]),
                                                                  warmup=warmup, repeats=repeats, device=device)]
     scale, gate_scale, offset = fit_calibration(raw, gates, measured)
-    fit = [(r - g) * scale + g * gate_scale + offset for r, g in zip(raw, gates)]
-    mape = statistics.fmean(abs(f / m - 1) for f, m in zip(fit, measured))
+    fit = [(r - g) * scale + g * gate_scale + offset for r, g in zip(raw, gates, strict=True)]
+    mape = statistics.fmean(abs(f / m - 1) for f, m in zip(fit, measured, strict=True))
     return Calibration(model=name, batch=batch, scale=scale, offset_ms=offset, executions=executions, fit_mape=mape, gate_scale=gate_scale)
 
 
@@ -376,4 +380,4 @@ def speed_factor(model, table: LatencyTable, *, batch: int = 1, executions: int 
                                        warmup=warmup, repeats=repeats, device=device)
     finally:
         model.train(was_training)
-    return statistics.median(m.latency_ms_median / p for m, p in zip(measured, predicted))
+    return statistics.median(m.latency_ms_median / p for m, p in zip(measured, predicted, strict=True))

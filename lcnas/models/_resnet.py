@@ -167,12 +167,12 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, 2, 1) if stem == "imagenet" else nn.Identity()
         in_channels = stem_width
         self.stages: list[str] = []
-        for i, (n, width) in enumerate(zip(blocks_per_stage, widths)):
+        for i, (n, width) in enumerate(zip(blocks_per_stage, widths, strict=False)):
             layers = []
             for j in range(n):
                 stride = 2 if (j == 0 and i > 0) else 1
                 out_channels = width * block.expansion
-                downsample = None
+                downsample: nn.Module | None = None
                 if stride != 1 or in_channels != out_channels:
                     if shortcut == "pad":
                         downsample = PadShortcut(in_channels, out_channels, stride)

@@ -55,7 +55,7 @@ def test_c_struct_matches_its_description(spec):
 def test_ctypes_class_follows_the_description(spec):
     cls = ctypes_struct(spec)
     assert [name for name, _ in cls._fields_] == [name for name, _ in spec.fields]
-    for (_, c_type), (_, ct) in zip(spec.fields, cls._fields_):
+    for (_, c_type), (_, ct) in zip(spec.fields, cls._fields_, strict=True):
         if c_type.endswith("*"):
             assert ct is ctypes.c_void_p
         elif c_type in ("int", "double", "unsigned long long"):
