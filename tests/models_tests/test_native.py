@@ -451,3 +451,21 @@ def test_out_of_image_taps_read_the_pad_value_in_any_input_layout(kernel):
     conv = kernel.pack(w_fold, b - (w_fold * mean[:, None, None]).sum((1, 2, 3)), 1, 1, pad_value=mean)
     for layout in (torch.contiguous_format, CL):
         assert torch.allclose(kernel(x.contiguous(memory_format=layout), conv), ref, atol=1e-4)
+
+
+def test_engine_options_are_per_model_and_restored(kernel):
+    # Options belong to one model's engine: another model keeps the defaults, and the context
+    # manager puts the previous options back, also when the block raises.
+    a, b = _gated("resnet20"), _gated("resnet20")
+    assert isinstance(a.engine, lcnas.engine.Engine) and a.engine.options == EngineOptions()
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.raises(RuntimeError), torch.no_grad():
+        with options(a, whole_network=False) as opts:
+            assert opts == EngineOptions(whole_network=False) and a.engine.options is opts
+            a(x)
+            b(x)
+            assert a.engine.native_mflops is None and b.engine.native_mflops is not None
+            raise RuntimeError("leave the block")
+    assert a.engine.options == EngineOptions()
+    with pytest.raises(AttributeError):
+        a.engine.options.whole_network = False  # frozen: set a new EngineOptions instead
