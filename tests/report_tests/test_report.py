@@ -12,6 +12,7 @@ from lcnas.cli import main
 from lcnas.train import load_train_config, train
 
 
+@pytest.mark.slow  # trains a tiny run, builds the whole report, times eager baselines in a subprocess
 def test_report_builds_from_a_tiny_run(tmp_path, cifar_tree, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     cfg = load_train_config(None, ["name=tiny", "model=resnet20", "gating=lc", "dataset=synthetic", "val_size=64", "train_subset=64",

@@ -40,6 +40,7 @@ def _run(tmp_path, gating: str) -> None:
     train(cfg, progress=False, test=False)
 
 
+@pytest.mark.slow  # builds the whole report, eager baselines in a subprocess
 def test_report_times_eager_apart_and_labels_its_plots(tmp_path, cifar_tree, monkeypatch, figures):
     monkeypatch.chdir(tmp_path)
     _run(tmp_path, "layer")
