@@ -12,6 +12,7 @@ import os
 import pickle
 import socket
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,7 +107,7 @@ def train_val_split(data: ImageTensors, *, val_size: int, seed: int = 0) -> tupl
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # type: ignore[override]
+    def find_class(self, module: str, name: str) -> Any:
         """Resolve only the allow-listed globals of a CIFAR batch file; refuse any other."""
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
