@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
@@ -28,6 +27,7 @@ from skip_speed import decisions, row
 
 from lcnas import create_model, environment_metadata
 from lcnas.cost import sample_mflops, static_mflops
+from lcnas.latency import call_ms
 from lcnas.models import ForcedDecisions, GateConfig
 
 LEVELS = {"static": (0.0, 0.0), "channel_75": (0.0, 0.75), "layer_75": (0.75, 0.0)}
@@ -99,9 +99,7 @@ def main() -> None:
                 for _ in range(4):
                     for kind, fn in fns.items():
                         for _ in range(chunk):
-                            start = time.perf_counter()
-                            fn()
-                            times[label][kind].append(time.perf_counter() - start)
+                            times[label][kind].append(call_ms(fn) / 1e3)
         med = {label: {kind: statistics.median(t) * 1e6 for kind, t in kinds.items()} for label, kinds in times.items()}
         out = {"static_mflops": full, "latency_us": med, "levels": {}}
         for label in LEVELS:
