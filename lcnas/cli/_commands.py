@@ -227,7 +227,7 @@ class Latency:
                 predicted.append(float(sample_latency_ms(model, table, speed=speed)[0]))
             measured = [t.latency_ms_median for t in
                         measure_interleaved(images.shape[0], lambda i: model(images[i : i + 1]), repeats=args.repeats)]
-        errors = [p / m - 1 for p, m in zip(predicted, measured)]
+        errors = [p / m - 1 for p, m in zip(predicted, measured, strict=True)]
         q = lambda v: statistics.quantiles(v, n=20)[-1] if len(v) > 1 else v[0]  # noqa: E731
         emit({"checkpoint": str(args.checkpoint), "images": len(measured), "threads": torch.get_num_threads(), "speed_factor": speed,
               "predicted_ms_mean": statistics.fmean(predicted), "predicted_ms_p95": q(predicted),

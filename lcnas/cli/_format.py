@@ -32,9 +32,9 @@ def emit(obj: Any, fmt: str) -> None:
     keys = list(rows[0])
     cells = [[_fmt(r.get(k)) for k in keys] for r in rows]
     widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
-    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
     for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
     sys.stdout.flush()
 
 

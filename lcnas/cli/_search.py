@@ -145,7 +145,8 @@ class Retrain:
         cfg = retrain_config(results, trial, name=name, overrides=overrides)
         import sys
 
-        picked = {"command": "lcnas " + " ".join(sys.argv[1:]), "trial": trial.to_dict(), "pick": args.pick, "search": results.study or str(args.results),
+        picked = {"command": "lcnas " + " ".join(sys.argv[1:]), "trial": trial.to_dict(), "pick": args.pick,
+                  "search": results.study or str(args.results),
                   "budgets": {"max_latency_ms": args.max_latency_ms, "max_mflops": args.max_mflops, "stat": args.budget_stat}}
         if args.dry_run:
             emit({"picked_trial": trial.number, "val_accuracy": trial.accuracy, "config": cfg.to_dict()}, "json")

@@ -52,14 +52,14 @@ def _knee(front: list[TrialResult], metric: str) -> TrialResult:
     costs = [t.metric(metric) for t in front]
     accs = [t.accuracy for t in front]
     c0, c1, a0, a1 = min(costs), max(costs), min(accs), max(accs)
-    pts = [((c - c0) / ((c1 - c0) or 1.0), (a - a0) / ((a1 - a0) or 1.0)) for c, a in zip(costs, accs)]
+    pts = [((c - c0) / ((c1 - c0) or 1.0), (a - a0) / ((a1 - a0) or 1.0)) for c, a in zip(costs, accs, strict=True)]
     (x0, y0), (x1, y1) = pts[0], pts[-1]  # the front is sorted by cost: its two ends
     norm = ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5 or 1.0
 
     def distance(p: tuple[float, float]) -> float:  # above the end-to-end line counts positive
         return ((x1 - x0) * (p[1] - y0) - (y1 - y0) * (p[0] - x0)) / norm
 
-    best, p = max(zip(front, pts), key=lambda tp: distance(tp[1]))
+    best, p = max(zip(front, pts, strict=True), key=lambda tp: distance(tp[1]))
     if distance(p) <= 1e-9:
         # No point bulges above the end-to-end line: accuracy keeps coming at a steady or rising
         # price, so there is no knee. Take the most accurate end, not the cheap one (which on a real

@@ -110,7 +110,7 @@ class OptunaObjective:
 
         return _constraints(trial)
 
-    def __call__(self, trial: Any) -> float | tuple[float, float]:
+    def __call__(self, trial: Any) -> float | tuple[float, ...]:
         """Run one trial.
 
         Args:

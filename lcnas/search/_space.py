@@ -77,7 +77,7 @@ def _same(a: Any, b: Any) -> bool:
         return _is_number(a) and _is_number(b) and a == b
     if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
         return (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b)
-                and all(_same(x, y) for x, y in zip(a, b)))
+                and all(_same(x, y) for x, y in zip(a, b, strict=True)))
     return isinstance(a, str) == isinstance(b, str) and a == b
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .._optional import import_optional
 from ..errors import ConfigError
-from ._space import Param, SearchSpace, _encoded_key, _fmt, _in, _multiple_of, encode_choice
+from ._space import Param, SearchSpace, _encoded_key, _in, _multiple_of, encode_choice
 
 __all__ = ["LossyTranslationError", "suggest_optuna", "decode_optuna", "to_ray", "from_ray",
            "to_nni", "from_nni", "decode_choice", "encode_choice"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from collections.abc import Iterable
 
 from ..data import BatchLoader, ImageTensors
 
