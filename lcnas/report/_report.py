@@ -14,6 +14,7 @@ import statistics
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -24,6 +25,8 @@ from ..errors import ConfigError
 from ..latency._timing import RoundTimes, call_ms, latency_ratio, measure_rounds
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from ..latency import LatencyTable
     from ..models import DynamicResNet, ResNet
 
@@ -321,7 +324,7 @@ def standing(summary: list[dict]) -> list[str]:
     return lines
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     try:
         import matplotlib
 
@@ -332,7 +335,7 @@ def _pyplot():
     return plt
 
 
-def _png(plt, fig) -> bytes:
+def _png(plt: ModuleType, fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     if _FIGURE_HOOK is not None:
@@ -354,7 +357,7 @@ def search_results_path(source: str) -> Path | None:
     return None
 
 
-def _front_figure(plt, picked: dict[str, Any]) -> bytes | None:
+def _front_figure(plt: ModuleType, picked: dict[str, Any]) -> bytes | None:
     from ..search import load_results
     from ..search._results import cost_label
 
@@ -380,7 +383,7 @@ def _front_figure(plt, picked: dict[str, Any]) -> bytes | None:
     return _png(plt, fig)
 
 
-def _tradeoff_figure(plt, rows: list[ModelStats]) -> bytes:
+def _tradeoff_figure(plt: ModuleType, rows: list[ModelStats]) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     fig.set_label("accuracy_vs_cost")
     for r in rows:
@@ -399,7 +402,7 @@ def _tradeoff_figure(plt, rows: list[ModelStats]) -> bytes:
     return _png(plt, fig)
 
 
-def _hist_figure(plt, r: ModelStats) -> bytes:
+def _hist_figure(plt: ModuleType, r: ModelStats) -> bytes:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     fig.set_label("flops_histogram")
     ax.hist(r.mflops, bins=40, color="#2e6fd8")
@@ -410,7 +413,7 @@ def _hist_figure(plt, r: ModelStats) -> bytes:
     return _png(plt, fig)
 
 
-def _rates_figure(plt, r: ModelStats) -> bytes:
+def _rates_figure(plt: ModuleType, r: ModelStats) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     fig.set_label("block_rates")
     idx = list(range(len(r.block_rate)))
@@ -426,7 +429,7 @@ def _rates_figure(plt, r: ModelStats) -> bytes:
     return _png(plt, fig)
 
 
-def _latency_figure(plt, r: ModelStats) -> bytes:
+def _latency_figure(plt: ModuleType, r: ModelStats) -> bytes:
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
     fig.set_label("latency_predicted_vs_measured")
     ax.scatter(r.latency_ms_measured, r.latency_ms_predicted, s=10, label="test image (batch 1)")
@@ -441,7 +444,7 @@ def _latency_figure(plt, r: ModelStats) -> bytes:
     return _png(plt, fig)
 
 
-def _class_figure(plt, r: ModelStats) -> bytes:
+def _class_figure(plt: ModuleType, r: ModelStats) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     fig.set_label("flops_per_class")
     names = CIFAR10_CLASSES if len(r.class_mflops) == 10 else [str(i) for i in range(len(r.class_mflops))]
