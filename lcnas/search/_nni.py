@@ -75,13 +75,14 @@ def run_nni(
     # within its hard-coded 10 s on a loaded machine) is followed by another for the trials missing.
     while len(done) < n_trials and stalls < 3:
         before = len(done)
-        lease = {"token": uuid.uuid4().hex, "offset": max(done, default=-1) + 1, "manager_pid": None}
+        offset = max(done, default=-1) + 1
+        lease = {"token": uuid.uuid4().hex, "offset": offset, "manager_pid": None}
         write_json(state_file, lease)
         try:
             exp_id, status = _run_experiment(settings, settings_file, space_json, out, n_trials=n_trials - len(done), port=port,
                                              tuner=tuner, concurrency=concurrency, progress=progress, poll_s=poll_s,
                                              # a later pass must not replay the tuner's first draws (duplicate trials)
-                                             seed=seed if seed is None or not lease["offset"] else seed * 100_003 + lease["offset"],
+                                             seed=seed if seed is None or not offset else seed * 100_003 + offset,
                                              lease=lease, state_file=state_file, target=n_trials)
         except KeyboardInterrupt:
             raise KeyboardInterrupt("rerun the same command to continue the NNI search (finished trials are kept)") from None

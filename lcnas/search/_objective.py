@@ -193,7 +193,7 @@ def run_trial(
     if cfg.run_dir.exists():  # a retried or resumed trial number starts clean, never over another's files
         cfg = dataclasses.replace(cfg, name=f"{cfg.name}_{os.getpid()}_{time.time_ns() % 10**6}")
     start = time.perf_counter()
-    last: dict[str, float] = {}
+    last: dict[str, Any] = {}
 
     def on_epoch(row: dict[str, Any]) -> None:
         last.clear()
@@ -213,7 +213,7 @@ def run_trial(
     return result
 
 
-def epoch_metrics(row: dict[str, Any]) -> dict[str, float]:
+def epoch_metrics(row: dict[str, Any]) -> dict[str, float | None]:
     """A training epoch row's validation metrics under result names (``val_accuracy`` → ``accuracy``)."""
     return {k: float(row[f"val_{k}"]) if row.get(f"val_{k}") is not None else None for k in METRICS}
 
@@ -228,5 +228,5 @@ def example_params(space: SearchSpace) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for p in space.params:  # parents come before their children
         if p.condition is None or values.get(p.condition[0], object()) in p.condition[1]:
-            values[p.name] = p.choices[0] if p.kind == "categorical" else int(p.low) if p.kind == "int" else float(p.low)
+            values[p.name] = (p.choices or ())[0] if p.kind == "categorical" else int(p.bounds[0]) if p.kind == "int" else float(p.bounds[0])
     return values

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ConfigError
 from ..train import TrainConfig
@@ -40,17 +40,22 @@ def pick_trial(results: SearchResults, how: str = "knee", *, max_latency_ms: flo
             feasible.append(t)
     if not feasible:
         wanted = ", ".join(f"{k} ≤ {v}" for k, v in bounds.items() if v is not None) or "none"
-        best = ", ".join(f"{k} {min(t.metric(k) for t in front):.4g}" for k, v in bounds.items() if v is not None and front)
+        best = ", ".join(f"{k} {min(_value(t, k) for t in front):.4g}" for k, v in bounds.items() if v is not None and front)
         raise ConfigError(f"no trial on the Pareto front ({len(front)} trials) meets the budget ({wanted}); "
                           f"the cheapest reach {best or 'nothing (empty front)'}: relax the budget or search more")
     if how == "max-accuracy" or len(feasible) <= 2:
-        return max(feasible, key=lambda t: (t.accuracy, -t.metric(metric)))
+        return max(feasible, key=lambda t: (_value(t, "accuracy"), -_value(t, metric)))
     return _knee(feasible, metric)
 
 
+def _value(t: TrialResult, name: str) -> float:
+    """A metric every Pareto-front trial holds (the front keeps only trials with accuracy and cost)."""
+    return cast(float, t.metric(name))
+
+
 def _knee(front: list[TrialResult], metric: str) -> TrialResult:
-    costs = [t.metric(metric) for t in front]
-    accs = [t.accuracy for t in front]
+    costs = [_value(t, metric) for t in front]
+    accs = [_value(t, "accuracy") for t in front]
     c0, c1, a0, a1 = min(costs), max(costs), min(accs), max(accs)
     pts = [((c - c0) / ((c1 - c0) or 1.0), (a - a0) / ((a1 - a0) or 1.0)) for c, a in zip(costs, accs, strict=True)]
     (x0, y0), (x1, y1) = pts[0], pts[-1]  # the front is sorted by cost: its two ends

@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._optional import import_optional
 from ..errors import ConfigError
@@ -98,7 +98,7 @@ def run_ray(
         # Tune ends fit() quietly on Ctrl-C: this is not a finished search, so no results are written.
         raise KeyboardInterrupt(f"{len(grid) - len(unfinished)} of {n_trials} Ray Tune trials finished; "
                                 f"continue with the same command and --resume (state in {str(path)!r})")
-    trials = [_result(r, settings, i) for i, r in enumerate(grid)]
+    trials = [_result(r, settings, i) for i, r in enumerate(cast(Any, grid))]  # a ResultGrid indexes like a list
     return SearchResults(backend="ray", settings=settings, trials=tuple(sorted(trials, key=lambda t: t.number)), study=str(path))
 
 
@@ -122,7 +122,7 @@ def check_ray_address(address: str, timeout_s: float = 5.0) -> None:
     target = address
     if address == "auto":
         try:
-            from ray._private.utils import get_ray_temp_dir
+            from ray._private.utils import get_ray_temp_dir  # type: ignore[attr-defined]  # private, present in Ray 2.x
 
             target = (Path(get_ray_temp_dir()) / "ray_current_cluster").read_text().strip()
         except (OSError, ImportError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ray.tune.search.sample import BaseSampler, Domain
 
@@ -12,9 +12,10 @@ __all__ = ["RayConditional"]
 
 
 class _WhenActiveSampler(BaseSampler):
-    def sample(self, domain: RayConditional, config: Any = None, size: int = 1, random_state: Any = None) -> Any:
+    def sample(self, domain: Domain, config: Any = None, size: int = 1, random_state: Any = None) -> Any:
         from ._translate import _decode
 
+        domain = cast(RayConditional, domain)  # the only domain this sampler is the default of
         # Tune passes its spec ({"config": {...}}) behind a guard whose attribute access raises
         # RecursiveDependencyError until the parent is sampled; Tune then retries this one later.
         spec = config.config if "config" in config else config
@@ -33,7 +34,7 @@ class RayConditional(Domain):
         allowed: the parent's values (lcnas values, not encoded) under which it is active.
     """
 
-    default_sampler_cls = _WhenActiveSampler
+    default_sampler_cls = _WhenActiveSampler  # type: ignore[assignment]  # Tune declares it None, then sets it per domain
 
     def __init__(self, inner: Domain, *, parent: Param, allowed: tuple[Any, ...]) -> None:
         self.inner, self.parent, self.allowed = inner, parent, allowed

@@ -7,7 +7,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._env import environment_metadata
 from .._io import read_json, write_bytes, write_json
@@ -35,12 +35,15 @@ def pareto_front(trials: list[TrialResult], cost_metric: str) -> list[TrialResul
     pool = [t for t in trials if t.state == "complete" and t.feasible is not False
             and t.accuracy is not None and t.metric(cost_metric) is not None]
 
+    def point(t: TrialResult) -> tuple[float, float]:  # (cost, accuracy), both present in the pool
+        return cast(float, t.metric(cost_metric)), cast(float, t.accuracy)
+
     def dominates(a: TrialResult, b: TrialResult) -> bool:
-        ca, cb = a.metric(cost_metric), b.metric(cost_metric)
-        return a.accuracy >= b.accuracy and ca <= cb and (a.accuracy > b.accuracy or ca < cb)
+        (ca, aa), (cb, ab) = point(a), point(b)
+        return aa >= ab and ca <= cb and (aa > ab or ca < cb)
 
     front = [t for t in pool if not any(dominates(o, t) for o in pool)]
-    return sorted(front, key=lambda t: (t.metric(cost_metric), -t.accuracy))
+    return sorted(front, key=lambda t: (point(t)[0], -point(t)[1]))
 
 
 @dataclass(frozen=True)
@@ -122,13 +125,16 @@ def plot_front(results: SearchResults, path: Path, *, picked: TrialResult | None
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
     infeasible = [t for t in done if t.feasible is False]
     feasible = [t for t in done if t.feasible is not False]
-    ax.scatter([t.metric(metric) for t in feasible], [t.accuracy for t in feasible], s=18, c="#9aa5b1", label="trials")
+    def xy(trials: list[TrialResult]) -> tuple[list[Any], list[Any]]:  # (costs, accuracies) to plot
+        return [t.metric(metric) for t in trials], [t.accuracy for t in trials]
+
+    ax.scatter(*xy(feasible), s=18, c="#9aa5b1", label="trials")
     if infeasible:
-        ax.scatter([t.metric(metric) for t in infeasible], [t.accuracy for t in infeasible], s=18, marker="x", c="#d08770", label="over budget")
+        ax.scatter(*xy(infeasible), s=18, marker="x", c="#d08770", label="over budget")
     # markers only: the points between two front points are not known to be reachable
-    ax.plot([t.metric(metric) for t in front], [t.accuracy for t in front], "o", ls="None", c="#2e6fd8", ms=5, label="Pareto front")
+    ax.plot(*xy(front), "o", ls="None", c="#2e6fd8", ms=5, label="Pareto front")
     if picked is not None:
-        ax.scatter([picked.metric(metric)], [picked.accuracy], s=120, facecolors="none", edgecolors="#c0392b", linewidths=2, label="picked")
+        ax.scatter(*xy([picked]), s=120, facecolors="none", edgecolors="#c0392b", linewidths=2, label="picked")
     for k, bound in results.settings.budgets.items():
         if k == metric:
             ax.axvline(bound, ls="--", c="#d08770", lw=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ def search(settings: SearchSettings, *, backend: str = "optuna", n_trials: int =
     - ray: ``address``, ``cpus_per_trial``, ``gpus_per_trial``, ``concurrency``, ``seed``, ``resume``, ``name``
     - nni: ``port``, ``tuner``, ``concurrency``, ``seed``
     """
+    run: Callable[..., SearchResults]
     if backend == "optuna":
         from ._optuna import run_optuna as run
     elif backend == "ray":

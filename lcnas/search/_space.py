@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -93,7 +93,7 @@ def encode_choice(value: Any) -> bool | int | float | str:
     if _is_bool(value):
         return bool(value)
     if isinstance(value, (str, numbers.Real)):
-        return value
+        return cast("int | float | str", value)  # numpy numbers too: every backend takes them
     return json.dumps(_thaw(value))
 
 
@@ -172,24 +172,33 @@ class Param:
             raise ValueError(f"{value!r} is not a finite number")
         return self._coerce_int(value) if self.kind == "int" else self._coerce_float(float(value))
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of a float or int parameter (TypeError for a categorical)."""
+        if self.low is None or self.high is None:
+            raise TypeError(f"parameter {self.name!r} is {self.kind}: it has no bounds")
+        return self.low, self.high
+
     def _coerce_int(self, value: float) -> int:
         if value != int(value):
             raise ValueError(f"{value!r} is not an integer")
         v = int(value)
-        if not self.low <= v <= self.high:
+        low, high = self.bounds
+        if not low <= v <= high:
             raise ValueError(f"{v} is outside {self.describe()}")
-        if self.step and (v - self.low) % self.step:
+        if self.step and (v - low) % self.step:
             raise ValueError(f"{v} is not on the grid {self.describe()}")
         return v
 
     def _coerce_float(self, v: float) -> float:
-        tol = _REL_TOL * (self.high - self.low)
-        if not self.low - tol <= v <= self.high + tol:
+        low, high = self.bounds
+        tol = _REL_TOL * (high - low)
+        if not low - tol <= v <= high + tol:
             raise ValueError(f"{v!r} is outside {self.describe()}")
-        v = min(max(v, self.low), self.high)
+        v = min(max(v, low), high)
         if self.step:
-            k = round((v - self.low) / self.step)
-            snapped = _grid_value(self.low, self.step, k)
+            k = round((v - low) / self.step)
+            snapped = _grid_value(low, self.step, k)
             if abs(snapped - v) > tol:
                 raise ValueError(f"{v!r} is not on the grid {self.describe()}")
             v = snapped
@@ -291,7 +300,7 @@ class SearchSpace:
         return {**fixed, **out} if merge_fixed else out
 
     def _why_inactive(self, p: Param, values: Mapping[str, Any]) -> str:
-        parent, allowed = p.condition
+        parent, allowed = p.condition or ("", ())
         if parent not in values:
             return f"is inactive because its parent {parent!r} is"
         return (f"is inactive when {parent}={_fmt(values[parent])} "
@@ -425,7 +434,7 @@ def _parse_param(name: str, spec: Any, source: str) -> tuple[Param, Any]:
     param = _parse_choices(name, spec, at) if kind == "categorical" else _parse_range(name, kind, spec, at)
     _check_kind(param, at)
     if param.kind == "categorical":
-        for c in param.choices:
+        for c in param.choices or ():
             _check_value(name, c, source, what="choice")
     else:
         for bound in (param.low, param.high):

@@ -32,7 +32,7 @@ def decode_choice(param: Param, value: Any) -> Any:
     """The choice of categorical ``param`` that ``value`` stands for: its encoded form
     (:func:`encode_choice`) or the value itself (lists match tuples); ConfigError otherwise."""
     if isinstance(value, (str, int, float)):
-        for c in param.choices:
+        for c in param.choices or ():
             if _encoded_key(encode_choice(c)) == _encoded_key(value):
                 return c
     try:
@@ -70,7 +70,7 @@ def _suggest(trial, p: Param) -> Any:
         return trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)
     if p.kind == "int":
         return trial.suggest_int(p.name, p.low, p.high, step=p.step or 1, log=p.log)
-    return trial.suggest_categorical(p.name, [encode_choice(c) for c in p.choices])
+    return trial.suggest_categorical(p.name, [encode_choice(c) for c in p.choices or ()])
 
 
 def decode_optuna(values: Mapping[str, Any], space: SearchSpace) -> dict[str, Any]:
@@ -119,14 +119,15 @@ def to_ray(space: SearchSpace) -> dict[str, Any]:
 
 def _ray_domain(tune, p: Param, space: SearchSpace):
     if p.kind == "categorical":
-        return tune.choice([encode_choice(c) for c in p.choices])
+        return tune.choice([encode_choice(c) for c in p.choices or ()])
+    low, high = p.bounds
     if p.step is not None:
         # Ray quantizes to multiples of q (not low + k*q): exact only when low sits on that grid.
         _require_aligned(p, space, "Ray Tune")
-        return tune.qrandint(p.low, p.high, p.step) if p.kind == "int" else tune.quniform(p.low, p.high, p.step)
+        return tune.qrandint(low, high, p.step) if p.kind == "int" else tune.quniform(low, high, p.step)
     if p.kind == "int":  # Ray's randint/lograndint exclude the upper bound; lcnas bounds are inclusive
-        return tune.lograndint(p.low, p.high + 1) if p.log else tune.randint(p.low, p.high + 1)
-    return tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
+        return tune.lograndint(low, high + 1) if p.log else tune.randint(low, high + 1)
+    return tune.loguniform(low, high) if p.log else tune.uniform(low, high)
 
 
 def from_ray(config: Mapping[str, Any], space: SearchSpace) -> dict[str, Any]:
@@ -140,7 +141,7 @@ def from_ray(config: Mapping[str, Any], space: SearchSpace) -> dict[str, Any]:
 
 
 def _require_aligned(p: Param, space: SearchSpace, backend: str) -> None:
-    if not _multiple_of(p.low, p.step):
+    if p.step is not None and not _multiple_of(p.bounds[0], p.step):
         raise LossyTranslationError(
             f"search space {space.name!r}: parameter {p.name!r} has low {p.low} off the multiples of its step {p.step}; "
             f"{backend} only samples multiples of the step, so its grid would differ: make low a multiple of step "
@@ -178,26 +179,27 @@ def _nni_param(space: SearchSpace, p: Param) -> dict[str, Any]:
             f"{p.condition[0]!r}: NNI 3.0's tuners (TPE, Random, GridSearch) fail on choices nested two levels deep; "
             f"search this space with Optuna or Ray Tune, or make {p.name!r} unconditional")
     options = []
-    for c in p.choices:  # every option is a dict: NNI treats a choice as nested only if all are
-        active = [k for k in children if _in(k.condition[1], c)]
+    for c in p.choices or ():  # every option is a dict: NNI treats a choice as nested only if all are
+        active = [k for k in children if k.condition is not None and _in(k.condition[1], c)]
         options.append({"_name": encode_choice(c), **_nni_level(space, active)})
     return {"_type": "choice", "_value": options}
 
 
 def _nni_leaf(space: SearchSpace, p: Param) -> dict[str, Any]:
     if p.kind == "categorical":
-        return {"_type": "choice", "_value": [encode_choice(c) for c in p.choices]}
+        return {"_type": "choice", "_value": [encode_choice(c) for c in p.choices or ()]}
+    low, high = p.bounds
     if p.kind == "int":
         if p.step is not None:
-            n = (p.high - p.low) // p.step + 1
+            n = (high - low) // p.step + 1
             if n > _NNI_MAX_CHOICES:
                 raise LossyTranslationError(
                     f"search space {space.name!r}: parameter {p.name!r} has {n} grid values, too many for an NNI choice "
                     f"(at most {_NNI_MAX_CHOICES}): use a larger step or a narrower range")
-            return {"_type": "choice", "_value": list(range(p.low, p.high + 1, p.step))}
+            return {"_type": "choice", "_value": list(range(int(low), int(high) + 1, int(p.step)))}
         if p.log:
             return {"_type": "qloguniform", "_value": [p.low, p.high, 1]}
-        return {"_type": "randint", "_value": [p.low, p.high + 1]}
+        return {"_type": "randint", "_value": [p.low, high + 1]}
     if p.step is not None:
         _require_aligned(p, space, "NNI")
         return {"_type": "quniform", "_value": [p.low, p.high, p.step]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,9 @@ def evaluate(
     loader = BatchLoader(data, batch_size=batch_size, device=device, channels_last=channels_last) if isinstance(data, ImageTensors) else data
     gated = getattr(model, "gating", "none") != "none"
     arch = None
-    mflops, runs, latency_ms = [], [], []
+    mflops: list[torch.Tensor] = []
+    runs: list[torch.Tensor] = []
+    latency_ms: list[torch.Tensor] = []
     correct, loss_sum, n, start = 0, 0.0, 0, time.perf_counter()
     for x, y in loader:
         x, y = x.to(device), y.to(device)
@@ -45,9 +47,9 @@ def evaluate(
         if gated:
             from ..cost import describe, sample_mflops
 
-            arch = arch or describe(model, tuple(x.shape[1:]))
+            arch = arch or describe(model, cast("tuple[int, int, int]", tuple(x.shape[1:])))
             mflops.append(sample_mflops(model, arch=arch))
-            runs.append(model.last_trace.block_run)
+            runs.append(cast(Any, model).last_trace.block_run)
             if latency_table is not None:
                 from ..latency import sample_latency_ms
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -144,7 +144,7 @@ def _data(cfg: TrainConfig, device: torch.device):
         kw = dict(workers=cfg.workers, image_size=cfg.image_size)
         train_loader = imagenet_loader(cfg.data_root, split="train", batch_size=cfg.batch_size, **kw)
         test_loader = imagenet_loader(cfg.data_root, split="val", batch_size=cfg.eval_batch_size, **kw)
-        return train_loader, None, test_loader, len(train_loader.dataset.classes)
+        return train_loader, None, test_loader, len(cast(Any, train_loader.dataset).classes)
     splits = load_splits(cfg.dataset, data_root=cfg.data_root, val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset)
     loader = BatchLoader(splits.train, batch_size=cfg.batch_size, shuffle=True, augment=True, drop_last=True,
                          device=device, seed=cfg.seed, channels_last=cfg.channels_last)
@@ -163,7 +163,7 @@ def _build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
             # target or for more epochs) instead of relearning its gates from the all-on start.
             model.load_state_dict(state)
         else:
-            model.load_backbone({k: v for k, v in state.items() if "_gate." not in k})
+            cast(Any, model).load_backbone({k: v for k, v in state.items() if "_gate." not in k})
     return model
 
 
@@ -208,7 +208,7 @@ def _load_teacher(cfg: TrainConfig, device: torch.device) -> torch.nn.Module | N
 def _param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     if cfg.gating == "none":
         return [{"params": list(model.parameters())}]
-    gate_ids = {id(p) for p in model.gate_parameters()}
+    gate_ids = {id(p) for p in cast(Any, model).gate_parameters()}
     backbone = [p for p in model.parameters() if id(p) not in gate_ids]
     gates = {"params": [p for p in model.parameters() if id(p) in gate_ids], "lr": cfg.gate_lr or cfg.lr}
     if cfg.backbone_lr == 0:  # frozen: no gradients computed for it, no weight decay applied to it
@@ -240,7 +240,10 @@ class _Objective:
             size = (3, cfg.image_size, cfg.image_size) if cfg.dataset == "imagenet" else tuple(loader.data.images.shape[1:])
             self.arch = describe(model, size)
             self.static_mflops = static_mflops(model, size)
-            self.latency_cost, self.static_latency_ms = _latency_cost(cfg, model, self.arch) if self.weights.latency else (None, None)
+            self.latency_cost: Any = None
+            self.static_latency_ms: float | None = None
+            if self.weights.latency:
+                self.latency_cost, self.static_latency_ms = _latency_cost(cfg, model, self.arch)
 
     def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(x)
@@ -275,7 +278,7 @@ def _latency_cost(cfg: TrainConfig, model: torch.nn.Module, arch):
         raise ConfigError("loss.latency > 0 needs a latency table: set lut to a file made by `lcnas profile` or a shipped device name")
     from ..latency import LatencyModel, LatencyTable
 
-    cost = LatencyModel(LatencyTable.load(cfg.lut), model=cfg.model, pooling=model.gate_config.pooling, batch=1)
+    cost = LatencyModel(LatencyTable.load(cfg.lut), model=cfg.model, pooling=cfg.gate.pooling, batch=1)
     ones = torch.ones(1, len(arch.blocks))
     widths = torch.tensor([[float(b.width) for b in arch.blocks]])
     return cost, float(cost.latency_ms(arch, ones, widths, gates_evaluated=False)[0])
