@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .._version import __version__
@@ -47,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         how = str(e) or "a training run continues from its last epoch with --resume"
         print(f"lcnas {args.command}: interrupted; {how}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of stdout left (``lcnas models | head``): not an error of the command;
+        # stdout is pointed at devnull so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

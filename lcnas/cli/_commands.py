@@ -88,18 +88,25 @@ class Models:
 
     name = "models"
     help = "list registered models"
-    description = "List the registered backbones (shell-style pattern filter)."
+    description = ("List the registered backbones (shell-style pattern filter); with --pretrained, the weights shipped "
+                   "with lcnas (static ResNets and trained LC-Nets), each loadable by name with lcnas.load_model.")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         """Add ``lcnas models``'s arguments and options to ``p``."""
-        p.add_argument("pattern", nargs="?", default="*", help="e.g. 'resnet*'")
+        p.add_argument("pattern", nargs="?", default="*", help="e.g. 'resnet*' or 'lcnet-*'")
+        p.add_argument("--pretrained", action="store_true",
+                       help="list the shipped weights (static and LC-Nets) with their test accuracy instead of the backbones")
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
         """Run ``lcnas models`` with the parsed ``args``; returns the process exit status."""
         from ..models import list_models, model_info
-        from ..pretrained import pretrained_manifest
+        from ..pretrained import list_pretrained, pretrained_manifest
 
+        if args.pretrained:
+            emit([{"name": r.name, "model": r.model, "gating": r.gating, "dataset": r.dataset,
+                   "test_accuracy": r.test_accuracy} for r in list_pretrained(args.pattern)], args.format)
+            return 0
         shipped = pretrained_manifest()
         rows = []
         for name in list_models(args.pattern):
@@ -108,8 +115,6 @@ class Models:
                          "num_classes": info.num_classes, "pretrained": name in shipped})
         emit(rows, args.format)
         return 0
-
-
 
 
 class Profile:

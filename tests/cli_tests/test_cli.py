@@ -18,6 +18,26 @@ def test_models_json(capsys):
     assert all(set(r) == {"name", "dataset", "input_size", "num_classes", "pretrained"} for r in rows)
 
 
+def test_models_pretrained_lists_the_shipped_lc_nets(capsys):
+    assert main(["models", "lcnet-*", "--pretrained", "--format", "json"]) == 0
+    rows = _json(capsys)
+    names = {r["name"] for r in rows}
+    assert "lcnet-resnet32-searched" in names and all(n.startswith("lcnet-") for n in names)
+    assert all(r["gating"] != "none" and 0 < r["test_accuracy"] <= 100 for r in rows)
+
+
+def test_a_closed_stdout_pipe_is_a_quiet_exit():
+    import subprocess
+    import sys
+
+    # the reader closes its end before lcnas writes (as `lcnas models | head -1` does on long output)
+    proc = subprocess.Popen([sys.executable, "-m", "lcnas", "models", "--pretrained", "--format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and err == ""
+
+
 def test_train_then_evaluate_json(tmp_path, capsys):
     args = ["train", "--set", "dataset=synthetic", "--set", "model=resnet20", "--set", "epochs=1", "--set", "train_subset=128",
             "--set", "val_size=100", "--set", f"out_dir={tmp_path}", "--set", "name=cli", "--set", "channels_last=false",
