@@ -47,7 +47,6 @@ which runs every path on identical inputs and forcings.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -79,8 +78,8 @@ def _above(logits: torch.Tensor, threshold_logit: float) -> torch.Tensor:
     return logits.to(torch.float64) > threshold_logit
 
 
-def run_block(logits: Optional[torch.Tensor], threshold_logit: float,
-              forced: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+def run_block(logits: torch.Tensor | None, threshold_logit: float,
+              forced: torch.Tensor | None) -> torch.Tensor | None:
     """Which samples run the block's residual branch (``N`` bool), or None where every sample runs.
 
     Args:
@@ -95,7 +94,7 @@ def run_block(logits: Optional[torch.Tensor], threshold_logit: float,
     return None
 
 
-def at_least_one(keep: torch.Tensor, logits: Optional[torch.Tensor]) -> torch.Tensor:
+def at_least_one(keep: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
     """``keep`` (``N×G`` bool) with one group added to each row that keeps none: the likeliest by
     ``logits`` (``N×G``; the first on ties), or group 0 without logits."""
     empty = ~keep.any(1)
@@ -108,8 +107,8 @@ def at_least_one(keep: torch.Tensor, logits: Optional[torch.Tensor]) -> torch.Te
     return keep | (F.one_hot(top, keep.shape[1]).to(torch.bool) & empty[:, None])
 
 
-def keep_groups(logits: Optional[torch.Tensor], threshold_logit: float,
-                forced: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+def keep_groups(logits: torch.Tensor | None, threshold_logit: float,
+                forced: torch.Tensor | None) -> torch.Tensor | None:
     """The channel groups each running sample keeps (``N×G`` bool, at least one per row), or None
     where nothing decides (every group kept).
 
@@ -126,7 +125,7 @@ def keep_groups(logits: Optional[torch.Tensor], threshold_logit: float,
     return None
 
 
-def run_block_one(logit: Optional[float], threshold_logit: float, forced: Optional[bool]) -> bool:
+def run_block_one(logit: float | None, threshold_logit: float, forced: bool | None) -> bool:
     """:func:`run_block` for one sample on Python numbers: the forced decision, else ``logit >
     threshold_logit``, else True (no gate evaluated)."""
     if forced is not None:
@@ -136,8 +135,8 @@ def run_block_one(logit: Optional[float], threshold_logit: float, forced: Option
     return True
 
 
-def keep_groups_one(logits: Optional[List[float]], threshold_logit: float,
-                    forced: Optional[Tuple[bool, ...]]) -> Optional[Tuple[bool, ...]]:
+def keep_groups_one(logits: list[float] | None, threshold_logit: float,
+                    forced: tuple[bool, ...] | None) -> tuple[bool, ...] | None:
     """:func:`keep_groups` for one sample on Python numbers: ``G`` kept flags (at least one), or
     None where nothing decides (every group kept)."""
     if forced is not None:

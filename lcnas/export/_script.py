@@ -12,10 +12,13 @@ Supported: basic-block models (the CIFAR ResNets) with any gating; bottleneck (I
 refused with a clear error.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: TorchScript reads the buffers' class-level annotations
+# as objects and cannot resolve them as strings.
 
 import warnings
-from typing import List, Optional, Tuple
+from collections.abc import Sequence
+from os import PathLike
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,8 @@ from torch import nn
 
 from ..engine._decision import gate_scale, gate_scales, keep_groups, run_block_one, threshold_logit
 from ..errors import ConfigError
+from ..models._gates import Gate, GateConfig
+from ..models._resnet import BasicBlock, Bottleneck, PadShortcut, ResNet
 
 __all__ = ["export_torchscript", "ScriptedLCNet"]
 
@@ -30,7 +35,7 @@ __all__ = ["export_torchscript", "ScriptedLCNet"]
 class _Gate(nn.Module):
     """An MLP over the pooled block input (weights as Linear layers: scriptable)."""
 
-    def __init__(self, gate: Optional[nn.Module]) -> None:
+    def __init__(self, gate: Gate | None) -> None:
         super().__init__()
         pairs = [] if gate is None else gate.folded_linears()  # input BatchNorm folded in
         self.present = gate is not None
@@ -47,7 +52,15 @@ class _Gate(nn.Module):
 
 
 class _Block(nn.Module):
-    def __init__(self, block: nn.Module, cfg, folded, conv_shortcut) -> None:
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+    wd: torch.Tensor
+    bd: torch.Tensor
+
+    def __init__(self, block: BasicBlock, cfg: GateConfig | None, folded: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                 conv_shortcut: tuple[torch.Tensor, torch.Tensor, int] | None) -> None:
         super().__init__()
         (w1, b1), (w2, b2) = folded
         self.register_buffer("w1", w1.clone())
@@ -92,15 +105,15 @@ class _Block(nn.Module):
         """The block on one sample (N = 1), its gates deciding: see :meth:`run`."""
         return self.run(x, None, None, True)[0]
 
-    def run(self, x: torch.Tensor, forced_run: Optional[bool], forced_keep: Optional[torch.Tensor],
-            evaluate_gates: bool) -> Tuple[torch.Tensor, bool, int]:
+    def run(self, x: torch.Tensor, forced_run: bool | None, forced_keep: torch.Tensor | None,
+            evaluate_gates: bool) -> tuple[torch.Tensor, bool, int]:
         """(output, ran, inner channels computed) of the block on one sample (N = 1): skipped, or run on
         its kept channel groups only, by the decision rule of ``lcnas.engine._decision`` (forced
         decisions override the gates; gates not evaluated mean scale 1)."""
         v = torch.zeros(0)
         pooled = False
         layer_out = torch.zeros(0)
-        logit: Optional[float] = None
+        logit: float | None = None
         if evaluate_gates and self.layer_gate.present:
             v = self._pool(x)
             pooled = True
@@ -120,7 +133,7 @@ class _Block(nn.Module):
         has_scale = False
         if self.channel_gate.present:
             out = torch.zeros(0)
-            logits: Optional[torch.Tensor] = None
+            logits: torch.Tensor | None = None
             if evaluate_gates:
                 if not pooled:
                     v = self._pool(x)
@@ -150,10 +163,14 @@ class _Block(nn.Module):
 class ScriptedLCNet(nn.Module):
     """Stem → gated blocks (real ``if``s) → head, sample by sample."""
 
-    def __init__(self, model: nn.Module) -> None:
+    mean: torch.Tensor
+    inv_std: torch.Tensor
+    w0: torch.Tensor
+    b0: torch.Tensor
+
+    def __init__(self, model: ResNet) -> None:
         super().__init__()
         from ..engine._fold import fold_conv_bn
-        from ..models._resnet import Bottleneck, PadShortcut
 
         blocks = model.blocks()
         if any(isinstance(b, Bottleneck) for b in blocks):
@@ -167,12 +184,15 @@ class ScriptedLCNet(nn.Module):
         self.stem_stride = int(model.conv1.stride[0])
         self.stem_padding = int(model.conv1.padding[0])
         scripted = []
-        for block in blocks:
+        for module in blocks:
+            block = cast(BasicBlock, module)  # bottleneck blocks refused above
             folded = [fold_conv_bn(block.conv1, block.bn1), fold_conv_bn(block.conv2, block.bn2)]
             conv_sc = None
             if block.downsample is not None and not isinstance(block.downsample, PadShortcut):
-                wd, bd = fold_conv_bn(block.downsample[0], block.downsample[1])
-                conv_sc = (wd, bd, block.downsample[0].stride[0])
+                ds = cast(nn.Sequential, block.downsample)  # the 1×1 conv + BN shortcut
+                ds_conv, ds_bn = cast(nn.Conv2d, ds[0]), cast(nn.BatchNorm2d, ds[1])
+                wd, bd = fold_conv_bn(ds_conv, ds_bn)
+                conv_sc = (wd, bd, ds_conv.stride[0])
             scripted.append(_Block(block, cfg, folded, conv_sc))
         self.blocks = nn.ModuleList(scripted)
         self.fc = _copy_linear(model.fc)
@@ -186,15 +206,15 @@ class ScriptedLCNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N×classes) of images ``x`` (N×3×H×W, float in [0, 1]), each sample run on its own path."""
-        outs: List[torch.Tensor] = []
+        outs: list[torch.Tensor] = []
         for n in range(x.shape[0]):
             outs.append(self._one(x[n : n + 1]))
         return torch.cat(outs, 0)
 
     @torch.jit.export
-    def forward_traced(self, x: torch.Tensor, block_run: Optional[torch.Tensor] = None,
-                       channel_keep: Optional[List[Optional[torch.Tensor]]] = None,
-                       evaluate_gates: bool = True) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_traced(self, x: torch.Tensor, block_run: torch.Tensor | None = None,
+                       channel_keep: list[torch.Tensor | None] | None = None,
+                       evaluate_gates: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits ``N×classes``, block ran ``N×B`` bool, inner channels computed ``N×B`` int64) of
         images ``x``, under decisions forced as :class:`~lcnas.models.ForcedDecisions` forces them:
         ``block_run`` ``B`` or ``N×B``, ``channel_keep`` per block ``G`` or ``N×G`` or None, and
@@ -202,34 +222,35 @@ class ScriptedLCNet(nn.Module):
         n_blocks = len(self.blocks)
         ran = torch.zeros(x.shape[0], n_blocks, dtype=torch.bool)
         kept = torch.zeros(x.shape[0], n_blocks, dtype=torch.int64)
-        outs: List[torch.Tensor] = []
+        outs: list[torch.Tensor] = []
         for n in range(x.shape[0]):
             h = (x[n : n + 1] - self.mean) * self.inv_std
             h = F.conv2d(h, self.w0, self.b0, self.stem_stride, self.stem_padding).relu()
             for i, block in enumerate(self.blocks):
-                forced_run: Optional[bool] = None
+                forced_run: bool | None = None
                 if block_run is not None:
                     forced_run = bool((block_run[i] if block_run.dim() == 1 else block_run[n, i]) != 0)
-                forced_keep: Optional[torch.Tensor] = None
+                forced_keep: torch.Tensor | None = None
                 if channel_keep is not None:
                     k = channel_keep[i]
                     if k is not None:
                         forced_keep = (k if k.dim() == 1 else k[n]).to(torch.bool)
-                h, r, c = block.run(h, forced_run, forced_keep, evaluate_gates)
+                # A ModuleList yields nn.Modules and TorchScript compiles no typing.cast: each is a _Block.
+                h, r, c = block.run(h, forced_run, forced_keep, evaluate_gates)  # type: ignore[operator]
                 ran[n, i] = r
                 kept[n, i] = c
             outs.append(self.fc(h.mean((2, 3))))
         return torch.cat(outs, 0), ran, kept
 
 
-def export_torchscript(model: nn.Module, path=None) -> torch.jit.ScriptModule:
+def export_torchscript(model: nn.Module, path: str | PathLike[str] | None = None) -> torch.jit.ScriptModule:
     """Script ``model`` (eval, hard decisions) and optionally save it to ``path``."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 marks TorchScript deprecated; it still runs
-            scripted = torch.jit.script(ScriptedLCNet(model).eval())
+            scripted = torch.jit.script(ScriptedLCNet(cast(ResNet, model)).eval())  # ScriptedLCNet reads a ResNet's modules
     finally:
         model.train(was_training)
     if path is not None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from ..engine import native_status
 from . import _zoo  # noqa: F401  (registers the backbones)
 from ._dynamic import DynamicResNet, ForcedDecisions
 from ._gates import GateConfig
-from ..engine import native_status
 from ._normalize import Normalize
 from ._registry import GATINGS, ModelInfo, create_model, list_models, model_info, model_spec, register_model
-from ._trace import ExecutionTrace
 from ._resnet import BasicBlock, Bottleneck, PadShortcut, ResNet
+from ._trace import ExecutionTrace
 
 __all__ = [
     "BasicBlock",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -64,12 +64,51 @@ class _Forcing:
         self._state["_forced"] = self._previous
 
 
+class _GatedBlock(Protocol):
+    """A :class:`~lcnas.models.BasicBlock` or :class:`~lcnas.models.Bottleneck` as the masked pass
+    reads it, with the gates a :class:`DynamicResNet` sets (None on ungated blocks)."""
+
+    @property
+    def conv1(self) -> nn.Conv2d:
+        """The first convolution (its ``out_channels`` is the gated width)."""
+
+    @property
+    def bn1(self) -> nn.BatchNorm2d:
+        """The first convolution's BatchNorm."""
+
+    @property
+    def conv2(self) -> nn.Conv2d:
+        """The second convolution."""
+
+    @property
+    def bn2(self) -> nn.BatchNorm2d:
+        """The second convolution's BatchNorm."""
+
+    @property
+    def relu(self) -> nn.ReLU:
+        """The block's ReLU."""
+
+    @property
+    def layer_gate(self) -> Gate | None:
+        """The Layer-Net gate, or None."""
+
+    @property
+    def channel_gate(self) -> Gate | None:
+        """The Channel-Net gate, or None."""
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's shortcut path."""
+
+
 class _Decision:
+    """One block's decisions in a forward pass: ``N`` tensors, or Python values on the batch-1 hard path."""
+
     __slots__ = ("run", "keep", "run_prob", "kept_expected", "st")
 
-    def __init__(self, run=None, keep=None) -> None:
+    def __init__(self, run: torch.Tensor | bool | None = None, keep: torch.Tensor | int | None = None) -> None:
         self.run, self.keep = run, keep
-        self.run_prob = self.kept_expected = None
+        self.run_prob: torch.Tensor | None = None  # the masked pass's expectations (training reads them)
+        self.kept_expected: torch.Tensor | None = None
         self.st: list[torch.Tensor] = []  # straight-through decisions of this block's gates (training)
 
 
@@ -110,8 +149,9 @@ class DynamicResNet(ResNet):
     # ---------------------------------------------------------------- public knobs
     def set_thresholds(self, *, layer: float | None = None, channel: float | None = None) -> None:
         """The runtime compute knob: keep thresholds on gate probabilities (higher = less compute)."""
-        kw = {k: v for k, v in (("layer_threshold", layer), ("channel_threshold", channel)) if v is not None}
-        self.gate_config = replace(self.gate_config, **kw)
+        cfg = self.gate_config
+        self.gate_config = replace(cfg, layer_threshold=cfg.layer_threshold if layer is None else layer,
+                                   channel_threshold=cfg.channel_threshold if channel is None else channel)
         self._engine.clear()
 
     def forced(self, decisions: ForcedDecisions) -> _Forcing:
@@ -120,7 +160,7 @@ class DynamicResNet(ResNet):
 
     def gate_parameters(self) -> Iterator[nn.Parameter]:
         """The parameters of every layer and channel gate (for a separate optimizer group)."""
-        for block in self.blocks():
+        for block in self._gated_blocks():
             for gate in (block.layer_gate, block.channel_gate):
                 if gate is not None:
                     yield from gate.parameters()
@@ -153,7 +193,7 @@ class DynamicResNet(ResNet):
             return logits
         input_size = tuple(x.shape[1:])
         records = []
-        masks = None
+        masks: dict[int, torch.Tensor] | None = None
         if hard:
             self._engine.masks = masks = {}
             x = self._engine.stem(x)
@@ -162,7 +202,7 @@ class DynamicResNet(ResNet):
                 records.append(_Decision(run, kept))
         else:
             x = self.forward_stem(x)
-            for i, block in enumerate(self.blocks()):
+            for i, block in enumerate(self._gated_blocks()):
                 x, rec = self._block_masked(i, block, x)
                 records.append(rec)
         # The trace is built when first read: at batch 1 its tensors cost as much as a block.
@@ -189,13 +229,13 @@ class DynamicResNet(ResNet):
         elif isinstance(records[0].run, bool):  # batch-1 hard path records Python values
             run = torch.tensor([[r.run for r in records]])
             kept = torch.tensor([[r.keep for r in records]])
-        else:
-            run = torch.stack([r.run for r in records], 1)
-            kept = torch.stack([r.keep for r in records], 1)
+        else:  # batched paths record N tensors
+            run = torch.stack([cast(torch.Tensor, r.run) for r in records], 1)
+            kept = torch.stack([cast(torch.Tensor, r.keep) for r in records], 1)
         run_prob = kept_exp = st = None
-        if self.training:
-            run_prob = torch.stack([r.run_prob for r in records], 1)
-            kept_exp = torch.stack([r.kept_expected for r in records], 1)
+        if self.training:  # training runs the masked pass, which records the expectations on every block
+            run_prob = torch.stack([cast(torch.Tensor, r.run_prob) for r in records], 1)
+            kept_exp = torch.stack([cast(torch.Tensor, r.kept_expected) for r in records], 1)
             st = tuple(g for r in records for g in r.st)
         group_masks = None
         if masks:  # hard execution of a batch: what each block's convs ran on
@@ -208,8 +248,11 @@ class DynamicResNet(ResNet):
     def _gates_on(self) -> bool:
         return self._forced is None or self._forced.evaluate_gates
 
+    def _gated_blocks(self) -> list[_GatedBlock]:
+        return cast("list[_GatedBlock]", self.blocks())  # the backbone's blocks, gates set in __init__
+
     # ---------------------------------------------------------------- masked execution (training + reference)
-    def _block_masked(self, i: int, block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, _Decision]:
+    def _block_masked(self, i: int, block: _GatedBlock, x: torch.Tensor) -> tuple[torch.Tensor, _Decision]:
         cfg, d, n = self.gate_config, _Decision(), x.shape[0]
         width = block.conv1.out_channels
         gates_on = self._gates_on()
@@ -231,7 +274,8 @@ class DynamicResNet(ResNet):
         else:
             run = run_block(None if self.training else logit, threshold_logit(cfg.layer_threshold), forced)
             run_mult = torch.ones(n, device=x.device, dtype=x.dtype) if run is None else run.to(x.dtype)
-        d.run = run_mult.detach() > 0.5
+        ran = run_mult.detach() > 0.5
+        d.run = ran
         if run_scale is not None:
             run_mult = run_mult * run_scale[:, 0]
 
@@ -252,21 +296,23 @@ class DynamicResNet(ResNet):
             forced_mask = forced_keep(self._forced, i, n, groups, x.device)
             if st is not None and forced_mask is None:
                 g = st
-            else:  # gates evaluated or forced: never neither (a bypassed gate's forcing keeps every group)
-                g = keep_groups(None if self.training else c_logits, threshold_logit(cfg.channel_threshold), forced_mask).to(x.dtype)
-            d.keep = (g.detach() > 0.5).sum(1) * g_size
+            else:
+                keep = keep_groups(None if self.training else c_logits, threshold_logit(cfg.channel_threshold), forced_mask)
+                assert keep is not None  # gates evaluated or forced: never neither (a bypassed gate's forcing keeps every group)
+                g = keep.to(x.dtype)
+            kept = (g.detach() > 0.5).sum(1) * g_size
             chan_mult = g.repeat_interleave(g_size, 1)
             if c_scale is not None:
                 chan_mult = chan_mult * c_scale.repeat_interleave(g_size, 1)
         else:
-            d.keep = torch.full((n,), width, device=x.device, dtype=torch.long)
-        d.keep = torch.where(d.run, d.keep, torch.zeros_like(d.keep))
+            kept = torch.full((n,), width, device=x.device, dtype=torch.long)
+        d.keep = torch.where(ran, kept, torch.zeros_like(kept))
 
         res = _residual_masked(block, x, chan_mult)
         return F.relu(res * run_mult[:, None, None, None] + block.shortcut(x)), d
 
 
-def _residual_masked(block: nn.Module, x: torch.Tensor, chan_mult: torch.Tensor | None) -> torch.Tensor:
+def _residual_masked(block: _GatedBlock, x: torch.Tensor, chan_mult: torch.Tensor | None) -> torch.Tensor:
     m = None if chan_mult is None else chan_mult[:, :, None, None]
     h = block.relu(block.bn1(block.conv1(x)))
     if m is not None:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._fields import checked_fields
 from .._limits import check_limits, limited
+from ..engine._decision import gate_scales
 
-__all__ = ["GATINGS", "GATED", "POOLINGS", "GateConfig", "Gate", "straight_through_gate", "keep_from_logits"]
+__all__ = ["GATINGS", "GATED", "POOLINGS", "GateConfig", "Gate", "straight_through_gate"]
 
 # The gating names, once: registry, training config, search space and CLI read these.
 GATINGS = ("none", "layer", "channel", "lc")  # "none": the static network
@@ -98,7 +98,7 @@ class Gate(nn.Module):
             self.mlp = nn.Sequential(nn.Linear(features, cfg.hidden), nn.ReLU(inplace=True), nn.Linear(cfg.hidden, heads))
         else:
             self.mlp = nn.Sequential(nn.Linear(features, heads))
-        last = self.mlp[-1]
+        last = cast(nn.Linear, self.mlp[-1])
         nn.init.normal_(last.weight, std=0.01)
         with torch.no_grad():
             last.bias.zero_()
@@ -119,8 +119,7 @@ class Gate(nn.Module):
         if not self.scaling:
             return out, None
         # 2·sigmoid starts at 1 (raw 0) and stays positive, so relu(s·h) = s·relu(h).
-        return out[:, : self.outputs], 2.0 * torch.sigmoid(out[:, self.outputs :])
-
+        return out[:, : self.outputs], gate_scales(out[:, self.outputs :])
 
     @torch.no_grad()
     def folded_linears(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -129,8 +128,9 @@ class Gate(nn.Module):
         pairs = [(m.weight.detach().clone(), m.bias.detach().clone()) for m in self.mlp if isinstance(m, nn.Linear)]
         if self.norm is not None:
             bn = self.norm
-            scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
-            shift = (bn.bias if bn.affine else torch.zeros_like(bn.running_mean)) - bn.running_mean * scale
+            var, mean = cast(torch.Tensor, bn.running_var), cast(torch.Tensor, bn.running_mean)  # eval statistics, always tracked
+            scale = (bn.weight if bn.affine else torch.ones_like(var)) / torch.sqrt(var + bn.eps)
+            shift = (bn.bias if bn.affine else torch.zeros_like(mean)) - mean * scale
             w, b = pairs[0]
             pairs[0] = (w * scale[None, :], b + w @ shift)
         return pairs
@@ -144,8 +144,3 @@ def straight_through_gate(logits: torch.Tensor, temperature: float, *, noise: bo
     soft = torch.sigmoid(logits / temperature)
     hard = (soft > 0.5).to(soft.dtype)
     return hard + soft - soft.detach()
-
-
-def keep_from_logits(logits: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Inference decisions: keep where sigmoid(logit) > threshold."""
-    return torch.sigmoid(logits) > threshold

@@ -21,6 +21,9 @@ class Normalize(nn.Module):
     The buffers are not persistent, so torchvision ``state_dict``s load with ``strict=True``.
     """
 
+    mean: torch.Tensor
+    inv_std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
