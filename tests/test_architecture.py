@@ -80,3 +80,15 @@ def test_engine_sits_below_the_model_layer():
     above = {"lcnas.models", "lcnas.train", "lcnas.search", "lcnas.report", "lcnas.cli"}
     assert "lcnas.engine" in import_graph().get("lcnas.models", set())  # the walk sees the edge models -> engine
     assert not import_graph().get("lcnas.engine", set()) & above
+
+
+def test_the_architecture_page_maps_every_module_and_names_none_that_is_gone():
+    import re
+
+    page = (ROOT.parent / "docs" / "architecture.md").read_text()
+    modules = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".cpp") and p.name not in ("__init__.py", "__main__.py")]
+    unmapped = [str(p.relative_to(ROOT.parent)) for p in modules
+                if f"`{p.name}`" not in page and str(p.relative_to(ROOT.parent)) not in page]
+    assert not unmapped, f"docs/architecture.md does not map: {unmapped}"
+    gone = set(re.findall(r"`(_[a-z_]+\.(?:py|cpp))`", page)) - {p.name for p in modules}
+    assert not gone, f"docs/architecture.md names modules that do not exist: {sorted(gone)}"
