@@ -66,9 +66,9 @@ def block_one(pack: BlockPack, block: Any, x: torch.Tensor, nat: NativeConv | No
             logits = out_t.tolist()[:groups]
         keep_row = keep_groups_one(logits, pack.keep_logit, forced_keep)
         if out_t is not None and keep_row is not None and pack.scaling:
-            # 2·sigmoid of the kept groups' scale outputs, one per kept channel (padded to the
-            # native kernel's width): a cached index into the gate's output row (one gather)
-            # rather than a Python list per call.
+            # gate_scales (2·sigmoid) of the kept groups' scale outputs, in place on the gathered row,
+            # one per kept channel (padded to the native kernel's width): a cached index into the
+            # gate's output row (one gather) rather than a Python list per call.
             scale = torch.index_select(out_t, 0, _scale_index(pack, keep_row, out_t.device)).sigmoid_().mul_(2.0)
     kept = pack.width if keep_row is None else sum(keep_row) * pack.group_size
     if nat is not None:

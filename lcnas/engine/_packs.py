@@ -9,7 +9,6 @@ explicit mutable fields (:class:`BlockCaches`).
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._decision import threshold_logit
 from ._fold import fold_conv_bn
 from ._native import PackedConv, packable, window_ok
 from ._structure import GateSettings, shortcut_kind
@@ -123,10 +123,6 @@ class StemPack:
     native_ok: bool  # the native kernel can run the stem conv
 
 
-def _logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
-
-
 def _batch_gate(gate: Any) -> GateLayers | None:
     if gate is None:
         return None
@@ -193,7 +189,7 @@ def pack_block(block: Any, cfg: GateSettings) -> BlockPack:
         full=tuple(t for w, b in folded for t in (w.contiguous(memory_format=_CL), b)),
         layer_gate=_batch_gate(block.layer_gate), channel_gate=_batch_gate(block.channel_gate),
         gates_one=_stacked_gates(block), gate_layers=gate_layers,
-        run_logit=_logit(cfg.layer_threshold), keep_logit=_logit(cfg.channel_threshold),
+        run_logit=threshold_logit(cfg.layer_threshold), keep_logit=threshold_logit(cfg.channel_threshold),
         pooling=cfg.pooling, scaling=cfg.scaling,
         shortcut=shortcut, pad_window=pad_window, native_ok=native_ok)
 
