@@ -141,13 +141,7 @@ class Engine:
         # read costs ~0.5 µs, the pass before having evicted torch's state from the caches.
         if x.dtype != torch.float32 or not x.is_cpu or (x.requires_grad and torch.is_grad_enabled()):
             return None
-        nat = native()
-        if nat is None:
-            return None
-        net: Any = self._nets.get(input_hw, False)
-        if net is False:
-            net = self._nets[input_hw] = self._build_net(nat, input_hw)
-        return net
+        return self.native_network(input_hw)
 
     def _forced_arrays(self, forced: Any, n: int, groups: list[int]) -> ForcedArrays:
         """A forcing in the native network's layout for ``n`` images, cached for the last few."""
