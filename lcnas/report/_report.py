@@ -241,13 +241,12 @@ def _engine_context(model: torch.nn.Module, forced: Any) -> AbstractContextManag
 
 
 def static_engine(name: str) -> tuple[torch.nn.Module, Any]:
-    """The shipped static ``name`` through lcnas's engine (BN folded, channels-last, gates bypassed),
-    as (model, forced decisions): the fastest static execution here, so the fair latency baseline
-    for a dynamic model."""
-    from ..models import ForcedDecisions, create_model
+    """The shipped static ``name`` through lcnas's engine (BN folded, channels-last, every block on),
+    as (model, None): the fastest static execution here, so the fair latency baseline for a dynamic
+    model. A static model runs the engine in ``eval()`` as a gated one does, with no gates to bypass."""
+    from ..models import create_model
 
-    engine = cast("DynamicResNet", create_model(name, gating="layer", pretrained=True).eval())
-    return engine, ForcedDecisions(block_run=torch.ones(len(engine.blocks()), dtype=torch.bool))
+    return create_model(name, gating="none", pretrained=True).eval(), None
 
 
 @torch.no_grad()

@@ -110,3 +110,17 @@ def test_eager_baseline_runs_plain_pytorch_not_the_engine(monkeypatch):
     monkeypatch.setattr(Engine, "forward_native", engine_called)
     timing = _eager_worker("resnet20", torch.rand(2, 3, 32, 32), 1, 1)
     assert len(timing.ms) == 2 and all(t > 0 for t in timing.ms)
+
+
+def test_the_static_baseline_is_the_plain_static_model_on_the_engine():
+    from lcnas.engine import compiler_available
+    from lcnas.models import DynamicResNet
+    from lcnas.report import static_engine
+
+    model, forced = static_engine("resnet20")
+    assert forced is None and not isinstance(model, DynamicResNet)
+    assert not model.training
+    if compiler_available():
+        with torch.no_grad():
+            model(torch.rand(1, 3, 32, 32))
+        assert model.engine.native_mflops is not None, "the static baseline did not run lcnas's native engine"
