@@ -38,6 +38,7 @@ import torch
 
 import lcnas
 from lcnas import environment_metadata
+from lcnas.checkpoint import read_checkpoint
 from lcnas.cost import describe, sample_mflops, static_mflops
 from lcnas.data import load_cifar10
 from lcnas.latency import call_ms
@@ -60,10 +61,17 @@ def _models(args: argparse.Namespace) -> list[dict]:
                      "command": entry.get("command"), "family": "trained" if gating == "none" else "lcnet"})
     for kind, paths in (("static", args.static), ("dynamic", args.dynamic)):
         for path in paths or ():
-            family = "distilled" if kind == "static" and "kd" in Path(path).parent.name else ("trained" if kind == "static" else "lcnet")
+            family = _static_family(path) if kind == "static" else "lcnet"
             rows.append({"name": Path(path).parent.name if Path(path).name in ("final.pt", "last.pt") else Path(path).stem,
                          "kind": kind, "source": path, "command": None, "family": family})
     return rows
+
+
+def _static_family(path: str) -> str:
+    """``distilled`` for a static checkpoint trained with a teacher (its stored config says so), else ``trained``."""
+    config = read_checkpoint(path).get("config") or {}
+    loss = config.get("loss") or {}
+    return "distilled" if config.get("teacher") and float(loss.get("distill") or 0) > 0 else "trained"
 
 
 def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int) -> dict:

@@ -79,3 +79,19 @@ def test_front_standing_margin_and_dominance():
     assert below.margin_pt < 0 and below.dominated_by == ("resnet20",) and "dominated by resnet20" in below.sentence()
     fastest = front_standing(0.5, 85.0, static)
     assert isinstance(fastest, FrontStanding) and fastest.margin_pt is None and "below the static front's latency range" in fastest.sentence()
+
+
+def test_a_static_checkpoint_is_distilled_only_when_its_config_names_a_teacher(frontier, tmp_path):
+    import torch
+
+    import lcnas
+    from lcnas.checkpoint import read_checkpoint
+
+    shipped = str(Path(lcnas.__file__).parent / "pretrained" / "resnet8_cifar10.pt")
+    assert frontier._static_family(shipped) == "trained"
+    ck = read_checkpoint(shipped)
+    ck["config"] = {**ck["config"], "teacher": "resnet32", "loss": {**ck["config"]["loss"], "distill": 1.0}}
+    kd_in_no_name = tmp_path / "plain" / "final.pt"
+    kd_in_no_name.parent.mkdir()
+    torch.save(ck, kd_in_no_name)
+    assert frontier._static_family(str(kd_in_no_name)) == "distilled"
