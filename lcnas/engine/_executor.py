@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ._batch_one import block_one
-from ._forced import FORCED_CACHE_SIZE, ForcedArrays, forced_arrays, per_forcing, python_rows
+from ._forced import FORCED_CACHE_SIZE, ForcedArrays, forced_arrays, gates_evaluated, per_forcing, python_rows
 from ._grouped import block_batch
 from ._native import NativeConv, PackedConv, native
 from ._native_net import NativeNet, build_native_net, native_net_eligible
@@ -89,7 +89,7 @@ class Engine:
         if net is None:
             return None
         forced = self.model._forced
-        gates = forced is None or forced.evaluate_gates
+        gates = gates_evaluated(forced)
         if shape[0] == 1:  # the trace as bytes, made tensors when the trace is read
             arrays = None if forced is None else self._forced_arrays_one(forced, net.groups)
             logits, ran, kept, self._native_macs = net.one(x, arrays, gates)
@@ -235,14 +235,14 @@ class Engine:
         forced = self.model._forced
         if net is not None and net.takes(i, x):  # the whole-network engine's own code for this block
             arrays = None if forced is None else self._forced_arrays(forced, x.shape[0], net.groups)
-            out, ran, kept = net.block(i, x, arrays, forced is None or forced.evaluate_gates)
+            out, ran, kept = net.block(i, x, arrays, gates_evaluated(forced))
             if x.shape[0] == 1:
                 return out, bool(ran[0]), int(kept[0])
             return out, ran.bool(), kept.long()
         pack = self._pack(i, block)
         if x.shape[0] == 1:
             forced_run, forced_keep = self._forced_row(i)
-            return block_one(pack, block, x, self._nat, forced is None or forced.evaluate_gates, forced_run, forced_keep,
+            return block_one(pack, block, x, self._nat, gates_evaluated(forced), forced_run, forced_keep,
                              self._pool_one)
         return block_batch(i, pack, block, x, forced, self.masks)
 

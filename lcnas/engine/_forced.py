@@ -14,12 +14,18 @@ import torch
 
 from ._packs import lru
 
-__all__ = ["FORCED_CACHE_SIZE", "ForcedArrays", "forced_arrays", "forced_keep", "forced_run", "per_forcing", "python_rows"]
+__all__ = ["FORCED_CACHE_SIZE", "ForcedArrays", "forced_arrays", "forced_keep", "forced_run", "gates_evaluated", "per_forcing",
+           "python_rows"]
 
 FORCED_CACHE_SIZE = 1024
 
 # (run, keep offsets, keep bits) pointers for the C side, then the tensors that own them
 ForcedArrays = tuple
+
+
+def gates_evaluated(forced: Any) -> bool:
+    """Whether the gates run under ``forced`` (None: no forcing, the gates decide)."""
+    return forced is None or forced.evaluate_gates
 
 
 def forced_run(forced: Any, i: int, n: int, device: torch.device) -> torch.Tensor | None:

@@ -13,7 +13,7 @@ import torch
 
 from ..cost import grouping_is_cheaper, residual_mflops_per_channel
 from ._decision import gate_scales, keep_groups, run_block
-from ._forced import forced_keep, forced_run
+from ._forced import forced_keep, forced_run, gates_evaluated
 from ._packs import BlockPack, GateLayers, subset_weights
 from ._pooling import pool
 from ._residual import gather, residual, shortcut, skipped
@@ -36,7 +36,7 @@ def block_batch(i: int, pack: BlockPack, block: Any, x: torch.Tensor, forced: An
     """(output, ran ``N`` bool, kept channels ``N``) of block ``i`` on a batch under the forcing
     ``forced`` (or None); the ``N×G`` group masks it ran on go to ``masks[i]``."""
     n = x.shape[0]
-    gates_on = forced is None or forced.evaluate_gates
+    gates_on = gates_evaluated(forced)
     v = run_scale = layer_logits = None
     if pack.layer_gate is not None and gates_on:
         v = pool(pack.pooling, x)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine._decision import at_least_one, keep_groups, run_block, threshold_logit
-from ..engine._forced import forced_keep, forced_run
+from ..engine._forced import forced_keep, forced_run, gates_evaluated
 from ._gates import GATED, Gate, GateConfig, straight_through_gate
 from ._resnet import Bottleneck, ResNet
 from ._trace import ExecutionTrace
@@ -188,7 +188,7 @@ class DynamicResNet(ResNet):
             # batch 1); the trace's records are built when it is first read.
             state = self.__dict__
             forced = state["_forced"]
-            state["_pending_trace"] = ((ran, kept), x.shape, None, forced is None or forced.evaluate_gates)
+            state["_pending_trace"] = ((ran, kept), x.shape, None, gates_evaluated(forced))
             state["_last_trace"] = None
             return logits
         input_size = tuple(x.shape[1:])
@@ -246,7 +246,7 @@ class DynamicResNet(ResNet):
 
     # ---------------------------------------------------------------- decisions
     def _gates_on(self) -> bool:
-        return self._forced is None or self._forced.evaluate_gates
+        return gates_evaluated(self._forced)
 
     def _gated_blocks(self) -> list[_GatedBlock]:
         return cast("list[_GatedBlock]", self.blocks())  # the backbone's blocks, gates set in __init__
