@@ -11,15 +11,16 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.util
+import random
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["RUNTIMES", "available_runtimes", "make_runner", "runtime_versions"]
+__all__ = ["RUNTIMES", "available_runtimes", "make_runner", "runtime_versions", "time_interleaved"]
 
 RUNTIMES = ("lcnas", "openvino", "onnxruntime", "eager")
 _MODULES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
@@ -48,9 +49,9 @@ def _reference(model: nn.Module) -> nn.Module:
     return ref
 
 
-def _onnx(model: nn.Module, input_size: tuple[int, int, int], folder: Path) -> Path:
-    path = folder / "model.onnx"
-    x = torch.rand(1, *input_size)
+def _onnx(model: nn.Module, input_size: tuple[int, int, int], folder: Path, batch: int = 1) -> Path:
+    path = folder / f"model_b{batch}.onnx"
+    x = torch.rand(batch, *input_size)
     with torch.no_grad():
         torch.onnx.export(_reference(model), (x,), str(path), input_names=["images"], output_names=["logits"],
                           opset_version=17, dynamo=False)
@@ -58,8 +59,8 @@ def _onnx(model: nn.Module, input_size: tuple[int, int, int], folder: Path) -> P
 
 
 def make_runner(runtime: str, model: nn.Module, *, threads: int, input_size: tuple[int, int, int] = (3, 32, 32),
-                workdir: Path | None = None) -> Runner:
-    """A batch-1 runner of ``model`` on ``runtime`` with ``threads`` threads.
+                workdir: Path | None = None, batch: int = 1) -> Runner:
+    """A runner of ``model`` on ``runtime`` with ``threads`` threads, for batches of ``batch`` images.
 
     Args:
         runtime: one of :data:`RUNTIMES`. ``lcnas`` runs the model as it is in eval mode (the native
@@ -68,9 +69,10 @@ def make_runner(runtime: str, model: nn.Module, *, threads: int, input_size: tup
         threads: intra-op threads of the runtime (torch's thread count is the caller's to set).
         input_size: ``(C, H, W)`` of one image.
         workdir: where exported ONNX files go (a temporary folder by default).
+        batch: images per call (the exported runtimes get a graph of this fixed batch size).
 
     Returns:
-        A callable ``runner(x) -> logits`` for one ``1×C×H×W`` float32 image.
+        A callable ``runner(x) -> logits`` for one ``batch×C×H×W`` float32 batch.
 
     Raises:
         ValueError: an unknown runtime, or a gated model on a runtime that cannot skip.
@@ -98,7 +100,7 @@ def make_runner(runtime: str, model: nn.Module, *, threads: int, input_size: tup
         raise ImportError(f"{runtime} is not installed: pip install -e '.[bench]'")
     folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="lcnas-rt-"))
     folder.mkdir(parents=True, exist_ok=True)
-    onnx_path = _onnx(model, input_size, folder)
+    onnx_path = _onnx(model, input_size, folder, batch)
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
@@ -125,3 +127,32 @@ def make_runner(runtime: str, model: nn.Module, *, threads: int, input_size: tup
     def run_openvino(x: torch.Tensor) -> np.ndarray:
         return request.infer({0: x.numpy()})[0]
     return run_openvino
+
+
+def time_interleaved(runners: dict[Hashable, Runner], inputs: Sequence[torch.Tensor], *, threads: int, block: int = 10,
+                     warmup: int = 20, seed: int = 0) -> dict[Hashable, list[float]]:
+    """Per runner, the wall time (ms) of each input, every runner on every input.
+
+    With 1 thread the runners are interleaved input by input, in a new random order per input, so
+    a slow spell of the host hits all alike. With more threads, runtimes with spinning thread pools
+    disturb each other when interleaved call by call, so each runner takes blocks of ``block``
+    inputs in turn (again in a random order per block). ``warmup`` untimed calls per runner first.
+    """
+    from lcnas.latency import call_ms
+
+    keys = list(runners)
+    times: dict[Hashable, list[float]] = {k: [] for k in keys}
+    for k in keys:
+        for _ in range(warmup):
+            runners[k](inputs[0])
+    rng = random.Random(seed)
+    step = 1 if threads == 1 else block
+    for start in range(0, len(inputs), step):
+        order = keys[:]
+        rng.shuffle(order)
+        chunk = inputs[start:start + step]
+        for k in order:
+            run = runners[k]
+            for x in chunk:
+                times[k].append(call_ms(lambda: run(x)))
+    return times

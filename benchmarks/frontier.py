@@ -27,7 +27,6 @@ controls); dynamic ones are the shipped LC-Nets plus ``--dynamic`` checkpoints.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 from pathlib import Path
 
@@ -41,11 +40,10 @@ from lcnas import environment_metadata
 from lcnas.checkpoint import read_checkpoint
 from lcnas.cost import describe, sample_mflops, static_mflops
 from lcnas.data import load_cifar10
-from lcnas.latency import call_ms
 from lcnas.pretrained import pretrained_manifest
 from lcnas.report import front_accuracy_at, static_front
 
-from _runtimes import available_runtimes, make_runner, runtime_versions
+from _runtimes import available_runtimes, make_runner, runtime_versions, time_interleaved
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -91,29 +89,6 @@ def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
     return {"accuracy": 100.0 * float(correct.float().mean()), "mflops_mean": float(per_image.mean()),
             "mflops_p95": float(per_image.quantile(0.95)), "confidence": p.max(1).values.numpy(),
             "correct": correct.numpy()}
-
-
-def _time_pairs(runners: dict[tuple[str, str], object], images: torch.Tensor, threads: int, block: int,
-                warmup: int, seed: int) -> dict[tuple[str, str], list[float]]:
-    """Per (model, runtime), the batch-1 wall time (ms) of each image, interleaved as the module says."""
-    pairs = list(runners)
-    times: dict[tuple[str, str], list[float]] = {p: [] for p in pairs}
-    xs = [images[i:i + 1].float().div_(255).contiguous() for i in range(len(images))]
-    for p in pairs:
-        for _ in range(warmup):
-            runners[p](xs[0])
-    rng = random.Random(seed)
-    per_call = threads == 1
-    step = 1 if per_call else block
-    for start in range(0, len(xs), step):
-        order = pairs[:]
-        rng.shuffle(order)
-        chunk = xs[start:start + step]
-        for p in order:
-            run = runners[p]
-            for x in chunk:
-                times[p].append(call_ms(lambda: run(x)))
-    return times
 
 
 def _cascades(static: list[dict], best_ms: dict[str, float], steps: int = 60) -> list[dict]:
@@ -222,7 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
     for row in rows:
         for runtime in (runtimes if row["kind"] == "static" else ["lcnas"]):
             runners[(row["name"], runtime)] = make_runner(runtime, models[row["name"]], threads=threads)
-    times = _time_pairs(runners, test.images[:args.images], threads, args.block, args.warmup, args.seed)
+    xs = [test.images[i:i + 1].float().div_(255).contiguous() for i in range(min(args.images, len(test.images)))]
+    times = time_interleaved(runners, xs, threads=threads, block=args.block, warmup=args.warmup, seed=args.seed)
 
     best_ms = {}
     for row in rows:

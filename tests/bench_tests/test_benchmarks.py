@@ -1,4 +1,4 @@
-"""Benchmark arithmetic: the static front, its interpolation, cascades (frontier.py) and Kendall tau (proxy_fidelity.py)."""
+"""Benchmark arithmetic: the static front, its interpolation, cascades (frontier.py), Kendall tau (proxy_fidelity.py) and runtime ratios (runtimes.py)."""
 
 from __future__ import annotations
 
@@ -95,3 +95,35 @@ def test_a_static_checkpoint_is_distilled_only_when_its_config_names_a_teacher(f
     kd_in_no_name.parent.mkdir()
     torch.save(ck, kd_in_no_name)
     assert frontier._static_family(str(kd_in_no_name)) == "distilled"
+
+
+@pytest.fixture(scope="module")
+def runtimes():
+    return _script("runtimes")
+
+
+def test_runtime_configurations_parse_and_bad_ones_name_the_form(runtimes):
+    assert runtimes.parse_config("64x2") == (64, 2)
+    assert runtimes.parse_config("1X1") == (1, 1)
+    for bad in ("64", "x2", "0x1", "ax2"):
+        with pytest.raises(Exception, match="batch"):
+            runtimes.parse_config(bad)
+
+
+def test_runtime_ratios_are_per_input_medians_against_the_engine(runtimes):
+    times = {"lcnas": [1.0, 2.0, 1.0], "openvino": [0.5, 3.0, 1.5], "eager": [3.0, 6.0, 3.0]}
+    stats = runtimes.summarize(times, batch=4)
+    assert stats["lcnas"]["ratio_to_lcnas"] == 1.0
+    assert stats["openvino"]["ratio_to_lcnas"] == pytest.approx(1.5)  # of 0.5, 1.5, 1.5
+    assert stats["eager"]["ratio_to_lcnas"] == pytest.approx(3.0)
+    assert stats["openvino"]["images_per_s"] == pytest.approx(1000.0 * 4 / 1.5)
+
+
+def test_interleaved_timing_runs_every_runner_on_every_input_in_blocks(runtimes):
+    calls = []
+    runners = {k: (lambda x, k=k: calls.append((k, int(x)))) for k in ("a", "b")}
+    times = runtimes.time_interleaved(runners, [0, 1, 2, 3, 4], threads=2, block=2, warmup=1)
+    assert {k: len(v) for k, v in times.items()} == {"a": 5, "b": 5}
+    timed = calls[2:]  # after one warm-up call each
+    assert sorted(timed) == sorted((k, i) for k in "ab" for i in range(5))
+    assert [i for _, i in timed[:4]] in ([0, 1, 0, 1],)  # a block of 2 inputs per runner, both runners, then the next block
