@@ -154,5 +154,5 @@ def time_interleaved(runners: dict[Hashable, Runner], inputs: Sequence[torch.Ten
         for k in order:
             run = runners[k]
             for x in chunk:
-                times[k].append(call_ms(lambda: run(x)))
+                times[k].append(call_ms(lambda run=run, x=x: run(x)))
     return times

@@ -23,17 +23,15 @@ import argparse
 import statistics
 from pathlib import Path
 
-from _common import use_threads, write_json
-
 import numpy as np
 import torch
+from _common import use_threads, write_json
+from _runtimes import RUNTIMES, available_runtimes, make_runner, runtime_versions, time_interleaved
 
 import lcnas
 from lcnas import environment_metadata
 from lcnas.data import load_cifar10
 from lcnas.pretrained import pretrained_manifest
-
-from _runtimes import RUNTIMES, available_runtimes, make_runner, runtime_versions, time_interleaved
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_ENGINE_OVER_OPENVINO = 1.0
@@ -131,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         "environment": environment_metadata(),
     }
     write_json(args.out, result)
-    print(f"engine / OpenVINO at batch 1, 1 thread: "
+    print("engine / OpenVINO at batch 1, 1 thread: "
           + ", ".join(f"{m} {v:.3f}" for m, v in result["goal"]["measured"].items()) + f"; goal met: {result['goal']['met']}")
     print(f"wrote {args.out}")
     return result
