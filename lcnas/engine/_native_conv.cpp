@@ -16,7 +16,8 @@
 //
 // Where AVX-512 is there (-march=native), outputs in 16s (and widths of 16n + 8, with an 8-float
 // tail) run on 16-float vectors in `outputs` and `small`: one FMA does two 8-float ones' work
-// (static ResNet-56 at batch 1, 1 thread, Sapphire Rapids: 2.52 -> 1.61 ms).
+// (static ResNet-56 at batch 1, 1 thread, Sapphire Rapids: 2.52 -> 1.56 ms); and `narrow` takes 4
+// inputs x 4 outputs per 16-float FMA (16->8 at 32x32: 30 -> 21 us, 16->12: 42 -> 28).
 //
 // Layout: x is addressed by strides (any layout; NHWC takes the fast paths); weights
 // [K][K][Cin][Kp] with Kp a multiple of 4 (zero-padded outputs); y [Ho][Wo][Kp]. Out-of-image
@@ -96,10 +97,9 @@ struct Args {
     bool team = false;          // inside a team running a whole pass (see team_rows)
 };
 
-// Whether a conv's outputs run on 16-float vectors (an 8-float tail for widths of 16n + 8), with a
-// shortcut window that no vector straddles.
+// Whether a conv's outputs run on 16-float vectors (an 8-float tail for widths of 16n + 8).
 static inline bool wide_ok(const Args& a) {
-    return kWide && a.Kp >= 16 && a.Kp % 8 == 0 && (!a.res || (a.res_lo % 16 == 0 && a.res_hi % 16 == 0));
+    return kWide && a.Kp >= 16 && a.Kp % 8 == 0;
 }
 
 template <typename V>
@@ -107,12 +107,38 @@ static inline V load(const float* p) { V v; std::memcpy(&v, p, sizeof(V)); retur
 template <typename V>
 static inline void store(float* p, V v) { std::memcpy(p, &v, sizeof(V)); }
 
+// Which part of the output vector at channel c lies in the shortcut's channel window [res_lo,
+// res_hi): 0 none, 1 all, 2 its low 8 floats, 3 its high 8 (a 16-float vector that a window edge,
+// in 8s, splits: "option A" shortcuts of 16 -> 32 channels add channels 8-23).
+template <typename V>
+static inline int window_part(const Args& a, int c) {
+    const bool lo = c >= a.res_lo && c < a.res_hi;
+    if constexpr (lanes<V>() == 16) {
+        const bool hi = c + 8 >= a.res_lo && c + 8 < a.res_hi;
+        return lo && hi ? 1 : lo ? 2 : hi ? 3 : 0;
+    }
+    return lo ? 1 : 0;
+}
+
+// The shortcut's part of the output vector at channel c (part from window_part), from ro: the
+// pixel's shortcut channels.
+template <typename V>
+static inline V shortcut(const Args& a, const float* ro, int c, int part) {
+    V r = {};
+    if (part == 1) return load<V>(ro + (c - a.res_lo));
+    if constexpr (lanes<V>() == 16) {
+        if (part == 2) std::memcpy(&r, ro + (c - a.res_lo), sizeof(v8));
+        else if (part == 3) std::memcpy(reinterpret_cast<char*>(&r) + sizeof(v8), ro + (c + 8 - a.res_lo), sizeof(v8));
+    }
+    return r;
+}
+
 // What follows a conv in a block, on one output vector at channel c: residual scale, shortcut
 // add (inside its channel window), ReLU, per-channel scale.
 template <typename V>
 static inline V epilogue(const Args& a, V v, const float* ro, int c) {
     if (a.alpha != 1.0f) v *= a.alpha;
-    if (ro && c >= a.res_lo && c < a.res_hi) v += load<V>(ro + (c - a.res_lo));
+    if (ro) v += shortcut<V>(a, ro, c, window_part<V>(a, c));
     if (a.relu) { V z = {}; v = v > z ? v : z; }
     if (a.chscale) v *= load<V>(a.chscale + c);
     return v;
@@ -130,12 +156,12 @@ static inline void tile_epilogue(const Args& a, V (&acc)[P][B], int ho, int wo0,
     const long ys = a.Kp;
     const bool scaled = a.alpha != 1.0f, relu = a.relu;
     const V alpha = V{} + a.alpha, zero = {};
-    const float* ro[B];  // each vector's shortcut channels, or null outside the window
+    const float* ro = a.res ? a.res + (long)ho * a.rs_h + (long)wo0 * a.rs_w : nullptr;  // the tile's first pixel
+    int part[B];  // each vector's part in the shortcut window (window_part)
     V cs[B];
     for (int b = 0; b < B; ++b) {
         int c = c0 + b * L;
-        // (a window edge inside a 16-float vector is not taken: res_lo/res_hi are in 16s there)
-        ro[b] = a.res && c >= a.res_lo && c < a.res_hi ? a.res + (long)ho * a.rs_h + (long)wo0 * a.rs_w + (c - a.res_lo) : nullptr;
+        part[b] = ro ? window_part<V>(a, c) : 0;
         cs[b] = a.chscale ? load<V>(a.chscale + c) : V{};
     }
 #pragma GCC unroll 16
@@ -144,7 +170,7 @@ static inline void tile_epilogue(const Args& a, V (&acc)[P][B], int ho, int wo0,
         for (int b = 0; b < B; ++b) {
             V v = acc[p][b];
             if (scaled) v *= alpha;
-            if (ro[b]) v += load<V>(ro[b] + p * a.rs_w);
+            if (part[b]) v += shortcut<V>(a, ro + p * a.rs_w, c0 + b * L, part[b]);
             if (relu) v = v > zero ? v : zero;
             if (a.chscale) v *= cs[b];
             store<V>(yo + p * ys + b * L, v);
@@ -429,28 +455,29 @@ static inline void narrow_step(v8 (&acc)[P][KP], const float* const (&xp)[P], in
     }
 }
 
-// The narrow kernel's P x KP accumulators reduced to outputs and through epilogue(), for pixels
-// (ho + p dh, wo + p dw): along a row or down an edge column; per-call choices made once per
-// tile (16->4 at 32x32 0.86-0.91 of the per-pixel form's time, 16->12 0.89, 32->8 at 16x16 0.93).
-template <int P, int KP>
-static inline void narrow_epilogue(const Args& a, v8 (&acc)[P][KP], int ho, int wo, int dh, int dw) {
+// P x NQ sums of 4 outputs (bias not yet added) through epilogue(), for pixels (ho + p dh, wo + p dw):
+// along a row or down an edge column; per-call choices made once per tile (16->4 at 32x32
+// 0.86-0.91 of the per-pixel form's time, 16->12 0.89, 32->8 at 16x16 0.93).
+template <int P, int NQ>
+static inline void quad_epilogue(const Args& a, v4 (&sum)[P][NQ], int ho, int wo, int dh, int dw) {
+    constexpr int KP = 4 * NQ;
     const long ys = ((long)dh * a.Wo + dw) * KP, rs = (long)dh * a.rs_h + (long)dw * a.rs_w;
     float* yo = a.y + ((long)ho * a.Wo + wo) * KP;
     const bool scaled = a.alpha != 1.0f, relu = a.relu;
     const v4 alpha = v4{} + a.alpha, zero = {};
-    const float* ro[KP / 4];
-    v4 bias[KP / 4], cs[KP / 4];
-    for (int q = 0; q < KP / 4; ++q) {
+    const float* ro[NQ];
+    v4 bias[NQ], cs[NQ];
+    for (int q = 0; q < NQ; ++q) {
         int c = 4 * q;
         ro[q] = a.res && c >= a.res_lo && c < a.res_hi ? a.res + (long)ho * a.rs_h + (long)wo * a.rs_w + (c - a.res_lo) : nullptr;
         bias[q] = load<v4>(a.bias + c);
         cs[q] = a.chscale ? load<v4>(a.chscale + c) : v4{};
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int p = 0; p < P; ++p) {
 #pragma GCC unroll 3
-        for (int q = 0; q < KP / 4; ++q) {
-            v4 v = hsum4(acc[p][4 * q], acc[p][4 * q + 1], acc[p][4 * q + 2], acc[p][4 * q + 3]) + bias[q];
+        for (int q = 0; q < NQ; ++q) {
+            v4 v = sum[p][q] + bias[q];
             if (scaled) v *= alpha;
             if (ro[q]) v += load<v4>(ro[q] + p * rs);
             if (relu) v = v > zero ? v : zero;
@@ -458,6 +485,15 @@ static inline void narrow_epilogue(const Args& a, v8 (&acc)[P][KP], int ho, int 
             store<v4>(yo + p * ys + 4 * q, v);
         }
     }
+}
+
+// The narrow kernel's P x KP accumulators reduced to outputs and through quad_epilogue().
+template <int P, int KP>
+static inline void narrow_epilogue(const Args& a, v8 (&acc)[P][KP], int ho, int wo, int dh, int dw) {
+    v4 sum[P][KP / 4];
+    for (int p = 0; p < P; ++p)
+        for (int q = 0; q < KP / 4; ++q) sum[p][q] = hsum4(acc[p][4 * q], acc[p][4 * q + 1], acc[p][4 * q + 2], acc[p][4 * q + 3]);
+    quad_epilogue<P, KP / 4>(a, sum, ho, wo, dh, dw);
 }
 
 template <int P, int KP, bool EDGE>
@@ -577,8 +613,140 @@ static bool narrow_ok(const Args& a) {
     return a.Kp <= 12 && a.Cin % 8 == 0 && (long)a.K * a.Cin <= kMaxCin && !a.padv && a.xs_c == 1 && a.xs_w == a.Cin;
 }
 
-// [K][K][Cin][Kp] weights (first `kp` outputs) in the narrow kernel's layout [kh][(kw, ci) / 8][kp][8].
+#if defined(__AVX512F__)
+// Narrow outputs on 16-float vectors (AVX-512): each FMA takes 4 input channels x 4 outputs of one
+// pixel, the input quad broadcast (a plain load) against weights laid out [k][ci % 4], summed over
+// the quad once per tile. One load per FMA, like the full-width kernels, where vectorising over 8
+// input channels (below) needs a load per 8-float FMA and a reduction per output.
+static constexpr bool kPacked = true;
+
+static inline v16 bcast4(const float* p) { return (v16)_mm512_broadcast_f32x4(_mm_loadu_ps(p)); }
+
+// [k0c0 k0c1 k0c2 k0c3 k1c0 ...] -> the 4 sums over c.
+static inline v4 sum_quads(v16 v) {
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m512 t = _mm512_permutexvar_ps(idx, (__m512)v);
+    __m256 s = _mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
+    return (v4)_mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+// Four pixels' accumulators of 4 outputs ([k][c] each) summed over c into [pixel][k] (in-lane
+// pairwise adds, then one permute), with bias, residual scale, ReLU and channel scale: the output
+// of 4 consecutive pixels of a 4-wide conv (no shortcut), 16 contiguous floats.
+static inline v16 four_pixels(const Args& a, v16 a0, v16 a1, v16 a2, v16 a3) {
+    const __m512 x0 = (__m512)a0, x1 = (__m512)a1, x2 = (__m512)a2, x3 = (__m512)a3;
+    const __m512 h01 = _mm512_add_ps(_mm512_shuffle_ps(x0, x1, 0x88), _mm512_shuffle_ps(x0, x1, 0xDD));
+    const __m512 h23 = _mm512_add_ps(_mm512_shuffle_ps(x2, x3, 0x88), _mm512_shuffle_ps(x2, x3, 0xDD));
+    const __m512 h = _mm512_add_ps(_mm512_shuffle_ps(h01, h23, 0x88), _mm512_shuffle_ps(h01, h23, 0xDD));
+    // 128-bit lane k holds [p0 p1 p2 p3] of output k: transposed to [p][k]
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    v16 v = (v16)_mm512_permutexvar_ps(idx, h);
+    const v16 bias = (v16)_mm512_broadcast_f32x4(_mm_loadu_ps(a.bias));
+    v += bias;
+    if (a.alpha != 1.0f) v *= a.alpha;
+    if (a.relu) { v16 z = {}; v = v > z ? v : z; }
+    if (a.chscale) v *= (v16)_mm512_broadcast_f32x4(_mm_loadu_ps(a.chscale));
+    return v;
+}
+
+// P pixels along row ho from wo0, NQ quads of outputs, CIN inputs (0: a.Cin), read in place: rows
+// outside the image are skipped (zero padding), and with EDGE the taps outside it too (tap by
+// tap); without, every tap of the tile's pixels is inside, so each kernel row of a pixel is one
+// run of K x Cin floats. Weights (narrow_layout): [kh][(kw, ci) / 4][NQ][4 outputs][4 inputs].
+template <int P, int NQ, int CIN, bool EDGE>
+static inline void packed_tile(const Args& a, const float* wd, int ho, int wo0) {
+    v16 acc[P][NQ];
+    for (int p = 0; p < P; ++p)
+        for (int q = 0; q < NQ; ++q) acc[p][q] = v16{};
+    const int C = CIN > 0 ? CIN : a.Cin, n = 3 * C / 4, nc = C / 4;
+    const long ps = (long)a.stride * C;
+    for (int kh = 0; kh < 3; ++kh) {
+        const int hi = ho * a.stride + kh - a.pad;
+        if (hi < 0 || hi >= a.H) continue;
+        const float* wk = wd + (long)kh * n * NQ * 16;
+        if constexpr (EDGE) {
+            for (int kw = 0; kw < 3; ++kw) {
+                const int wi = wo0 * a.stride + kw - a.pad;
+                if (wi < 0 || wi >= a.W) continue;
+                const float* xr = a.x + (long)hi * a.xs_h + (long)wi * C;
+                for (int j = 0; j < nc; ++j) {
+                    const v16 xv = bcast4(xr + 4 * j);
+                    for (int q = 0; q < NQ; ++q) acc[0][q] += xv * load<v16>(wk + ((long)(kw * nc + j) * NQ + q) * 16);
+                }
+            }
+            continue;
+        }
+        const float* xr = a.x + (long)hi * a.xs_h + (long)(wo0 * a.stride - a.pad) * C;
+        for (int j = 0; j < n; ++j) {
+            v16 wv[NQ];
+            for (int q = 0; q < NQ; ++q) wv[q] = load<v16>(wk + ((long)j * NQ + q) * 16);
+            for (int p = 0; p < P; ++p) {
+                const v16 xv = bcast4(xr + p * ps + 4 * j);
+                for (int q = 0; q < NQ; ++q) acc[p][q] += xv * wv[q];
+            }
+        }
+    }
+    if constexpr (NQ == 1 && P % 4 == 0) {
+        if (!a.res) {  // 4 outputs: 4 pixels' sums in one vector, the epilogue on 16 floats at once
+            for (int p = 0; p < P; p += 4) store<v16>(a.y + ((long)ho * a.Wo + wo0 + p) * 4, four_pixels(a, acc[p][0], acc[p + 1][0], acc[p + 2][0], acc[p + 3][0]));
+            return;
+        }
+    }
+    v4 sum[P][NQ];
+    for (int p = 0; p < P; ++p)
+        for (int q = 0; q < NQ; ++q) sum[p][q] = sum_quads(acc[p][q]);
+    quad_epilogue<P, NQ>(a, sum, ho, wo0, 0, 1);
+}
+
+template <int NQ, int CIN>
+static void packed_row(const Args& a, const float* wd, int ho) {
+    constexpr int P0 = NQ == 1 ? 16 : 8;  // 16 or 24 accumulators
+    const Interior in = interior_columns(a);
+    for (int wo = 0; wo < in.lo; ++wo) packed_tile<1, NQ, CIN, true>(a, wd, ho, wo);
+    int wo = in.lo;
+    for (; wo + P0 <= in.end; wo += P0) packed_tile<P0, NQ, CIN, false>(a, wd, ho, wo);
+    if constexpr (P0 > 8)
+        for (; wo + 8 <= in.end; wo += 8) packed_tile<8, NQ, CIN, false>(a, wd, ho, wo);
+    for (; wo + 4 <= in.end; wo += 4) packed_tile<4, NQ, CIN, false>(a, wd, ho, wo);
+    for (; wo + 2 <= in.end; wo += 2) packed_tile<2, NQ, CIN, false>(a, wd, ho, wo);
+    for (; wo < in.end; ++wo) packed_tile<1, NQ, CIN, false>(a, wd, ho, wo);
+    for (wo = in.end; wo < a.Wo; ++wo) packed_tile<1, NQ, CIN, true>(a, wd, ho, wo);
+}
+
+template <int NQ, int CIN>
+static void run_packed_c(const Args& a, const float* wd, int nthreads, bool parallel) {
+    if (a.team)
+        team_rows(a, [&](int r0, int r1) { for (int ho = r0; ho < r1; ++ho) packed_row<NQ, CIN>(a, wd, ho); });
+    else
+        for_rows(a, nthreads, parallel, [&](int ho) { packed_row<NQ, CIN>(a, wd, ho); });
+}
+
+template <int NQ>
+static void run_packed(const Args& a, const float* wd, int nthreads, bool parallel) {
+    switch (a.Cin) {  // the loop length known at compile time for the full stage widths
+        case 16: run_packed_c<NQ, 16>(a, wd, nthreads, parallel); break;
+        case 32: run_packed_c<NQ, 32>(a, wd, nthreads, parallel); break;
+        case 64: run_packed_c<NQ, 64>(a, wd, nthreads, parallel); break;
+        default: run_packed_c<NQ, 0>(a, wd, nthreads, parallel); break;
+    }
+}
+#else
+static constexpr bool kPacked = false;
+#endif
+
+// [K][K][Cin][Kp] weights (first `kp` outputs) in the narrow kernel's layout: with AVX-512 and 3x3
+// the packed kernel's [kh][(kw, ci) / 4][kp / 4][4 outputs][4 inputs], else [kh][(kw, ci) / 8][kp][8].
 static void narrow_layout(const float* w, int K, int C, int Kp, int kp, float* out) {
+    if (kPacked && K == 3) {
+        const int nq = kp / 4;
+        for (int t = 0; t < K * K; ++t)
+            for (int cq = 0; cq < C / 4; ++cq)
+                for (int q = 0; q < nq; ++q)
+                    for (int k = 0; k < 4; ++k)
+                        for (int c = 0; c < 4; ++c)
+                            out[(((long)t * (C / 4) + cq) * nq + q) * 16 + k * 4 + c] = w[((long)t * C + 4 * cq + c) * Kp + 4 * q + k];
+        return;
+    }
     const int n = K * C / 8;
     for (int kh = 0; kh < K; ++kh)
         for (int j = 0; j < K * C; ++j)
@@ -595,6 +763,9 @@ static void run_narrow(const Args& a, int nthreads, bool parallel) {
         narrow_layout(a.w, a.K, a.Cin, a.Kp, KP, wbuf.data());
         wd = wbuf.data();
     }
+#if defined(__AVX512F__)
+    if (a.K == 3) return run_packed<KP / 4>(a, wd, nthreads, parallel);
+#endif
     if (a.team) {  // an equal share of rows (groups of P from the band's first row): edges, then rows
         team_rows(a, [&](int r0, int r1) {
             if constexpr (P > 2)

@@ -120,24 +120,30 @@ def test_random_shapes_equal_pytorch_on_every_kernel(kernel):
 
 
 def test_sixteen_float_vectors_equal_pytorch(kernel):
-    # Widths of 16n and 16n + 8 with a shortcut window in 16s (or none): where AVX-512 is there
-    # these take 16-float vectors with an 8-float tail (elsewhere the 8-float kernels), in the
-    # outputs kernel (inputs 36-64) and the few-input kernel (inputs 3-32), channel scale on.
+    # Widths of 16n and 16n + 8: where AVX-512 is there these take 16-float vectors with an 8-float
+    # tail (elsewhere the 8-float kernels), in the outputs kernel (inputs 36-64) and the few-input
+    # kernel (inputs 3-32), and narrow widths; channel scale on, with shortcut windows (offset,
+    # channels) that cover a vector, none, or half of one ("option A" 16 -> 32: channels 8-23).
     gen = torch.Generator().manual_seed(16)
-    for cin, cout, size, stride in [(64, 64, 8, 1), (36, 48, 9, 1), (64, 56, 8, 1), (40, 24, 11, 2), (64, 40, 8, 1),
-                                    (16, 16, 32, 1), (32, 32, 16, 1), (12, 64, 8, 1), (3, 16, 31, 1), (32, 64, 17, 2)]:
+    for cin, cout, size, stride, window in [
+            (64, 64, 8, 1, (0, 64)), (36, 48, 9, 1, (16, 16)), (64, 56, 8, 1, (8, 40)), (40, 24, 11, 2, (8, 8)),
+            (64, 40, 8, 1, None), (16, 16, 32, 1, (0, 16)), (32, 32, 16, 1, (8, 16)), (12, 64, 8, 1, (16, 32)),
+            (3, 16, 31, 1, None), (32, 64, 17, 2, (24, 16)), (32, 32, 16, 1, (16, 8)),
+            # narrow widths (4-12 outputs; with AVX-512 4 inputs x 4 outputs per FMA, 4 pixels per epilogue)
+            (16, 4, 32, 1, None), (16, 4, 30, 2, None), (32, 8, 16, 1, (0, 8)), (64, 12, 8, 1, None), (24, 8, 13, 1, None)]:
         x = torch.randn(1, cin, size, size, generator=gen).contiguous(memory_format=CL)
         w, b = torch.randn(cout, cin, 3, 3, generator=gen), torch.randn(cout, generator=gen)
-        ref = F.conv2d(x, w, b, stride, 1)
-        window = 16 * (cout // 32)  # 0 (no shortcut) or the first 16 or 32 channels
-        res = torch.randn(1, window, *ref.shape[2:], generator=gen).contiguous(memory_format=CL)
+        ref = F.conv2d(x, w, b, stride, 1) * 0.5
         scale = torch.rand(cout, generator=gen) + 0.5
-        y = kernel(x, kernel.pack(w, b, stride, 1), alpha=0.5, residual=res if window else None, relu=True,
+        res, offset = None, 0
+        if window is not None:
+            offset, channels = window
+            res = torch.randn(1, channels, *ref.shape[2:], generator=gen).contiguous(memory_format=CL)
+            ref[:, offset:offset + channels] += res
+        y = kernel(x, kernel.pack(w, b, stride, 1), alpha=0.5, residual=res, residual_offset=offset, relu=True,
                    channel_scale=scale)
-        ref = ref * 0.5
-        ref[:, :window] += res
         ref = ref.relu() * scale[:, None, None]
-        assert torch.allclose(y[:, :cout], ref, atol=1e-4, rtol=1e-4), (cin, cout, size, stride)
+        assert torch.allclose(y[:, :cout], ref, atol=1e-4, rtol=1e-4), (cin, cout, size, stride, window)
 
 
 def test_results_do_not_depend_on_the_thread_count(kernel):
