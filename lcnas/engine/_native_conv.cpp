@@ -698,18 +698,42 @@ static inline void packed_tile(const Args& a, const float* wd, int ho, int wo0) 
     quad_epilogue<P, NQ>(a, sum, ho, wo0, 0, 1);
 }
 
+// One interior tile of p pixels (p from packed_span's set).
+template <int NQ, int CIN>
+static inline void packed_tile_p(const Args& a, const float* wd, int ho, int wo, int p) {
+    switch (p) {
+        case 16: if constexpr (NQ == 1) { packed_tile<16, NQ, CIN, false>(a, wd, ho, wo); return; } break;
+        case 15: if constexpr (NQ == 1) { packed_tile<15, NQ, CIN, false>(a, wd, ho, wo); return; } break;
+        case 14: if constexpr (NQ == 1) { packed_tile<14, NQ, CIN, false>(a, wd, ho, wo); return; } break;
+        case 8: packed_tile<8, NQ, CIN, false>(a, wd, ho, wo); return;
+        case 7: packed_tile<7, NQ, CIN, false>(a, wd, ho, wo); return;
+        case 6: packed_tile<6, NQ, CIN, false>(a, wd, ho, wo); return;
+        case 4: packed_tile<4, NQ, CIN, false>(a, wd, ho, wo); return;
+        case 2: packed_tile<2, NQ, CIN, false>(a, wd, ho, wo); return;
+        default: break;
+    }
+    packed_tile<1, NQ, CIN, false>(a, wd, ho, wo);
+}
+
+// A row's interior columns in tiles of near-equal size (30 = 15 + 15, 14 = 7 + 7, not 16 + 8 + 4
+// + 2: a short tile has too few accumulators to keep the FMA units busy); its edge pixels tap by tap.
 template <int NQ, int CIN>
 static void packed_row(const Args& a, const float* wd, int ho) {
-    constexpr int P0 = NQ == 1 ? 16 : 8;  // 16 or 24 accumulators
+    constexpr int PMAX = NQ == 1 ? 16 : 8;  // 16 or 24 accumulators at most
+    static const int kSizes[] = {16, 15, 14, 8, 7, 6, 4, 2, 1};
     const Interior in = interior_columns(a);
     for (int wo = 0; wo < in.lo; ++wo) packed_tile<1, NQ, CIN, true>(a, wd, ho, wo);
-    int wo = in.lo;
-    for (; wo + P0 <= in.end; wo += P0) packed_tile<P0, NQ, CIN, false>(a, wd, ho, wo);
-    if constexpr (P0 > 8)
-        for (; wo + 8 <= in.end; wo += 8) packed_tile<8, NQ, CIN, false>(a, wd, ho, wo);
-    for (; wo + 4 <= in.end; wo += 4) packed_tile<4, NQ, CIN, false>(a, wd, ho, wo);
-    for (; wo + 2 <= in.end; wo += 2) packed_tile<2, NQ, CIN, false>(a, wd, ho, wo);
-    for (; wo < in.end; ++wo) packed_tile<1, NQ, CIN, false>(a, wd, ho, wo);
+    int wo = in.lo, left = in.end - in.lo;
+    for (int tiles = (left + PMAX - 1) / PMAX; left > 0; --tiles) {
+        const int want = (left + tiles - 1) / tiles;
+        int p = 1;
+        for (int s : kSizes)
+            if (s <= want && s <= PMAX) { p = s; break; }
+        packed_tile_p<NQ, CIN>(a, wd, ho, wo, p);
+        wo += p;
+        left -= p;
+        if (tiles == 1 && left > 0) tiles = 1 + (left + PMAX - 1) / PMAX;  // a rounded-down tile leaves a rest
+    }
     for (wo = in.end; wo < a.Wo; ++wo) packed_tile<1, NQ, CIN, true>(a, wd, ho, wo);
 }
 
