@@ -686,9 +686,15 @@ static inline void packed_tile(const Args& a, const float* wd, int ho, int wo0) 
             }
         }
     }
-    if constexpr (NQ == 1 && P % 4 == 0) {
+    if constexpr (NQ == 1 && P >= 4) {
         if (!a.res) {  // 4 outputs: 4 pixels' sums in one vector, the epilogue on 16 floats at once
-            for (int p = 0; p < P; p += 4) store<v16>(a.y + ((long)ho * a.Wo + wo0 + p) * 4, four_pixels(a, acc[p][0], acc[p + 1][0], acc[p + 2][0], acc[p + 3][0]));
+            constexpr int P4 = P / 4 * 4, R = P - P4;  // a 15-pixel tile: 3 such groups and 3 pixels
+            for (int p = 0; p < P4; p += 4) store<v16>(a.y + ((long)ho * a.Wo + wo0 + p) * 4, four_pixels(a, acc[p][0], acc[p + 1][0], acc[p + 2][0], acc[p + 3][0]));
+            if constexpr (R > 0) {
+                v4 rest[R][1];
+                for (int p = 0; p < R; ++p) rest[p][0] = sum_quads(acc[P4 + p][0]);
+                quad_epilogue<R, 1>(a, rest, ho, wo0 + P4, 0, 1);
+            }
             return;
         }
     }
