@@ -49,11 +49,10 @@ def parse_config(text: str) -> tuple[int, int]:
 
 
 def load_static(name: str) -> tuple[torch.nn.Module, str]:
-    """The shipped static network ``name`` (``<name>_cifar10``), or the architecture with fresh
+    """The shipped static network ``name`` (its manifest entry), or the architecture with fresh
     weights when none is shipped (time does not depend on the weights); and which it was."""
-    shipped = f"{name}_cifar10"
-    if shipped in pretrained_manifest():
-        return lcnas.load_model(shipped).eval(), shipped
+    if name in pretrained_manifest():
+        return lcnas.load_model(name).eval(), f"shipped {name} (lcnas/pretrained/manifest.json)"
     return lcnas.create_model(name, gating="none").eval(), "untrained (no shipped checkpoint)"
 
 

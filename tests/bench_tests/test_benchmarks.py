@@ -127,3 +127,16 @@ def test_interleaved_timing_runs_every_runner_on_every_input_in_blocks(runtimes)
     timed = calls[2:]  # after one warm-up call each
     assert sorted(timed) == sorted((k, i) for k in "ab" for i in range(5))
     assert [i for _, i in timed[:4]] in ([0, 1, 0, 1],)  # a block of 2 inputs per runner, both runners, then the next block
+
+
+def test_runtimes_time_the_shipped_static_weights(runtimes):
+    import torch
+
+    import lcnas
+
+    model, source = runtimes.load_static("resnet20")
+    shipped = lcnas.load_model("resnet20")
+    assert source.startswith("shipped resnet20")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), shipped.state_dict().values()))
+    _, fresh = runtimes.load_static("resnet110")  # no shipped checkpoint: the architecture, said so
+    assert fresh.startswith("untrained")
