@@ -175,7 +175,11 @@ class Report:
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
         p.add_argument("--lut", help="latency table for predicted latency")
         p.add_argument("--compare", action="append", default=[], metavar="CKPT", help="another checkpoint to plot beside it (repeatable)")
-        p.add_argument("--baselines", default="resnet20,resnet32", help="shipped static backbones to compare with")
+        p.add_argument("--baselines", default=None,
+                       help="shipped static networks timed on lcnas's engine beside the model: the static front it is placed "
+                            "against (comma-separated; default: every shipped static CIFAR-10 ResNet)")
+        p.add_argument("--eager", default="resnet20", help="shipped static networks also timed in eager PyTorch, for reference "
+                                                            "(comma-separated; '' for none)")
         p.add_argument("--latency-images", type=int, default=200, help="test images timed at batch 1")
         add_format_argument(p)
 
@@ -184,7 +188,8 @@ class Report:
         from ..report import build_report
 
         path = build_report(args.run_dir, data_root=args.data_root, lut=args.lut, others=tuple(args.compare),
-                            baselines=tuple(b for b in args.baselines.split(",") if b), latency_images=args.latency_images)
+                            baselines=None if args.baselines is None else _names(args.baselines, "--baselines"),
+                            eager=_names(args.eager, "--eager"), latency_images=args.latency_images)
         front = json.loads((path.parent / "report.json").read_text()).get("static_front")
         # the last lines: where the model stands against the static networks on the same engine
         emit({"report": str(path), **({} if front is None else {"static_front": front["sentence"], "margin_pt": front["margin_pt"],
@@ -227,3 +232,16 @@ class Export:
             diff = float((scripted(x) - eager).abs().max())
         emit({"out": str(args.out), "max_abs_diff_vs_eager": diff}, args.format)
         return 0
+
+
+def _names(value: str, option: str) -> tuple[str, ...]:
+    """Comma-separated shipped static network names; an unknown one is an error naming the shipped ones."""
+    from ..errors import ConfigError
+    from ..report._report import shipped_static
+
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    known = shipped_static()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"{option}: {', '.join(unknown)} is not a shipped static network; shipped: {', '.join(known)}")
+    return names

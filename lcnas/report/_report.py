@@ -124,9 +124,24 @@ def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels:
                       gating=str(getattr(model, "gating", "none")) if gated else "none")
 
 
-def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str | None = None, baselines: tuple[str, ...] = ("resnet20", "resnet32"),
-                 others: tuple[str, ...] = (), latency_images: int = 200, test_images: int | None = None) -> Path:
-    """Write ``<run_dir>/report/report.md`` with its PNGs and ``report.json``; return the Markdown path."""
+def shipped_static(dataset: str = "cifar10") -> tuple[str, ...]:
+    """Every shipped static network trained on ``dataset``, the cheapest first: the static front a
+    dynamic model is reported against."""
+    from ..pretrained import pretrained_manifest
+
+    entries = [(name, e) for name, e in pretrained_manifest().items()
+               if e.get("dataset") == dataset and (e.get("config") or {}).get("gating") == "none"]
+    return tuple(name for name, _ in sorted(entries, key=lambda ne: ne[1].get("test_accuracy") or 0.0))
+
+
+def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str | None = None, baselines: tuple[str, ...] | None = None,
+                 eager: tuple[str, ...] = ("resnet20",), others: tuple[str, ...] = (), latency_images: int = 200,
+                 test_images: int | None = None) -> Path:
+    """Write ``<run_dir>/report/report.md`` with its PNGs and ``report.json``; return the Markdown path.
+
+    ``baselines``: shipped static networks timed through lcnas's engine beside the model, the
+    static front it is placed against (default: every shipped static CIFAR-10 network,
+    :func:`shipped_static`); ``eager``: those also timed in eager PyTorch, for reference."""
     from ..checkpoint import load_model
     from ..data import load_cifar10
     from ..models import create_model
@@ -147,8 +162,9 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
     models = {run_dir.name: (load_model(ckpt), None)}
     for other in others:
         models[Path(other).parent.name] = (load_model(other), None)
-    for name in baselines:
+    for name in eager:
         models[f"{name} (static)"] = (create_model(name, pretrained=True), None)
+    for name in shipped_static() if baselines is None else baselines:
         models[f"{name} (static, lcnas engine)"] = static_engine(name)
     rows = []
     for name, (model, forced) in models.items():
@@ -159,9 +175,9 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
     # model alike and the comparison between them holds. Eager PyTorch runs slower right after
     # lcnas's engine in the same process (thread pools, caches: 7-9 ms against 4 ms alone for
     # ResNet-20), so each eager baseline is timed alone in a process of its own.
-    eager = {name for name in models if name.endswith("(static)")}
-    measured = interleaved_bs1_ms({k: v for k, v in models.items() if k not in eager}, images[:latency_images])
-    for name in eager:
+    eager_rows = {name for name in models if name.endswith("(static)")}
+    measured = interleaved_bs1_ms({k: v for k, v in models.items() if k not in eager_rows}, images[:latency_images])
+    for name in eager_rows:
         measured[name] = eager_bs1_ms(name[: -len(" (static)")], images[:latency_images])
     rows = [replace(r, latency_ms_measured=measured[r.name].ms) for r in rows]
     main = rows[0]
@@ -182,7 +198,7 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
     summary = [{"model": r.name, "test_accuracy": r.accuracy, "mflops_mean": r.mflops_mean,
                 "mflops_p95": float(torch.tensor(r.mflops).quantile(0.95)), "bs1_latency_ms_median": r.latency_ms_median,
                 "bs1_latency_ms_per_round": measured[r.name].round_medians_ms,
-                "bs1_latency_timed": _EAGER_TIMING if r.name in eager else _INTERLEAVED_TIMING,
+                "bs1_latency_timed": _EAGER_TIMING if r.name in eager_rows else _INTERLEAVED_TIMING,
                 "predicted_latency_ms_mean": statistics.fmean(r.latency_ms_predicted) if r.latency_ms_predicted else None} for r in rows]
     front = _front_standing(summary)
     write_json(out / "report.json", {"run": str(run_dir), "models": summary, "picked": picked, "lut": lut, "static_front": front,

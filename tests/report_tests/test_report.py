@@ -48,6 +48,27 @@ def test_report_of_a_missing_run_is_a_clear_error(tmp_path):
     assert main(["report", str(tmp_path / "nothing")]) == 2
 
 
+def test_the_default_static_front_is_every_shipped_static_network():
+    from lcnas.pretrained import pretrained_manifest
+    from lcnas.report import shipped_static
+
+    names = shipped_static()
+    manifest = pretrained_manifest()
+    static = {n for n, e in manifest.items() if e["config"]["gating"] == "none" and e["dataset"] == "cifar10"}
+    assert set(names) == static and {"resnet8", "resnet20", "resnet56"} <= static
+    assert not any(manifest[n]["config"]["gating"] != "none" for n in names)  # no LC-Net in the front
+    accuracy = [manifest[n]["test_accuracy"] for n in names]
+    assert accuracy == sorted(accuracy)
+
+
+@pytest.mark.parametrize("option", ["--baselines", "--eager"])
+def test_an_unknown_baseline_is_named_with_the_shipped_ones(tmp_path, option, capsys):
+    (tmp_path / "run").mkdir()
+    assert main(["report", str(tmp_path / "run"), option, "resnet20,resnet99"]) == 2
+    err = capsys.readouterr().err
+    assert "resnet99" in err and "resnet56" in err and "Traceback" not in err
+
+
 def test_dominance_names_what_the_reported_model_beats_and_what_it_does_not():
     from lcnas.report._report import dominance
 
