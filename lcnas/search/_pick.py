@@ -75,7 +75,7 @@ def _knee(front: list[TrialResult], metric: str) -> TrialResult:
 
 def retrain_config(results: SearchResults, trial: TrialResult, *, name: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The trial's training config with a full schedule: the whole training split, the backbone
-    trained too (a frozen proxy backbone thaws at the trial's ``lr``), ``overrides`` (e.g.
+    trained too (the proxy's slow backbone rate becomes the trial's ``lr``), ``overrides`` (e.g.
     ``{"epochs": 15}``), a new run name; validation split kept, test evaluated at the end."""
     cfg = trial_config(results.settings, trial.params, number=trial.number)
     source = f"retrain of trial {trial.number}"

@@ -1,4 +1,5 @@
-"""The search's proxy trains gates on a frozen backbone: the pretrained network comes out intact."""
+"""The search's proxy trains gates with the backbone at a small rate: the pretrained network stays
+close to intact (and exactly intact with ``backbone_lr=0``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from tests.conftest import SHARED_CIFAR
 pytestmark = pytest.mark.skipif(not (SHARED_CIFAR / "cifar-10-batches-py").is_dir(), reason="real CIFAR-10 not beside the checkout")
 
 VAL = 500
-# The stated bound: a proxy trial's validation accuracy with its own gates stays within this many
-# points of the pretrained backbone's (the old proxy, which also trained the backbone, left
-# ResNet-20 at 15-62 % from 91.5 %).
+# The stated bound: a proxy trial's validation accuracy with its own gates, and the proxy's backbone
+# with every block on, stay within this many points of the pretrained backbone's (a proxy that
+# trained the backbone at the retrain's rate left ResNet-20 at 15-62 % from 91.5 %).
 BOUND_PT = 5.0
 
 
@@ -35,22 +36,38 @@ def _val_accuracy(model, val) -> float:
     return 100.0 * float((logits.argmax(1) == val.labels).float().mean())
 
 
-def test_proxy_keeps_the_backbone_and_its_accuracy(tmp_path):
+def _static_val_accuracy(val) -> float:
+    return _val_accuracy(lcnas.create_model("resnet20", pretrained=True).eval(), val)
+
+
+def test_proxy_keeps_the_backbone_close_and_its_accuracy(tmp_path):
     cfg = _cfg(tmp_path)
-    assert cfg.backbone_lr == 0
+    assert 0 < cfg.backbone_lr <= 0.2 * 0.01  # the proxy default: a fifth of ResNet-20's retrain rate at most
     final = train(cfg, progress=False, test=False)
+    state = load_pretrained_state("resnet20", num_classes=10)
+    trained = lcnas.load_model(tmp_path / "proxy" / "final.pt")
+    got = trained.state_dict()
+    weights = [k for k, v in state.items() if v.is_floating_point() and v.dim() == 4]
+    moved = max(float((got[k] - state[k]).norm() / state[k].norm()) for k in weights)
+    assert 0 < moved < 0.05, f"conv weights moved by {moved:.3f} of their norm"
+
+    _, val = train_val_split(load_cifar10(SHARED_CIFAR, train=True), val_size=VAL, seed=0)
+    static_acc = _static_val_accuracy(val)
+    with trained.forced(ForcedDecisions(block_run=torch.ones(9, dtype=torch.bool))):
+        assert _val_accuracy(trained, val) >= static_acc - BOUND_PT  # every block on: still the pretrained network
+    assert final["val_accuracy"] >= static_acc - BOUND_PT
+
+
+def test_a_frozen_proxy_keeps_the_backbone_exactly(tmp_path):
+    train(_cfg(tmp_path, backbone_lr=0.0), progress=False, test=False)
     state = load_pretrained_state("resnet20", num_classes=10)
     trained = lcnas.load_model(tmp_path / "proxy" / "final.pt")
     got = trained.state_dict()
     changed = [k for k, v in state.items() if not torch.equal(got[k], v)]
     assert not changed, f"the frozen proxy changed backbone tensors: {changed[:5]}"
-
     _, val = train_val_split(load_cifar10(SHARED_CIFAR, train=True), val_size=VAL, seed=0)
-    static = lcnas.create_model("resnet20", pretrained=True).eval()
-    static_acc = _val_accuracy(static, val)
     with trained.forced(ForcedDecisions(block_run=torch.ones(9, dtype=torch.bool))):
-        assert _val_accuracy(trained, val) == static_acc  # every block on: the pretrained network exactly
-    assert final["val_accuracy"] >= static_acc - BOUND_PT
+        assert _val_accuracy(trained, val) == _static_val_accuracy(val)  # every block on: the pretrained network exactly
 
 
 def test_a_trained_backbone_moves(tmp_path):
