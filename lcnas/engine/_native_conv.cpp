@@ -896,6 +896,128 @@ static void run_small(const Args& a, int nthreads, bool parallel) {
              xb.Hp, [&](int r) { bordered_row(a, xb, r); });
 }
 
+#if defined(__AVX512F__)
+// The stem (3 inputs, 3x3, stride 1, 16 outputs, rows a multiple of 16 wide), vectorised over 16
+// pixels of a row rather than over the outputs: with 3 inputs a pixel meets only 27 weights, and
+// the output-vectorised kernels broadcast one input per FMA. Here each loaded row segment meets 8
+// outputs and each broadcast weight 2 output rows (0.6 loads per FMA), and a register transpose
+// writes channels-last. The input is bordered into 3 planes first (any input layout).
+static constexpr bool kStem = true;
+
+static bool stem_ok(const Args& a) {
+    return a.Cin == 3 && a.K == 3 && a.stride == 1 && a.pad == 1 && a.Kp == 16 && a.W % 16 == 0 && !a.res && !a.chscale &&
+           a.alpha == 1.0f;
+}
+
+// Row r of the bordered planes [3][H + 2][W + 2] (border: the pad value of each channel).
+static void stem_border_row(const Args& a, float* xb, int r) {
+    const int S = a.W + 2, Hp = a.H + 2, hi = r - 1;
+    for (int c = 0; c < 3; ++c) {
+        float* d = xb + ((long)c * Hp + r) * S;
+        const float pv = a.padv ? a.padv[c] : 0.f;
+        if (hi < 0 || hi >= a.H) {
+            for (int i = 0; i < S; ++i) d[i] = pv;
+            continue;
+        }
+        d[0] = d[a.W + 1] = pv;
+        const float* src = a.x + (long)hi * a.xs_h + (long)c * a.xs_c;
+        if (a.xs_w == 1) std::memcpy(d + 1, src, sizeof(float) * a.W);
+        else for (int i = 0; i < a.W; ++i) d[1 + i] = src[(long)i * a.xs_w];
+    }
+}
+
+// 8 vectors of 16 pixels (one output channel each) stored as 16 pixels x 8 channels at y (pixel
+// stride 16 floats): unpack, shuffle, then one two-source permute per pair of pixels.
+static inline void store_eight_channels(const v16 (&v)[8], float* y) {
+    __m512 t[8], u[8];
+    for (int i = 0; i < 4; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps((__m512)v[2 * i], (__m512)v[2 * i + 1]);      // per lane: c0p0 c1p0 c0p1 c1p1
+        t[2 * i + 1] = _mm512_unpackhi_ps((__m512)v[2 * i], (__m512)v[2 * i + 1]);  // c0p2 c1p2 c0p3 c1p3
+    }
+    for (int h = 0; h < 2; ++h) {  // channels 4h..4h+3; u[4h + i]: lane L holds pixel 4L + i
+        u[4 * h + 0] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        u[4 * h + 1] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+        u[4 * h + 2] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        u[4 * h + 3] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    for (int i = 0; i < 4; ++i) {
+        const __m512 a = _mm512_permutex2var_ps(u[i], lo, u[4 + i]);  // pixels i and 4 + i
+        const __m512 b = _mm512_permutex2var_ps(u[i], hi, u[4 + i]);  // pixels 8 + i and 12 + i
+        _mm256_storeu_ps(y + (long)i * 16, _mm512_castps512_ps256(a));
+        _mm256_storeu_ps(y + (long)(4 + i) * 16, _mm512_extractf32x8_ps(a, 1));
+        _mm256_storeu_ps(y + (long)(8 + i) * 16, _mm512_castps512_ps256(b));
+        _mm256_storeu_ps(y + (long)(12 + i) * 16, _mm512_extractf32x8_ps(b, 1));
+    }
+}
+
+// R output rows from ho, 16 pixels from wo0, outputs h..h+7. Every output sums bias, then inputs
+// c, kernel rows kh, columns kw in that order, whatever R: results do not depend on the split.
+template <int R>
+static inline void stem_tile(const Args& a, const float* xb, int ho, int wo0, int h) {
+    const int S = a.W + 2, Hp = a.H + 2;
+    v16 acc[R][8];
+    for (int k = 0; k < 8; ++k)
+        for (int r = 0; r < R; ++r) acc[r][k] = (v16)_mm512_set1_ps(a.bias[h + k]);
+    for (int c = 0; c < 3; ++c)
+        for (int kh = 0; kh < 3; ++kh) {
+            const float* row = xb + ((long)c * Hp + ho + kh) * S + wo0;
+            for (int kw = 0; kw < 3; ++kw) {
+                v16 xv[R];
+                for (int r = 0; r < R; ++r) xv[r] = load<v16>(row + (long)r * S + kw);
+                const float* wk = a.w + ((long)(kh * 3 + kw) * 3 + c) * 16 + h;  // [kh][kw][c][16]
+                for (int k = 0; k < 8; ++k) {
+                    const v16 wb = (v16)_mm512_set1_ps(wk[k]);  // a load (v16{} + w would add 0 first: -0.0)
+                    for (int r = 0; r < R; ++r) acc[r][k] += xv[r] * wb;
+                }
+            }
+        }
+    for (int r = 0; r < R; ++r) {
+        if (a.relu) {
+            const v16 z = {};
+            for (int k = 0; k < 8; ++k) acc[r][k] = acc[r][k] > z ? acc[r][k] : z;
+        }
+        store_eight_channels(acc[r], a.y + ((long)(ho + r) * a.Wo + wo0) * 16 + h);
+    }
+}
+
+// Output rows [r0, r1) in pairs (a last single row alone).
+static void stem_rows(const Args& a, const float* xb, int r0, int r1) {
+    for (int ho = r0; ho < r1; ho += 2)
+        for (int wo0 = 0; wo0 < a.Wo; wo0 += 16)
+            for (int h = 0; h < 16; h += 8) {
+                if (ho + 1 < r1) stem_tile<2>(a, xb, ho, wo0, h);
+                else stem_tile<1>(a, xb, ho, wo0, h);
+            }
+}
+
+static void run_stem(const Args& a, int nthreads, bool parallel) {
+    thread_local Floats xbuf;  // per thread: a team's threads each border the rows they read
+    const size_t n = (size_t)3 * (a.H + 2) * (a.W + 2);
+    if (xbuf.size() < n) xbuf.resize(n);
+    float* xb = xbuf.data();
+    if (a.team) {
+        team_rows(a, [&](int r0, int r1) {
+            for (int r = r0; r < r1 + 2; ++r) stem_border_row(a, xb, r);
+            stem_rows(a, xb, r0, r1);
+        });
+        return;
+    }
+    if (!parallel) {
+        for (int r = 0; r < a.H + 2; ++r) stem_border_row(a, xb, r);
+        stem_rows(a, xb, 0, a.Ho);
+        return;
+    }
+    for_rows(a, nthreads, parallel, [&](int ho) { stem_rows(a, xb, ho, ho + 1); }, a.H + 2,
+             [&](int r) { stem_border_row(a, xb, r); });
+}
+#else
+static constexpr bool kStem = false;
+static bool stem_ok(const Args&) { return false; }
+static void run_stem(const Args&, int, bool) {}
+#endif
+
 template <bool NHWC>
 static void run(const Args& a, int nthreads) {
     // Splitting rows over threads costs a few microseconds of fork/join: only worth it for
@@ -906,6 +1028,10 @@ static void run(const Args& a, int nthreads) {
         if (a.Kp == 4) run_narrow<kNarrowPixels(4), 4>(a, nthreads, parallel);
         else if (a.Kp == 8) run_narrow<kNarrowPixels(8), 8>(a, nthreads, parallel);
         else run_narrow<kNarrowPixels(12), 12>(a, nthreads, parallel);
+        return;
+    }
+    if (kStem && stem_ok(a)) {
+        run_stem(a, nthreads, parallel);
         return;
     }
     if (small_ok(a)) {

@@ -146,6 +146,32 @@ def test_sixteen_float_vectors_equal_pytorch(kernel):
         assert torch.allclose(y[:, :cout], ref, atol=1e-4, rtol=1e-4), (cin, cout, size, stride, window)
 
 
+@pytest.mark.parametrize("height,width,layout,relu", [(32, 32, "nchw", True), (31, 32, "nhwc", False), (16, 48, "strided", True),
+                                                      (1, 16, "nchw", True)])
+def test_stem_kernel_equals_pytorch_and_the_thread_count_changes_nothing(kernel, height, width, layout, relu):
+    # 3 inputs, 3x3, 16 outputs, rows a multiple of 16 wide: with AVX-512 the pixel-vectorised stem
+    # kernel (rows in pairs, a last odd row alone), the border the per-channel pad value of a folded
+    # input normalisation; any input layout.
+    gen = torch.Generator().manual_seed(height)
+    x = torch.randn(1, 3, height, 2 * width if layout == "strided" else width, generator=gen)
+    x = x[..., ::2] if layout == "strided" else x.contiguous(memory_format=CL) if layout == "nhwc" else x
+    w, b, pad_value = torch.randn(16, 3, 3, 3, generator=gen), torch.randn(16, generator=gen), torch.randn(3, generator=gen)
+    shift = pad_value[None, :, None, None]
+    ref = F.conv2d(F.pad(x - shift, (1, 1, 1, 1)) + shift, w, b)
+    ref = ref.relu() if relu else ref
+    conv = kernel.pack(w, b, 1, 1, pad_value=pad_value)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = kernel(x, conv, relu=relu)
+        torch.set_num_threads(2)
+        two = kernel(x, conv, relu=relu)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.allclose(one, ref, atol=1e-4, rtol=1e-4)
+    assert torch.equal(one, two)
+
+
 def test_results_do_not_depend_on_the_thread_count(kernel):
     x = torch.randn(1, 32, 16, 16).contiguous(memory_format=CL)
     conv = kernel.pack(torch.randn(32, 32, 3, 3), torch.randn(32), 1, 1)
