@@ -56,18 +56,17 @@ def _models(args: argparse.Namespace) -> list[dict]:
             continue
         gating = entry.get("gating") or entry.get("config", {}).get("gating", "none")
         rows.append({"name": name, "kind": "static" if gating == "none" else "dynamic", "source": name,
-                     "command": entry.get("command"), "family": "trained" if gating == "none" else "lcnet"})
+                     "command": entry.get("command"), "family": _static_family(entry.get("config") or {}) if gating == "none" else "lcnet"})
     for kind, paths in (("static", args.static), ("dynamic", args.dynamic)):
         for path in paths or ():
-            family = _static_family(path) if kind == "static" else "lcnet"
+            family = _static_family(read_checkpoint(path).get("config") or {}) if kind == "static" else "lcnet"
             rows.append({"name": Path(path).parent.name if Path(path).name in ("final.pt", "last.pt") else Path(path).stem,
                          "kind": kind, "source": path, "command": None, "family": family})
     return rows
 
 
-def _static_family(path: str) -> str:
-    """``distilled`` for a static checkpoint trained with a teacher (its stored config says so), else ``trained``."""
-    config = read_checkpoint(path).get("config") or {}
+def _static_family(config: dict) -> str:
+    """``distilled`` for a static network trained with a teacher (its training config says so), else ``trained``."""
     loss = config.get("loss") or {}
     return "distilled" if config.get("teacher") and float(loss.get("distill") or 0) > 0 else "trained"
 

@@ -81,20 +81,23 @@ def test_front_standing_margin_and_dominance():
     assert isinstance(fastest, FrontStanding) and fastest.margin_pt is None and "below the static front's latency range" in fastest.sentence()
 
 
-def test_a_static_checkpoint_is_distilled_only_when_its_config_names_a_teacher(frontier, tmp_path):
+def test_a_static_network_is_distilled_only_when_its_config_names_a_teacher(frontier, tmp_path):
+    import argparse
+
     import torch
 
     import lcnas
     from lcnas.checkpoint import read_checkpoint
 
-    shipped = str(Path(lcnas.__file__).parent / "pretrained" / "resnet8_cifar10.pt")
-    assert frontier._static_family(shipped) == "trained"
-    ck = read_checkpoint(shipped)
-    ck["config"] = {**ck["config"], "teacher": "resnet32", "loss": {**ck["config"]["loss"], "distill": 1.0}}
-    kd_in_no_name = tmp_path / "plain" / "final.pt"
+    ck = read_checkpoint(str(Path(lcnas.__file__).parent / "pretrained" / "resnet8_cifar10.pt"))
+    assert frontier._static_family(ck["config"]) == "trained"
+    kd = {**ck["config"], "teacher": "resnet32", "loss": {**ck["config"]["loss"], "distill": 1.0}}
+    assert frontier._static_family(kd) == "distilled"
+    kd_in_no_name = tmp_path / "plain" / "final.pt"  # the folder name says nothing: the config decides
     kd_in_no_name.parent.mkdir()
-    torch.save(ck, kd_in_no_name)
-    assert frontier._static_family(str(kd_in_no_name)) == "distilled"
+    torch.save({**ck, "config": kd}, kd_in_no_name)
+    rows = frontier._models(argparse.Namespace(models=["resnet8"], static=[str(kd_in_no_name)], dynamic=None))
+    assert [(r["name"], r["kind"], r["family"]) for r in rows] == [("resnet8", "static", "trained"), ("plain", "static", "distilled")]
 
 
 @pytest.fixture(scope="module")
