@@ -72,8 +72,9 @@ def summarize(times: dict[str, list[float]], batch: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", help="folder holding cifar-10-batches-py (default: random images)")
-    p.add_argument("--models", nargs="+", default=list(shipped_static()),
-                   help="static networks (default: every shipped static CIFAR-10 ResNet, " + " ".join(shipped_static()) + ")")
+    shipped = list(shipped_static())
+    p.add_argument("--models", nargs="+", default=shipped,
+                   help="static networks (default: every shipped static CIFAR-10 ResNet, " + " ".join(shipped) + ")")
     p.add_argument("--configs", nargs="+", type=parse_config, default=[(1, 1), (1, 2), (64, 2)],
                    help="<batch>x<threads> configurations (default 1x1 1x2 64x2)")
     p.add_argument("--images", type=int, default=500, help="inputs timed per configuration at batch 1 (default 500)")

@@ -237,7 +237,7 @@ class Export:
 def _names(value: str, option: str) -> tuple[str, ...]:
     """Comma-separated shipped static network names; an unknown one is an error naming the shipped ones."""
     from ..errors import ConfigError
-    from ..report._report import shipped_static
+    from ..report import shipped_static
 
     names = tuple(n.strip() for n in value.split(",") if n.strip())
     known = shipped_static()

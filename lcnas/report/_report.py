@@ -125,13 +125,12 @@ def model_stats(name: str, model: torch.nn.Module, images: torch.Tensor, labels:
 
 
 def shipped_static(dataset: str = "cifar10") -> tuple[str, ...]:
-    """Every shipped static network trained on ``dataset``, the cheapest first: the static front a
-    dynamic model is reported against."""
-    from ..pretrained import pretrained_manifest
+    """Every shipped static network trained on ``dataset``, the least accurate first: the static
+    front a dynamic model is reported against."""
+    from ..pretrained import list_pretrained
 
-    entries = [(name, e) for name, e in pretrained_manifest().items()
-               if e.get("dataset") == dataset and (e.get("config") or {}).get("gating") == "none"]
-    return tuple(name for name, _ in sorted(entries, key=lambda ne: ne[1].get("test_accuracy") or 0.0))
+    static = [p for p in list_pretrained() if p.dataset == dataset and p.gating == "none"]
+    return tuple(p.name for p in sorted(static, key=lambda p: p.test_accuracy or 0.0))
 
 
 def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str | None = None, baselines: tuple[str, ...] | None = None,
