@@ -12,7 +12,9 @@ RUN_NAME := quickstart-$(shell date +%Y%m%d-%H%M%S)
 endif
 TRIALS ?= 8
 EPOCHS ?= 3
-LUT ?= cpu-amd-epyc-1t.json
+# The shipped latency table measured on this CPU (lcnas.latency.resolve_table), else the AMD EPYC one
+# (predictions then describe that machine: lcnas warns). Expanded when the run's recipe starts, after setup.
+LUT ?= $(shell $(PY) -c "from lcnas.latency import resolve_table; print(resolve_table('auto'))" 2>/dev/null || echo cpu-amd-epyc-1t.json)
 
 .PHONY: setup setup-dev setup-docs run lint test test-fast docs clean-venv
 

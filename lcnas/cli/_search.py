@@ -33,7 +33,8 @@ class Search:
         p.add_argument("--backend", choices=("optuna", "ray", "nni"), default="optuna", help="search engine (default: optuna)")
         p.add_argument("--trials", type=int, default=20, help="number of finished trials (default: 20)")
         p.add_argument("--out", type=Path, default=None, help="search folder (default: runs/search/<space name>)")
-        p.add_argument("--lut", help="latency table (file from `lcnas profile`, or a shipped device name)")
+        p.add_argument("--lut", help="latency table: a file from `lcnas profile`, a shipped table's name, or 'auto' "
+                                           "(the shipped table measured on this CPU)")
         p.add_argument("--cost", choices=COST_METRICS,
                        help="cost objective (default: latency_ms_mean with --lut, else mflops_mean)")
         p.add_argument("--max-latency-ms", type=float, help="hard budget on predicted latency (needs --lut)")
@@ -70,7 +71,10 @@ class Search:
         if args.data_root:
             overrides["data_root"] = args.data_root
         out = args.out or Path("runs") / "search" / load_space(args.space).name
-        settings = make_settings(args.space, out_dir=out, overrides=overrides, lut=args.lut, cost_metric=args.cost,
+        from ..latency import resolve_table
+
+        lut = None if args.lut is None else str(resolve_table(args.lut))  # the study records the table it used
+        settings = make_settings(args.space, out_dir=out, overrides=overrides, lut=lut, cost_metric=args.cost,
                                  max_latency_ms=args.max_latency_ms, max_mflops=args.max_mflops, budget_stat=args.budget_stat)
         options: dict = {"seed": args.seed}
         if args.backend == "optuna":
@@ -173,7 +177,7 @@ class Report:
         """Add ``lcnas report``'s arguments and options to ``p``."""
         p.add_argument("run_dir", type=Path, help="a finished run folder")
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
-        p.add_argument("--lut", help="latency table for predicted latency")
+        p.add_argument("--lut", help="latency table for predicted latency (path, shipped name, or 'auto')")
         p.add_argument("--compare", action="append", default=[], metavar="CKPT", help="another checkpoint to plot beside it (repeatable)")
         p.add_argument("--baselines", default=None,
                        help="shipped static networks timed on lcnas's engine beside the model: the static front it is placed "
@@ -185,9 +189,11 @@ class Report:
 
     def run(self, args: argparse.Namespace) -> int:
         """Run ``lcnas report`` with the parsed ``args``; returns the process exit status."""
+        from ..latency import resolve_table
         from ..report import build_report
 
-        path = build_report(args.run_dir, data_root=args.data_root, lut=args.lut, others=tuple(args.compare),
+        lut = None if args.lut is None else str(resolve_table(args.lut))
+        path = build_report(args.run_dir, data_root=args.data_root, lut=lut, others=tuple(args.compare),
                             baselines=None if args.baselines is None else _names(args.baselines, "--baselines"),
                             eager=_names(args.eager, "--eager"), latency_images=args.latency_images)
         front = json.loads((path.parent / "report.json").read_text()).get("static_front")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ._predict import LatencyModel, batch_latency_ms, expected_latency_ms, sample_latency_ms
 from ._profile import calibrate, fit_calibration, fit_relative, profile_model, random_decisions, random_plans, recalibrate, speed_factor
-from ._table import Calibration, LatencyEntry, LatencyTable, LatencyTableError, shipped_tables
+from ._table import AUTO, Calibration, LatencyEntry, LatencyTable, LatencyTableError, resolve_table, shipped_tables
 from ._timing import (
     RoundTimes,
     Timing,
@@ -20,7 +20,7 @@ from ._timing import (
     summarize,
 )
 
-__all__ = ["Calibration", "LatencyEntry", "LatencyModel", "LatencyTable", "LatencyTableError", "RoundTimes", "Timing", "batch_latency_ms",
+__all__ = ["AUTO", "Calibration", "LatencyEntry", "LatencyModel", "LatencyTable", "LatencyTableError", "RoundTimes", "Timing", "batch_latency_ms",
            "calibrate", "call_ms", "expected_latency_ms", "fit_calibration", "fit_relative", "latency_ratio", "measure", "measure_alternating",
            "measure_difference", "measure_interleaved", "measure_rounds", "profile_model", "random_decisions", "random_plans", "recalibrate",
-           "round_ratios", "sample_latency_ms", "shipped_tables", "speed_factor", "summarize"]
+           "resolve_table", "round_ratios", "sample_latency_ms", "shipped_tables", "speed_factor", "summarize"]

@@ -28,7 +28,10 @@ from typing import Any
 from .._io import read_json, write_json
 from ..errors import LcnasError
 
-__all__ = ["Calibration", "LatencyEntry", "LatencyTable", "LatencyTableError", "SCHEMA", "SCHEMA_VERSION", "UNITS"]
+__all__ = ["AUTO", "Calibration", "LatencyEntry", "LatencyTable", "LatencyTableError", "SCHEMA", "SCHEMA_VERSION", "UNITS",
+           "resolve_table", "shipped_tables"]
+
+AUTO = "auto"  # the table name that means "the shipped table measured on this machine's CPU"
 
 SCHEMA = "lcnas-latency-table"
 SCHEMA_VERSION = 1
@@ -274,8 +277,32 @@ def shipped_tables() -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".json"))
 
 
+def resolve_table(name: str | os.PathLike[str], *, threads: int = 1) -> str | os.PathLike[str]:
+    """``name`` itself, or for ``"auto"`` the shipped CPU table measured on this machine's CPU model
+    with ``threads`` threads (its file name).
+
+    Raises:
+        LatencyTableError: ``"auto"`` and no shipped table was measured on this CPU (the error names
+            the CPU, the shipped tables and the ``lcnas profile`` command that makes one).
+    """
+    if str(name) != AUTO:
+        return name
+    from .._env import cpu_model
+
+    here = cpu_model()
+    for table_name in shipped_tables():
+        table = LatencyTable.load(table_name)
+        if table.device.get("kind") == "cpu" and table.device.get("name") == here and table.device.get("threads") == threads:
+            return table_name
+    raise LatencyTableError(
+        f"--lut auto: no shipped latency table was measured on this CPU ({here!r}, {threads} thread(s)); shipped: "
+        f"{', '.join(shipped_tables()) or 'none'}. Profile one (minutes): "
+        f"lcnas profile --model resnet20 --threads {threads} --batch 1 --out latency_models/my-cpu-{threads}t.json, "
+        f"then pass --lut latency_models/my-cpu-{threads}t.json")
+
+
 def _resolve(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
+    p = Path(resolve_table(path))
     if p.exists() or p.parent != Path("."):
         return p
     from importlib import resources

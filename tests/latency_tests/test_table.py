@@ -311,3 +311,29 @@ def test_profile_calibrate_only_refits_the_calibration_and_keeps_the_entries(tin
     assert cal.executions == 4 and cal.scale > 0 and cal.gate_scale is not None
     assert main(["profile", "--model", "resnet20", "--out", str(tmp_path / "none.json"), "--calibrate-only"]) == 2
     assert main(["profile", "--model", "resnet20", "--batch", "64", "--out", str(path), "--calibrate-only"]) == 2
+
+
+def test_auto_picks_the_shipped_table_of_this_cpu_and_names_the_fix_elsewhere(monkeypatch):
+    from lcnas import _env
+    from lcnas.latency import resolve_table, shipped_tables
+
+    shipped = {name: LatencyTable.load(name).device for name in shipped_tables()}
+    name, device = next((n, d) for n, d in shipped.items() if d["threads"] == 1)
+    monkeypatch.setattr(_env, "cpu_model", lambda: device["name"])
+    assert resolve_table("auto") == name
+    assert LatencyTable.load("auto").device["name"] == device["name"]
+    assert resolve_table("cpu-amd-epyc-2t.json") == "cpu-amd-epyc-2t.json"  # any other name passes through
+    monkeypatch.setattr(_env, "cpu_model", lambda: "Some Other CPU 9000")
+    with pytest.raises(LatencyTableError, match=r"Some Other CPU 9000.*lcnas profile"):
+        resolve_table("auto")
+
+
+def test_search_cli_with_auto_on_an_unknown_cpu_is_one_clear_error(monkeypatch, tmp_path, capsys):
+    from lcnas import _env
+    from lcnas.cli import main
+
+    monkeypatch.setattr(_env, "cpu_model", lambda: "Some Other CPU 9000")
+    assert main(["search", "--lut", "auto", "--trials", "1", "--out", str(tmp_path / "s")]) != 0
+    err = capsys.readouterr().err
+    assert "Some Other CPU 9000" in err and "lcnas profile" in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()  # nothing started
