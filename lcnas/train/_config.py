@@ -44,7 +44,8 @@ class TrainConfig:
     Gated (LC-Net) training: ``gating`` layer | channel | lc, ``gate`` a
     :class:`~lcnas.models.GateConfig`, ``loss`` a :class:`~lcnas.train.LossWeights` (a mapping of
     their fields, or ``None`` for the defaults, is converted), ``init_from`` "pretrained" (the
-    shipped static backbone) or a checkpoint path (a gated checkpoint whose gates have this run's
+    shipped static backbone), a checkpoint path or a shipped model's name (``lcnas.list_pretrained()``,
+    e.g. ``lcnet-resnet20-layer-kd32-t75``) (a gated checkpoint whose gates have this run's
     shapes continues with its gates too), ``teacher`` the same for distillation, ``gate_lr`` the
     gates' peak rate (default ``lr``), ``backbone_lr`` the backbone's (default ``lr``; ``0``
     freezes it, BatchNorm statistics included, so only the gates learn: the search's proxy, which

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -174,13 +175,23 @@ def _gates_fit(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
     return bool(own) and own == theirs
 
 
+def _checkpoint_file(source: str) -> str:
+    """A checkpoint path, or for the name of a shipped model (``lcnas.list_pretrained``) that is
+    not a file here, its verified packaged file: configs then work from any directory."""
+    if os.path.exists(source):
+        return source
+    from ..pretrained import pretrained_manifest, pretrained_path
+
+    return str(pretrained_path(source)) if source in pretrained_manifest() else source
+
+
 def _backbone_state(source: str, model_name: str, num_classes: int) -> dict[str, torch.Tensor]:
     """Weights of a static backbone: "pretrained" (shipped) or an lcnas checkpoint of the same model."""
     if source == "pretrained":
         from ..pretrained import load_pretrained_state
 
         return load_pretrained_state(model_name, num_classes=num_classes)
-    ckpt = read_checkpoint(source)
+    ckpt = read_checkpoint(_checkpoint_file(source))
     if ckpt["model"]["name"] != model_name:
         raise ConfigError(f"init_from/teacher {source!r} holds a {ckpt['model']['name']!r}, but the run trains {model_name!r}")
     return ckpt["state_dict"]
@@ -196,7 +207,7 @@ def _load_teacher(cfg: TrainConfig, device: torch.device) -> torch.nn.Module | N
     else:
         from ..checkpoint import model_from_checkpoint
 
-        teacher = model_from_checkpoint(read_checkpoint(cfg.teacher), source=cfg.teacher)
+        teacher = model_from_checkpoint(read_checkpoint(_checkpoint_file(cfg.teacher)), source=cfg.teacher)
     teacher = teacher.to(device).eval()
     if cfg.channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)

@@ -7,7 +7,7 @@ import torch
 
 import lcnas
 from lcnas.cost import describe, static_mflops
-from lcnas.errors import ConfigError
+from lcnas.errors import ConfigError, LcnasError
 from lcnas.models import GateConfig
 from lcnas.train import LossWeights, TrainConfig, lcnet_loss, load_train_config, train
 
@@ -156,3 +156,20 @@ def test_static_distillation_adds_the_weighted_kl_term(tmp_path):
         train(_cfg(tmp_path, name="kd2", loss={"distill": 1.0}), progress=False)
     final = train(cfg, progress=False)  # and it trains end to end
     assert 0 <= final["test_accuracy"] <= 100
+
+
+def test_init_from_and_teacher_take_shipped_model_names_from_any_directory(tmp_path, monkeypatch):
+    from lcnas.pretrained import pretrained_path
+    from lcnas.train._loop import _build_model, _load_teacher
+
+    monkeypatch.chdir(tmp_path)  # no lcnas/pretrained/ below the working directory
+    name = "lcnet-resnet20-layer-kd32-t75"
+    shipped = torch.load(pretrained_path(name), weights_only=False)["state_dict"]
+    cfg = _cfg(tmp_path, name="warm", gating="layer", gate={"hidden": 0, "pooling": "avg"}, init_from=name,
+               teacher="resnet32", loss={"distill": 1.0})
+    model = _build_model(cfg, 10)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in shipped.items())  # gates and backbone
+    teacher = _load_teacher(cfg, torch.device("cpu"))
+    assert sum(type(m).__name__ == "BasicBlock" for m in teacher.modules()) == 15  # the shipped ResNet-32
+    with pytest.raises(LcnasError, match="no-such-model"):
+        _build_model(_cfg(tmp_path, name="bad", gating="layer", init_from="no-such-model"), 10)
