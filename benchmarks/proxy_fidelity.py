@@ -55,8 +55,8 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
-    p.add_argument("--space", default="lcnet_cifar10", help="search space (default lcnet_cifar10, as make run)")
-    p.add_argument("--lut", default="cpu-amd-epyc-1t.json", help="latency table (default: the shipped 1-thread one, as make run)")
+    p.add_argument("--space", default="lcnet_cifar10", help="search space (default lcnet_cifar10: from the static backbone, as make run SPACE=lcnet_cifar10)")
+    p.add_argument("--lut", default="cpu-amd-epyc-1t.json", help="latency table (default: the shipped AMD EPYC 1-thread one)")
     p.add_argument("--trials", type=int, default=8, help="proxy trials (default 8)")
     p.add_argument("--epochs", type=int, default=3, help="retrain epochs per trial (default 3, as make run)")
     p.add_argument("--retrain-subset", type=int, help="retrain on this many training images (default: the whole split)")
