@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lcnas.latency import latency_ratio, measure, measure_alternating  # noqa: E402
 
-__all__ = ["median_time_s", "paired_median_times_s", "median", "ratio_median", "use_threads", "write_json"]
+__all__ = ["kendall_tau", "median_time_s", "paired_median_times_s", "median", "ratio_median", "use_threads", "write_json"]
 
 
 def median_time_s(fn: Callable[[], object], calls: int) -> float:
@@ -58,3 +58,25 @@ def write_json(path: str | os.PathLike[str], result: Any) -> Path:
     tmp.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    """Kendall's tau-b of two equally long sequences (ties in either count as neither order)."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError("kendall_tau needs two sequences of the same length >= 2")
+    concordant = discordant = ties_a = ties_b = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            da, db = a[i] - a[j], b[i] - b[j]
+            if da == 0 and db == 0:
+                continue
+            if da == 0:
+                ties_a += 1
+            elif db == 0:
+                ties_b += 1
+            elif (da > 0) == (db > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denom = ((concordant + discordant + ties_a) * (concordant + discordant + ties_b)) ** 0.5
+    return (concordant - discordant) / denom if denom else 0.0

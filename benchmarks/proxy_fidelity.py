@@ -21,35 +21,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import write_json  # also puts the repository on sys.path
+from _common import kendall_tau, write_json  # also puts the repository on sys.path
 
 from lcnas import environment_metadata
 from lcnas.search import load_results, retrain_config
 from lcnas.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Kendall's tau-b of two equally long sequences (ties in either count as neither order)."""
-    if len(a) != len(b) or len(a) < 2:
-        raise ValueError("kendall_tau needs two sequences of the same length >= 2")
-    concordant = discordant = ties_a = ties_b = 0
-    for i in range(len(a)):
-        for j in range(i + 1, len(a)):
-            da, db = a[i] - a[j], b[i] - b[j]
-            if da == 0 and db == 0:
-                continue
-            if da == 0:
-                ties_a += 1
-            elif db == 0:
-                ties_b += 1
-            elif (da > 0) == (db > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    denom = ((concordant + discordant + ties_a) * (concordant + discordant + ties_b)) ** 0.5
-    return (concordant - discordant) / denom if denom else 0.0
 
 
 def main(argv: list[str] | None = None) -> dict:

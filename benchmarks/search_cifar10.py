@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-
-from _common import median, write_json
+from _common import kendall_tau, median, write_json
 
 from lcnas import environment_metadata, load_model
 from lcnas.latency import call_ms
@@ -42,14 +41,6 @@ def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> 
         next_c = pts[i + 1][0] if i + 1 < len(pts) else ref[1]
         hv += (next_c - c) * (best_acc - ref[0])
     return hv
-
-
-def kendall_tau(xs: list[float], ys: list[float]) -> float:
-    """Rank agreement of two cost measures over the same trials: +1 same order, -1 reversed (ties count 0)."""
-    pairs = [(i, j) for i in range(len(xs)) for j in range(i + 1, len(xs))]
-    agree = sum((xs[i] - xs[j]) * (ys[i] - ys[j]) > 0 for i, j in pairs)
-    disagree = sum((xs[i] - xs[j]) * (ys[i] - ys[j]) < 0 for i, j in pairs)
-    return (agree - disagree) / max(1, len(pairs))
 
 
 def _base(args) -> dict:

@@ -140,7 +140,7 @@ class Profile:
         p.add_argument("--warmup", type=int, default=10)
         p.add_argument("--repeats", type=int, default=30)
         p.add_argument("--out", type=Path, required=True, help="table file (latency_models/<device>.json)")
-        p.add_argument("--calibration-executions", type=int, default=48,
+        p.add_argument("--calibration-executions", type=int, default=96,
                        help="random end-to-end executions at batch 1 the calibration line is fitted on (a third of it at larger batches; 0: none)")
         p.add_argument("--replace", action="store_true", help="replace entries the file already holds for the same keys")
         p.add_argument("--calibrate-only", action="store_true",
@@ -193,7 +193,12 @@ class Latency:
 
     name = "latency"
     help = "predicted vs measured latency of a trained model on real images"
-    description = "Run a gated checkpoint on real CIFAR-10 test images at batch 1; compare measured latency with the table's prediction."
+    description = (
+        "Run a gated checkpoint on real CIFAR-10 test images at batch 1 and compare measured latency with the table's prediction, "
+        "twice: in milliseconds, and relative to the same model's static network (every block at full width, no gates) timed in "
+        "pairs with it. Quote the relative figure where executions are compared or ranked: a shared host's speed drifts by tens of "
+        "percent between hours and the ratio cancels it. For milliseconds on this machine now, pass --probe."
+    )
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         """Add ``lcnas latency``'s arguments and options to ``p``."""
@@ -201,7 +206,8 @@ class Latency:
         p.add_argument("--lut", required=True, help="latency table (path or shipped name)")
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
         p.add_argument("--images", type=int, default=200, help="test images to run")
-        p.add_argument("--repeats", type=int, default=10, help="timed runs per image (median; images interleaved round by round)")
+        p.add_argument("--repeats", type=int, default=10,
+                       help="timed rounds per image (images interleaved; each timed call paired with one of the static network; medians)")
         p.add_argument("--threads", type=int, default=None, help="torch threads (default: the table's, so the two compare)")
         p.add_argument("--probe", action="store_true",
                        help="first time a dozen random executions and rescale the table to this machine's current speed")
@@ -216,7 +222,8 @@ class Latency:
         from .. import load_model
         from ..data import load_cifar10
         from ..errors import ConfigError
-        from ..latency import LatencyTable, measure_interleaved, sample_latency_ms, speed_factor
+        from ..latency import LatencyTable, measure_paired, relative_latency, sample_latency_ms, speed_factor
+        from ..models import ForcedDecisions
 
         model = load_model(args.checkpoint)
         if getattr(model, "gating", "none") == "none":
@@ -225,19 +232,28 @@ class Latency:
         torch.set_num_threads(args.threads or int(table.device["threads"]))
         images = load_cifar10(args.data_root, train=False).images[: args.images].float().div(255)
         speed = speed_factor(model, table) if args.probe else 1.0
-        predicted = []
+        predicted, relative = [], []
+        static = ForcedDecisions(block_run=torch.ones(1, len(model.blocks()), dtype=torch.bool))  # type: ignore[operator]
+
+        def run_static():
+            with model.forced(static):
+                model(images[:1])
         with torch.no_grad():
             for i in range(images.shape[0]):
                 model(images[i : i + 1])
                 predicted.append(float(sample_latency_ms(model, table, speed=speed)[0]))
-            measured = [t.latency_ms_median for t in
-                        measure_interleaved(images.shape[0], lambda i: model(images[i : i + 1]), repeats=args.repeats)]
+                relative.append(float(relative_latency(model, table)[0]))
+            measured, ratios = measure_paired(images.shape[0], lambda i: model(images[i : i + 1]), run_static, rounds=args.repeats)
         errors = [p / m - 1 for p, m in zip(predicted, measured, strict=True)]
+        rel_errors = [p / m - 1 for p, m in zip(relative, ratios, strict=True)]
         q = lambda v: statistics.quantiles(v, n=20)[-1] if len(v) > 1 else v[0]  # noqa: E731
         emit({"checkpoint": str(args.checkpoint), "images": len(measured), "threads": torch.get_num_threads(), "speed_factor": speed,
               "predicted_ms_mean": statistics.fmean(predicted), "predicted_ms_p95": q(predicted),
               "measured_ms_mean": statistics.fmean(measured), "measured_ms_p95": q(measured),
-              "mape": statistics.fmean(abs(e) for e in errors), "within_10pct": sum(abs(e) <= 0.1 for e in errors) / len(errors)},
+              "mape": statistics.fmean(abs(e) for e in errors), "within_10pct": sum(abs(e) <= 0.1 for e in errors) / len(errors),
+              "predicted_relative_mean": statistics.fmean(relative), "measured_relative_mean": statistics.fmean(ratios),
+              "relative_mape": statistics.fmean(abs(e) for e in rel_errors),
+              "relative_within_10pct": sum(abs(e) <= 0.1 for e in rel_errors) / len(rel_errors)},
              args.format)
         return 0
 

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import torch
 from torch import nn
 
-from ..cost import ArchSpec, BlockSpec, GateSpec, describe, walk, walk_batch
+from ..cost import ArchSpec, BlockSpec, GateSpec, conv_flops, describe, walk, walk_batch
 from ._keys import block_key, gate_key
 from ._table import LatencyTable, LatencyTableError
 
-__all__ = ["LatencyModel", "batch_latency_ms", "expected_latency_ms", "sample_latency_ms"]
+__all__ = ["LatencyModel", "Parts", "batch_latency_ms", "expected_latency_ms", "relative_latency", "sample_latency_ms",
+           "static_latency_ms"]
+
+_MIB = float(2**20)
+
+
+class Parts(NamedTuple):
+    """An execution priced by the table, before calibration (floats, or per-sample tensors)."""
+
+    raw_ms: Any  # sum of the table entries that run
+    gates_ms: Any  # the gate entries' part of ``raw_ms``
+    weights_mib: Any  # float32 weight MiB the residual branches that run read (the spill term's input)
 
 
 class LatencyModel:
@@ -23,26 +36,39 @@ class LatencyModel:
     def __init__(self, table: LatencyTable, *, model: str, pooling: str, batch: int = 1) -> None:
         table.check_for(model, batch)
         self.table, self.model, self.pooling, self.batch = table, model, pooling, batch
-        self.scale, self.gate_scale, self.offset_ms = table.calibration_for(model, batch)
+        self.calibration = table.calibration_for(model, batch)
         self._curves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._single: LatencyModel | None = None
 
-    def calibrated(self, raw_ms, gates_ms=0.0):
-        """The table's end-to-end correction applied to a sum of entries, ``gates_ms`` of it gate
-        entries (floats or tensors): gates and compute each get their own scale."""
-        return (raw_ms - gates_ms) * self.scale + gates_ms * self.gate_scale + self.offset_ms
+    def calibrated(self, parts: Parts):
+        """The table's end-to-end correction applied to an execution's :class:`Parts` (floats or
+        tensors): compute and gates each scaled, the offset, and the spill of weight bytes past
+        what stays cached."""
+        c = self.calibration
+        spill = parts.weights_mib - c.spill_free_mib
+        spill = spill.clamp(min=0.0) if isinstance(spill, torch.Tensor) else max(0.0, spill)
+        return (parts.raw_ms - parts.gates_ms) * c.scale + parts.gates_ms * c.gates + c.offset_ms + c.spill_ms_per_mib * spill
 
-    def parts_ms(self, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, *,
-                 gates_evaluated: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per sample (sum of table entries, the gates' part of it), uncalibrated: the architecture
-        walk over the table, and its gate part walked separately for the gate scale."""
-        raw = walk(arch, self, block_run, kept, gates_evaluated=gates_evaluated)
-        gates = walk(arch, _GatesOnly(self), block_run, kept, gates_evaluated=gates_evaluated)
-        return raw, gates
+    def parts_ms(self, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, *, gates_evaluated: bool = True) -> Parts:
+        """Per sample :class:`Parts`, uncalibrated: the architecture walk over the table, and its
+        gate part and weight bytes walked separately."""
+        return Parts(walk(arch, self, block_run, kept, gates_evaluated=gates_evaluated),
+                     walk(arch, _GatesOnly(self), block_run, kept, gates_evaluated=gates_evaluated),
+                     walk(arch, _WEIGHTS, block_run, kept, gates_evaluated=gates_evaluated))
 
     def latency_ms(self, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, *, gates_evaluated: bool = True) -> torch.Tensor:
         """Calibrated per-sample latency (differentiable in ``block_run`` and ``kept``)."""
-        return self.calibrated(*self.parts_ms(arch, block_run, kept, gates_evaluated=gates_evaluated))
+        return self.calibrated(self.parts_ms(arch, block_run, kept, gates_evaluated=gates_evaluated))
+
+    def static_ms(self, arch: ArchSpec) -> float:
+        """Calibrated latency of the static network: every block at full width, no gates. The
+        denominator of relative predictions (:func:`relative_latency`)."""
+        ones = torch.ones(1, len(arch.blocks))
+        widths = torch.tensor([[float(b.width) for b in arch.blocks]])
+        if self.batch == 1:
+            return float(self.latency_ms(arch, ones, widths, gates_evaluated=False)[0])
+        run, kept = ones.expand(self.batch, -1).bool(), widths.expand(self.batch, -1)
+        return float(self.calibrated(_batch_parts(self, arch, run, kept, None, gates_evaluated=False)))
 
     def _ms(self, unit: str, shape: str = "", kept: int = 0) -> float:
         return self.table.latency_ms(self.model, unit, shape, kept, self.batch)
@@ -146,6 +172,39 @@ class LatencyModel:
         return self._single
 
 
+class _WeightMiB:
+    """Cost model for :func:`lcnas.cost.walk`: the float32 weight MiB of the residual branches
+    that run (at their kept width; gates, stem and head are a few KiB and stay cached)."""
+
+    def stem(self, arch: ArchSpec) -> float:
+        """Not counted."""
+        return 0.0
+
+    def head(self, arch: ArchSpec) -> float:
+        """Not counted."""
+        return 0.0
+
+    def gate(self, block: BlockSpec, gate: GateSpec) -> float:
+        """Not counted."""
+        return 0.0
+
+    def shortcut(self, block: BlockSpec) -> float:
+        """Not counted: a 1×1 shortcut is small beside the 3×3 convs."""
+        return 0.0
+
+    def residual(self, block: BlockSpec, kept: torch.Tensor) -> torch.Tensor:
+        """MiB of the residual convs' weights at ``kept`` inner channels: a conv's multiply-adds
+        at one output pixel."""
+        if block.kind == "basic":
+            params = conv_flops(kept, block.in_channels + block.out_channels, 3, 1) / 2
+        else:
+            params = (conv_flops(block.in_channels, kept, 1, 1) + conv_flops(kept, kept, 3, 1) + conv_flops(kept, block.out_channels, 1, 1)) / 2
+        return params * 4 / _MIB
+
+
+_WEIGHTS = _WeightMiB()
+
+
 class _GatesOnly:
     """The gate entries of a :class:`LatencyModel`, every other unit free: the walk's gate part."""
 
@@ -190,6 +249,28 @@ def sample_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, arch
     return speed * cost.latency_ms(arch, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated)
 
 
+def static_latency_ms(model: nn.Module, table: LatencyTable, *, batch: int = 1, arch: ArchSpec | None = None, speed: float = 1.0) -> float:
+    """Predicted latency (ms) of ``model``'s static network on the table: every block at full
+    width, gates not run; at ``batch`` (one call)."""
+    arch = arch or describe(model)
+    return speed * _latency_model(model, table, batch).static_ms(arch)
+
+
+def relative_latency(model: nn.Module, table: LatencyTable, trace=None, *, arch: ArchSpec | None = None) -> torch.Tensor:
+    """Predicted batch-1 latency of each sample of the last (or given) trace as a fraction of the
+    static network's (:func:`static_latency_ms`).
+
+    A shared host's speed drifts by tens of percent between hours; a ratio of two executions of the
+    same model drifts with it and cancels it. Rank and compare executions by this; turn it into
+    milliseconds on this machine now with a probe (:func:`lcnas.latency.speed_factor`, or time the
+    static network once) when an absolute figure is needed.
+    """
+    trace = trace if trace is not None else model.last_trace
+    arch = arch or describe(model, trace.input_size)
+    cost = _latency_model(model, table, 1)
+    return cost.latency_ms(arch, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated) / cost.static_ms(arch)
+
+
 def expected_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, arch: ArchSpec | None = None) -> torch.Tensor:
     """Differentiable expected batch-1 latency (ms) per sample from gate probabilities (training traces):
     Σ gate probability × table entry, usable as a loss term that targets milliseconds."""
@@ -216,12 +297,18 @@ def batch_latency_ms(model: nn.Module, table: LatencyTable, trace=None, *, batch
     trace = trace if trace is not None else model.last_trace
     arch = arch or describe(model, trace.input_size)
     cost = _latency_model(model, table, batch)
-    return speed * cost.calibrated(*batch_parts_ms(cost, arch, trace))
+    return speed * cost.calibrated(batch_parts_ms(cost, arch, trace))
 
 
-def batch_parts_ms(cost: LatencyModel, arch: ArchSpec, trace) -> tuple[float, float]:
-    """(sum of table entries, the gates' part of it) for the trace's samples run as one batch of
-    ``cost.batch``, uncalibrated: :func:`lcnas.cost.walk_batch` with ``cost`` as its cost model."""
-    parts = walk_batch(arch, cost, trace.block_run, trace.channels_kept, trace.group_masks,
-                       gates_evaluated=trace.gates_evaluated)
-    return parts.total, parts.gates
+def batch_parts_ms(cost: LatencyModel, arch: ArchSpec, trace) -> Parts:
+    """:class:`Parts` of the trace's samples run as one batch of ``cost.batch``, uncalibrated:
+    :func:`lcnas.cost.walk_batch` with ``cost`` as its cost model; the weight MiB are the mean
+    over the batch's images (each image runs its own path)."""
+    return _batch_parts(cost, arch, trace.block_run, trace.channels_kept, trace.group_masks, gates_evaluated=trace.gates_evaluated)
+
+
+def _batch_parts(cost: LatencyModel, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, group_masks, *,
+                 gates_evaluated: bool) -> Parts:
+    parts = walk_batch(arch, cost, block_run, kept, group_masks, gates_evaluated=gates_evaluated)
+    weights = walk(arch, _WEIGHTS, block_run, kept, gates_evaluated=gates_evaluated)
+    return Parts(parts.total, parts.gates, float(weights.mean()))

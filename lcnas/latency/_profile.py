@@ -4,8 +4,12 @@ For each batch size: the stem, the head, the per-forward frame, and per distinct
 skip path, the residual branch at every kept-channel count (multiples of the smallest group size),
 the gates of each requested gate shape, and (batches) the gather/scatter of a half-running batch.
 Blocks run through the model's engine (``model.engine``, an :class:`lcnas.engine.Engine`) with forced
-decisions, so the table
-times exactly the code that inference runs.
+decisions, so the table times exactly the code that inference runs.
+
+Where batch 1 runs as one native call (the whole-network engine), a residual branch is timed inside
+that call: the whole forward pass with only that block running, minus the pass with none. A block
+driven alone from Python would also pay the interpreter's per-call cost, which the native pass
+never pays and which is as large as a narrow block's whole work.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import statistics
 import sys
 import time
 from dataclasses import replace
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -24,9 +29,10 @@ from ..cost import describe
 from ..models import ForcedDecisions, GateConfig, create_model, native_status
 from ._keys import block_key, gate_key
 from ._table import LatencyEntry, LatencyTable
-from ._timing import Timing, measure, measure_difference, measure_interleaved
+from ._timing import Timing, measure, measure_difference, measure_interleaved, measure_paired
 
-__all__ = ["profile_model", "device_metadata", "random_decisions", "random_plans", "calibrate", "recalibrate", "fit_calibration", "fit_relative"]
+__all__ = ["CalibrationFit", "profile_model", "device_metadata", "random_decisions", "random_plans", "calibrate", "recalibrate",
+           "fit_calibration", "fit_relative"]
 
 CALIBRATION_SEED = 20261124  # the generator's own executions; validation draws others
 
@@ -58,7 +64,7 @@ def profile_model(
     repeats: int = 30,
     progress: bool | None = None,
     argv: list[str] | None = None,
-    calibration_executions: int = 48,
+    calibration_executions: int = 96,
 ) -> LatencyTable:
     """Measure a latency table for ``model_name`` (all gate shapes in ``hiddens`` × ``poolings``),
     then fit its end-to-end calibration on ``calibration_executions`` random executions per batch size."""
@@ -80,8 +86,8 @@ def profile_model(
     def timed(fn) -> Timing:
         return measure(fn, warmup=warmup, repeats=repeats, device=dev)
 
-    def diff(fn, base) -> Timing:  # a gate: tens of µs on top of a block's hundreds, paired per round
-        return measure_difference(fn, base, warmup=warmup, repeats=2 * repeats, device=dev)
+    def diff(fn, base, rounds: int = 2) -> Timing:  # a gate: tens of µs on top of a block's hundreds, paired per round
+        return measure_difference(fn, base, warmup=warmup, repeats=rounds * repeats, device=dev)
 
     shapes: dict[str, Any] = {}  # one representative block per distinct shape
     for b in arch.blocks:
@@ -90,6 +96,15 @@ def profile_model(
     bar = tqdm(total=work, desc=f"profile {model_name}", disable=progress is False if progress is not None else None, file=sys.stderr)
     blocks = model.blocks()
     engines: dict[str, str] = {}  # batch → the hard-execution path the table's units were timed on
+    configs = [GateConfig(hidden=h, pooling=p, group_size=group_size, scaling=scaling) for h in hiddens for p in poolings]
+    made: dict[GateConfig, tuple[Any, Any]] = {}
+
+    def gate_models(cfg: GateConfig) -> tuple[Any, Any]:
+        """(LC-gated, channel-gated) models with gates of ``cfg``, made once."""
+        if cfg not in made:
+            made[cfg] = (create_model(model_name, gating="lc", gate_config=cfg).to(dev).eval(),
+                         create_model(model_name, gating="channel", gate_config=cfg).to(dev).eval())
+        return made[cfg]
     for batch in batches:
         x0 = torch.rand(batch, *arch.input_size, device=dev)
         _settle(lambda: model(x0), seconds=2.0)
@@ -101,17 +116,36 @@ def profile_model(
         add("head", "", 0, batch, head)
         bar.update(2)
         skip_ms = {}
+        nb = len(arch.blocks)
+        in_network = engines[str(batch)] == "native whole network"
+        none_run = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
+
+        def forward_with(m: Any, forced: ForcedDecisions, xin=x0):
+            with m.forced(forced):
+                return m(xin)
+
+        def forward(forced: ForcedDecisions):
+            return forward_with(model, forced)
+        identity_skip: Any = None  # an identity block's skip driven from Python: what a padded skip is timed against
+        gate_times: dict[tuple[GateConfig, str, str], tuple[str, Timing]] = {}
         for key, b in shapes.items():
             block = blocks[b.index]
             x = torch.rand(batch, b.in_channels, *b.in_hw, device=dev).contiguous(memory_format=_CL)
-            nb = len(arch.blocks)
 
             def run_block(forced: ForcedDecisions, xin=x, i=b.index, blk=block):
                 with model.forced(forced):
                     return ex.block(i, blk, xin)
 
             off = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
-            t = timed(lambda: run_block(off))
+            if in_network:  # a skipped identity block is no work in the native pass; a padded one pads
+                if b.shortcut == "identity":
+                    t = _point(0.0, repeats)
+                    if identity_skip is None:
+                        identity_skip = partial(run_block, off, x, b.index, block)
+                else:
+                    t = diff(lambda: run_block(off), identity_skip if identity_skip is not None else _nothing)
+            else:
+                t = timed(lambda: run_block(off))
             add("block_skip", key, 0, batch, t)
             skip_ms[key] = t.latency_ms_median
             bar.update(1)
@@ -119,7 +153,13 @@ def profile_model(
                 keep = [None] * nb
                 keep[b.index] = torch.arange(groups[b.index]) < n_groups
                 on = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool), channel_keep=tuple(keep))
-                add("block_run", key, n_groups * group_size, batch, timed(lambda: run_block(on)))
+                if in_network:
+                    alone = ForcedDecisions(block_run=torch.arange(nb) == b.index, channel_keep=tuple(keep))
+                    residual = diff(lambda f=alone: forward(f), lambda: forward(none_run))
+                    t = replace(residual, latency_ms_median=residual.latency_ms_median + skip_ms[key])
+                else:
+                    t = timed(lambda: run_block(on))
+                add("block_run", key, n_groups * group_size, batch, t)
                 bar.update(1)
             # Gates are timed through the executor as differences (gated minus ungated execution of the
             # same block): that counts everything a gate costs at inference (pooling, MLP, decision,
@@ -130,30 +170,26 @@ def profile_model(
             gated_off = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool), evaluate_gates=True)
             gated_on = replace(all_on, evaluate_gates=True)
             chan_on = ForcedDecisions(channel_keep=tuple(keep_all), evaluate_gates=True)
-            for hidden in hiddens:
-                for pooling in poolings:
-                    cfg = GateConfig(hidden=hidden, pooling=pooling, group_size=group_size, scaling=scaling)
-                    lc: Any = create_model(model_name, gating="lc", gate_config=cfg).to(dev).eval()
-                    ch: Any = create_model(model_name, gating="channel", gate_config=cfg).to(dev).eval()
-                    gspec = describe(lc).blocks[b.index]
+            for cfg in configs:
+                lc, ch = gate_models(cfg)
+                gspec = describe(lc).blocks[b.index]
+                by_model = {id(lc): lc.blocks()[b.index], id(ch): ch.blocks()[b.index]}
 
-                    by_model = {id(lc): lc.blocks()[b.index], id(ch): ch.blocks()[b.index]}
+                def via(m: Any, forced: ForcedDecisions, i=b.index, xin=x, blks=by_model):
+                    blk = blks[id(m)]
+                    with m.forced(forced):
+                        return m.engine.block(i, blk, xin)
 
-                    def via(m: Any, forced: ForcedDecisions, i=b.index, xin=x, blks=by_model):
-                        blk = blks[id(m)]
-                        with m.forced(forced):
-                            return m.engine.block(i, blk, xin)
-
-                    layer = diff(lambda: via(lc, gated_off), lambda: run_block(off))
-                    chan_after_layer = diff(lambda: via(lc, gated_on), lambda: run_block(all_on))
-                    chan_after_layer = replace(chan_after_layer,
-                                               latency_ms_median=max(0.0, chan_after_layer.latency_ms_median - layer.latency_ms_median),
-                                               latency_ms_p95=max(0.0, chan_after_layer.latency_ms_p95 - layer.latency_ms_median))
-                    chan_alone = diff(lambda: via(ch, chan_on), lambda: run_block(all_on))
-                    add("layer_gate", gate_key(gspec, gspec.layer_gate, pooling, pools=True), 0, batch, layer)
-                    add("channel_gate", gate_key(gspec, gspec.channel_gate, pooling, pools=False), 0, batch, chan_after_layer)
-                    add("channel_gate", gate_key(gspec, gspec.channel_gate, pooling, pools=True), 0, batch, chan_alone)
-                    bar.update(2)
+                layer = diff(lambda: via(lc, gated_off), lambda: run_block(off))
+                chan_after_layer = diff(lambda: via(lc, gated_on), lambda: run_block(all_on))
+                chan_after_layer = replace(chan_after_layer,
+                                           latency_ms_median=max(0.0, chan_after_layer.latency_ms_median - layer.latency_ms_median),
+                                           latency_ms_p95=max(0.0, chan_after_layer.latency_ms_p95 - layer.latency_ms_median))
+                chan_alone = diff(lambda: via(ch, chan_on), lambda: run_block(all_on))
+                gate_times[cfg, "layer_gate", key] = (gate_key(gspec, gspec.layer_gate, cfg.pooling, pools=True), layer)
+                gate_times[cfg, "channel_gate", key] = (gate_key(gspec, gspec.channel_gate, cfg.pooling, pools=False), chan_after_layer)
+                gate_times[cfg, "channel_gate_alone", key] = (gate_key(gspec, gspec.channel_gate, cfg.pooling, pools=True), chan_alone)
+                bar.update(2)
             if batch > 1:  # half the batch runs: gather, run at full width, scatter back
                 half = torch.arange(batch) < batch // 2
                 run = torch.ones(batch, nb, dtype=torch.bool)
@@ -166,15 +202,25 @@ def profile_model(
                 scatter = max(0.0, t_part - 0.5 * (t_full - skip_ms[key]) - skip_ms[key])
                 add("block_scatter", key, 0, batch, _point(scatter, repeats))
                 bar.update(1)
-        # The frame: a whole forward with every block skipped, minus its parts.
-        all_off = ForcedDecisions(block_run=torch.zeros(len(arch.blocks), dtype=torch.bool))
-
-        def forward_off():
-            with model.forced(all_off):
-                model(x0)
-        whole = timed(forward_off).latency_ms_median
-        frame = max(0.0, whole - stem.latency_ms_median - head.latency_ms_median - sum(skip_ms[block_key(b)] for b in arch.blocks))
-        add("frame", "", 0, batch, _point(frame, repeats))
+        for (_cfg, unit, _), (gkey, t) in _gates_in_network(gate_times, gate_models, arch, nb, forward_with, in_network, diff).items():
+            add("channel_gate" if unit == "channel_gate_alone" else unit, gkey, 0, batch, t)
+        # The frame: a whole forward with every block skipped, minus its parts. Inside one native
+        # call, stem and head cost less than driven alone from Python: where their Python-driven
+        # times exceed the empty pass, they are scaled to fill it, so the parts sum to what ran.
+        # The empty pass timed between full ones, as a stream of images runs it: repeated alone it
+        # finds the interpreter's and the stem's state in the caches and runs ~3 µs (a fifth) faster.
+        every_run = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool))
+        passes = (none_run, every_run)
+        whole = measure_interleaved(2, lambda i: forward(passes[i]), warmup=warmup, repeats=repeats, device=dev)[0].latency_ms_median
+        skips = sum(skip_ms[block_key(b)] for b in arch.blocks)
+        frame = whole - stem.latency_ms_median - head.latency_ms_median - skips
+        if frame < 0 and stem.latency_ms_median + head.latency_ms_median > 0:
+            shrink = max(0.0, whole - skips) / (stem.latency_ms_median + head.latency_ms_median)
+            for unit, t in (("stem", stem), ("head", head)):
+                entries.remove(next(e for e in entries if e.unit == unit and e.batch == batch))
+                add(unit, "", 0, batch, _point(t.latency_ms_median * shrink, t.count))
+            frame = 0.0
+        add("frame", "", 0, batch, _point(max(0.0, frame), repeats))
         bar.update(1)
     bar.close()
     measurement = {"batch_sizes": list(batches), "warmup": warmup, "repeats": repeats, "group_size": group_size,
@@ -185,7 +231,8 @@ def profile_model(
                    "engine": engines,
                    "rules": "medians of repeats after warm-up; fixed threads; inputs channels-last float32; "
                             "frame, block_scatter and the gates are differences of measured medians (clamped at 0); "
-                            "a gate is its block executed with the gate minus without"}
+                            "a gate is its block executed with the gate minus without; on the whole-network engine "
+                            "a residual branch is the forward pass with only its block running minus the pass with none"}
     table = LatencyTable(device=device_metadata(dev, torch.get_num_threads(), argv), measurement=measurement, entries=tuple(entries))
     if calibration_executions >= 2:
         model = _calibration_model(model_name, measurement).to(dev).eval()  # gates of a shape the table measured
@@ -195,8 +242,42 @@ def profile_model(
     return table
 
 
+def _gates_in_network(gate_times: dict, gate_models, arch, nb: int, forward_with, in_network: bool, diff) -> dict:
+    """The gate entries: each gate timed with its block alone (``gate_times``: per gate config,
+    family and block shape, the gate's key and timing). On the whole-network engine each family's
+    entries are then scaled so that their sum over the network's blocks equals what that family
+    costs inside one native pass, measured as a difference of whole forward passes: the layer gates
+    (every block skipped, gates run or not), the channel gates after them (every block running), the
+    channel-only model's gates (every block running). Timed alone, from Python, a gate of a
+    microsecond or two is mostly noise and cache state; the sum inside the pass is what runs."""
+    if not in_network:
+        return gate_times
+    out = dict(gate_times)
+    # made once: the engine caches a forcing's C arrays by the object, a fresh one per call costs tens of µs
+    none_run = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
+    # Every block runs half its channel groups, fixed by force (evaluated gates would choose the
+    # channels otherwise). Part of a channel gate's cost grows with the channels it scales (about
+    # 0.4 µs per block at one group, 1 µs at full width: ResNet-32, 1 thread); half is the middle.
+    all_run = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool),
+                              channel_keep=tuple(torch.arange(b.width // b.group_size) < max(1, b.width // b.group_size // 2) for b in arch.blocks))
+    none_gated, all_gated = replace(none_run, evaluate_gates=True), replace(all_run, evaluate_gates=True)
+    for cfg in dict.fromkeys(k[0] for k in gate_times):
+        lc, ch = gate_models(cfg)
+        layer = diff(lambda: forward_with(lc, none_gated), lambda: forward_with(lc, none_run), 4).latency_ms_median
+        both = diff(lambda: forward_with(lc, all_gated), lambda: forward_with(lc, all_run), 4).latency_ms_median
+        alone = diff(lambda: forward_with(ch, all_gated), lambda: forward_with(ch, all_run), 4).latency_ms_median
+        for family, total in (("layer_gate", layer), ("channel_gate", max(0.0, both - layer)), ("channel_gate_alone", alone)):
+            alone_sum = sum(gate_times[cfg, family, block_key(b)][1].latency_ms_median for b in arch.blocks)
+            if alone_sum <= 0:
+                continue
+            for b_key in dict.fromkeys(block_key(b) for b in arch.blocks):
+                g_key, t = gate_times[cfg, family, b_key]
+                out[cfg, family, b_key] = (g_key, _point(t.latency_ms_median * total / alone_sum, t.count))
+    return out
+
+
 @torch.no_grad()
-def recalibrate(table: LatencyTable, model_name: str, *, batches: tuple[int, ...], executions: int = 48, threads: int | None = None,
+def recalibrate(table: LatencyTable, model_name: str, *, batches: tuple[int, ...], executions: int = 96, threads: int | None = None,
                 device: str = "cpu", warmup: int = 2, repeats: int = 15) -> LatencyTable:
     """``table`` with ``model_name``'s calibration at ``batches`` fitted anew on this machine now,
     entries untouched: for a machine whose state moved since the table was made. (The timing
@@ -213,18 +294,24 @@ def recalibrate(table: LatencyTable, model_name: str, *, batches: tuple[int, ...
     return replace(table, calibration=kept + tuple(fresh.values()), measurement={**table.measurement, "recalibrated_utc": when})
 
 
-def random_decisions(model, n: int, gen: torch.Generator, *, shared: bool = False) -> ForcedDecisions:
+def random_decisions(model, n: int, gen: torch.Generator, *, shared: bool = False, by_stage: bool = False) -> ForcedDecisions:
     """``n`` random executions from nearly empty to full: per sample a random block-run probability
     and a random channel-keep probability, then independent draws per block and channel group
     (blocks and channels the model has no gate for are left on). ``shared``: one pair of
     probabilities for all ``n`` samples, so a batch of them ranges from nearly empty to full
-    (per-sample probabilities average out to half a network in every large batch)."""
+    (per-sample probabilities average out to half a network in every large batch). ``by_stage``:
+    a pair per stage, so that executions of the same cost differ in where they spend it (an
+    execution reading the wide, late blocks' weights against one running the early blocks)."""
     blocks = model.blocks()
+    stage_of = _stages(model)
     rows = 1 if shared else n
-    p_run = torch.rand(rows, 1, generator=gen)
+    cols = (max(stage_of) + 1) if by_stage else 1
+    index = torch.tensor(stage_of) if by_stage else torch.zeros(len(blocks), dtype=torch.long)
+    p_run = torch.rand(rows, cols, generator=gen)[:, index]
     run = torch.rand(n, len(blocks), generator=gen) < p_run
-    p_keep = torch.rand(rows, 1, generator=gen) * 0.9 + 0.1
-    keep = tuple(None if b.channel_gate is None else torch.rand(n, b.channel_gate.outputs, generator=gen) < p_keep for b in blocks)
+    p_keep = (torch.rand(rows, cols, generator=gen) * 0.9 + 0.1)[:, index]
+    keep = tuple(None if b.channel_gate is None else torch.rand(n, b.channel_gate.outputs, generator=gen) < p_keep[:, i : i + 1]
+                 for i, b in enumerate(blocks))
     # Only what the model's gates can decide varies: a block without a layer gate always runs.
     run |= torch.tensor([b.layer_gate is None for b in blocks])
     return ForcedDecisions(block_run=run, channel_keep=keep)
@@ -233,8 +320,24 @@ def random_decisions(model, n: int, gen: torch.Generator, *, shared: bool = Fals
 def random_plans(model, executions: int, batch: int, gen: torch.Generator) -> list[ForcedDecisions]:
     """``executions`` random executions of a batch of ``batch`` (probabilities shared by the batch),
     half of them also running the gates (decisions still forced), as a trained model does: what
-    the calibration fits, the probe times and validation holds out."""
-    return [replace(random_decisions(model, batch, gen, shared=True), evaluate_gates=bool(i % 2)) for i in range(executions)]
+    the calibration fits and the probe times. They cycle through four families, so that the fit sees
+    every way of spending the same cost: one probability for the whole network, one per stage,
+    whole blocks skipped at full width, and every block running with channel groups dropped."""
+    plans = []
+    for i in range(executions):
+        family = i // 2 % 4
+        f = random_decisions(model, batch, gen, shared=True, by_stage=family == 1)
+        if family == 2:
+            f = replace(f, channel_keep=None)
+        elif family == 3:
+            f = replace(f, block_run=torch.ones_like(f.block_run))
+        plans.append(replace(f, evaluate_gates=bool(i % 2)))
+    return plans
+
+
+def _stages(model) -> list[int]:
+    """Each block's stage index (0-based)."""
+    return [b.stage - 1 for b in describe(model).blocks]
 
 
 @torch.no_grad()
@@ -257,44 +360,107 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup
     cost = _latency_model(model, table, batch)
     x = torch.rand(batch, *arch.input_size, generator=gen).to(device)
     plans = random_plans(model, executions, batch, gen)
-    raw, gates = [], []
+    parts: list[tuple[float, float, float]] = []
     for forced in plans:
         with model.forced(forced):
             model(x)  # the trace the prediction reads
         trace = model.last_trace
         if batch == 1:
-            r, g = (float(v[0]) for v in cost.parts_ms(arch, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated))
+            p = cost.parts_ms(arch, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated)
+            parts.append((float(p.raw_ms[0]), float(p.gates_ms[0]), float(p.weights_mib[0])))
         else:
-            r, g = batch_parts_ms(cost, arch, trace)
-        raw.append(r)
-        gates.append(g)
-    measured = [t.latency_ms_median for t in measure_interleaved(len(plans), lambda i: model(x), context=lambda i: model.forced(plans[i]),
-                                                                 warmup=warmup, repeats=repeats, device=device)]
-    scale, gate_scale, offset = fit_calibration(raw, gates, measured)
-    fit = [(r - g) * scale + g * gate_scale + offset for r, g in zip(raw, gates, strict=True)]
-    mape = statistics.fmean(abs(f / m - 1) for f, m in zip(fit, measured, strict=True))
-    return Calibration(model=name, batch=batch, scale=scale, offset_ms=offset, executions=executions, fit_mape=mape, gate_scale=gate_scale)
+            q = batch_parts_ms(cost, arch, trace)
+            parts.append((float(q.raw_ms), float(q.gates_ms), float(q.weights_mib)))
+    if batch == 1:
+        measured = _paired_ms(model, x, plans, arch, rounds=repeats, device=device)
+    else:
+        measured = [t.latency_ms_median for t in measure_interleaved(len(plans), lambda i: model(x), context=lambda i: model.forced(plans[i]),
+                                                                     warmup=warmup, repeats=repeats, device=device)]
+    raw, gates, weights = (list(v) for v in zip(*parts, strict=True))
+    fit = fit_calibration(raw, gates, measured, weights)
+    cal = Calibration(model=name, batch=batch, scale=fit.scale, offset_ms=fit.offset_ms, executions=executions, fit_mape=0.0,
+                      gate_scale=fit.gate_scale, spill_ms_per_mib=fit.spill_ms_per_mib, spill_free_mib=fit.spill_free_mib)
+    from ._predict import Parts
+
+    predicted = [_apply(cal, Parts(*p)) for p in parts]
+    mape = statistics.fmean(abs(f / m - 1) for f, m in zip(predicted, measured, strict=True))
+    return replace(cal, fit_mape=mape)
 
 
-def fit_calibration(raw: list[float], gates: list[float], measured: list[float]) -> tuple[float, float, float]:
-    """(scale, gate_scale, offset) minimising Σ ((scale·(raw−gates) + gate_scale·gates + offset) / measured − 1)².
+def _paired_ms(model, x: torch.Tensor, plans: list[ForcedDecisions], arch, *, rounds: int, device: torch.device) -> list[float]:
+    """Each execution's steady-state ms on a common scale: its median ratio to the static network
+    timed beside it (:func:`measure_paired`) times the static network's median time. A drift of
+    the machine during calibration then bends no execution's figure, and each is timed after
+    untimed calls of its own path, as a repeated execution runs."""
+    static = ForcedDecisions(block_run=torch.ones(x.shape[0], len(arch.blocks), dtype=torch.bool))
+
+    def run_static():
+        with model.forced(static):
+            model(x)
+    ms, ratios = measure_paired(len(plans), lambda i: model(x), run_static, context=lambda i: model.forced(plans[i]), rounds=rounds,
+                                device=device)
+    level = statistics.median(m / r for m, r in zip(ms, ratios, strict=True))
+    return [r * level for r in ratios]
+
+
+def _apply(cal, parts) -> float:
+    spill = max(0.0, parts.weights_mib - cal.spill_free_mib)
+    return (parts.raw_ms - parts.gates_ms) * cal.scale + parts.gates_ms * cal.gates + cal.offset_ms + cal.spill_ms_per_mib * spill
+
+
+class CalibrationFit(NamedTuple):
+    """A calibration's coefficients (:class:`lcnas.latency.Calibration` holds them in a table)."""
+
+    scale: float
+    gate_scale: float
+    offset_ms: float
+    spill_ms_per_mib: float = 0.0
+    spill_free_mib: float = 0.0
+
+
+def fit_calibration(raw: list[float], gates: list[float], measured: list[float], weights_mib: list[float] | None = None) -> CalibrationFit:
+    """Coefficients minimising Σ ((scale·(raw−gates) + gate_scale·gates + offset
+    + spill·max(0, weights_mib − free)) / measured − 1)².
 
     Gates get a scale of their own because they behave unlike compute inside a whole forward (a
-    few small calls each: faster than timed alone, where compute is slower). Falls back to one
-    line (:func:`fit_relative`, gate_scale = scale) when the gates do not vary independently of
-    the rest or a scale comes out non-positive."""
+    few small calls each: faster than timed alone). The spill (ms per MiB of weights an execution
+    reads beyond ``free`` MiB) is fitted for every threshold on a grid over the executions' weight
+    MiB, the best kept; it stays 0 without ``weights_mib``, with fewer than 8 executions, or where
+    it does not come out positive. Falls back to one line (:func:`fit_relative`, gate_scale =
+    scale) when the gates do not vary independently of the rest or a scale comes out non-positive."""
     r = torch.tensor(raw, dtype=torch.float64)
     g = torch.tensor(gates, dtype=torch.float64)
     m = torch.tensor(measured, dtype=torch.float64)
     scale, offset = fit_relative(raw, measured)
-    if len(raw) < 4 or float(g.std()) <= 1e-9 * max(float(r.abs().mean()), 1e-12):
-        return scale, scale, offset
-    a = torch.stack([(r - g) / m, g / m, 1 / m], 1)
-    sol = torch.linalg.lstsq(a, torch.ones_like(m).unsqueeze(1)).solution.squeeze(1)
-    s_c, s_g, off = (float(v) for v in sol)
-    if not (s_c > 0 and s_g > 0):
-        return scale, scale, offset
-    return s_c, s_g, off
+    line = CalibrationFit(scale, scale, offset)
+    gates_vary = len(raw) >= 4 and float(g.std()) > 1e-9 * max(float(r.abs().mean()), 1e-12)
+    columns = [(r - g) / m, g / m, 1 / m] if gates_vary else [r / m, 1 / m]
+
+    def solve(extra: torch.Tensor | None) -> tuple[float, list[float]] | None:
+        a = torch.stack(columns + ([extra / m] if extra is not None else []), 1)
+        sol = torch.linalg.lstsq(a, torch.ones_like(m).unsqueeze(1)).solution.squeeze(1)
+        resid = float(((a @ sol) - 1).pow(2).sum())
+        coef = [float(v) for v in sol]
+        scales_ok = coef[0] > 0 and (coef[1] > 0 if gates_vary else True)
+        if not scales_ok or (extra is not None and not coef[-1] > 0):
+            return None
+        return resid, coef
+
+    best = solve(None)
+    best_free = None
+    if weights_mib is not None and len(raw) >= 8:
+        w = torch.tensor(weights_mib, dtype=torch.float64)
+        for free in torch.linspace(0.0, float(w.max()), 25)[:-1].tolist():
+            found = solve((w - free).clamp(min=0.0))
+            if found is not None and (best is None or found[0] < best[0]):
+                best, best_free = found, free
+    if best is None:
+        return line
+    coef = best[1]
+    spill = coef[-1] if best_free is not None else 0.0
+    if gates_vary:
+        return CalibrationFit(coef[0], coef[1], coef[2], spill, best_free or 0.0)
+    return CalibrationFit(coef[0], coef[0], coef[1], spill, best_free or 0.0)
 
 
 def fit_relative(raw: list[float], measured: list[float]) -> tuple[float, float]:
@@ -338,6 +504,10 @@ def _settle(fn, *, seconds: float) -> None:
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         fn()
+
+
+def _nothing() -> None:
+    """The empty call: what a difference is taken against where there is no baseline."""
 
 
 def _point(ms: float, count: int) -> Timing:

@@ -11,10 +11,13 @@ Units: ``frame`` (fixed per-forward cost: the block loop and the trace), ``stem`
 decision), ``block_scatter`` (gathering the running samples of a batch and scattering them back).
 
 ``calibration`` (optional): per model and batch size, ``scale`` (compute entries), ``gate_scale``
-(gate entries) and ``offset_ms``: a least-relative-error fit from the table's sums to measured
-end-to-end latency, made by the generator on its own random executions. Units timed alone run with
-hot caches and a hot interpreter; in a whole forward the compute runs slower (its weights were
-evicted by the previous blocks) and the gates, a few small calls each, run faster than alone.
+(gate entries), ``offset_ms`` and the weight spill (``spill_ms_per_mib`` beyond ``spill_free_mib``):
+a least-relative-error fit from the table's sums to measured end-to-end latency, made by the
+generator on its own random executions. A block's entry is its cost with its weights in cache (the
+generator runs it alone); in a whole forward pass the weights of every block that runs pass through
+the core's L2, and once an execution reads more weight bytes than stay cached, each further MiB
+comes from the next cache level: the spill term, linear in the execution's weight bytes past a
+threshold. The gates, a few small calls each, run faster inside a pass than alone: their own scale.
 """
 
 from __future__ import annotations
@@ -73,7 +76,8 @@ class LatencyEntry:
 @dataclass(frozen=True)
 class Calibration:
     """measured end-to-end latency ≈ ``scale`` × (sum of compute entries) + ``gate_scale`` ×
-    (sum of gate entries) + ``offset_ms``; without ``gate_scale`` the gates take ``scale``."""
+    (sum of gate entries) + ``offset_ms`` + ``spill_ms_per_mib`` × max(0, weight MiB read −
+    ``spill_free_mib``); without ``gate_scale`` the gates take ``scale``."""
 
     model: str
     batch: int
@@ -82,13 +86,23 @@ class Calibration:
     executions: int
     fit_mape: float  # mean absolute percentage error of the fit on its own executions
     gate_scale: float | None = None
+    spill_ms_per_mib: float = 0.0
+    spill_free_mib: float = 0.0
+
+    @property
+    def gates(self) -> float:
+        """The gate entries' scale (``scale`` where the fit gave the gates none of their own)."""
+        return self.scale if self.gate_scale is None else self.gate_scale
 
     def to_dict(self) -> dict[str, Any]:
-        """The calibration as stored in the table's JSON ``calibration`` list (``gate_scale`` only when set)."""
+        """The calibration as stored in the table's JSON ``calibration`` list (``gate_scale`` and
+        the spill only when set)."""
         out = {"model": self.model, "batch": self.batch, "scale": self.scale, "offset_ms": self.offset_ms,
                "executions": self.executions, "fit_mape": self.fit_mape}
         if self.gate_scale is not None:
             out["gate_scale"] = self.gate_scale
+        if self.spill_ms_per_mib:
+            out["spill_ms_per_mib"], out["spill_free_mib"] = self.spill_ms_per_mib, self.spill_free_mib
         return out
 
 
@@ -110,12 +124,13 @@ class LatencyTable:
     def __post_init__(self) -> None:
         self._index.update({e.key: e for e in self.entries})
 
-    def calibration_for(self, model: str, batch: int) -> tuple[float, float, float]:
-        """(scale, gate_scale, offset_ms) for ``model`` at ``batch``; (1, 1, 0) when the table has none."""
+    def calibration_for(self, model: str, batch: int) -> Calibration:
+        """The calibration of ``model`` at ``batch``; the identity (scale 1, no offset, no spill)
+        when the table has none."""
         for c in self.calibration:
             if c.model == model and c.batch == batch:
-                return c.scale, (c.scale if c.gate_scale is None else c.gate_scale), c.offset_ms
-        return 1.0, 1.0, 0.0
+                return c
+        return Calibration(model=model, batch=batch, scale=1.0, offset_ms=0.0, executions=0, fit_mape=0.0)
 
     @property
     def models(self) -> list[str]:
@@ -247,12 +262,15 @@ class LatencyTable:
             try:
                 c = Calibration(model=str(raw["model"]), batch=int(raw["batch"]), scale=float(raw["scale"]),
                                 offset_ms=float(raw["offset_ms"]), executions=int(raw["executions"]), fit_mape=float(raw["fit_mape"]),
-                                gate_scale=None if raw.get("gate_scale") is None else float(raw["gate_scale"]))
+                                gate_scale=None if raw.get("gate_scale") is None else float(raw["gate_scale"]),
+                                spill_ms_per_mib=float(raw.get("spill_ms_per_mib", 0.0)), spill_free_mib=float(raw.get("spill_free_mib", 0.0)))
             except (KeyError, TypeError, ValueError) as e:
                 raise bad(f"calibration[{i}] is malformed ({type(e).__name__}: {e}); "
                           "fields: model, batch, scale, offset_ms, executions, fit_mape") from None
             if not c.scale > 0 or (c.gate_scale is not None and not c.gate_scale > 0):
                 raise bad(f"calibration[{i}]: scale and gate_scale must be > 0, got {c.scale} and {c.gate_scale}")
+            if c.spill_ms_per_mib < 0 or c.spill_free_mib < 0:
+                raise bad(f"calibration[{i}]: spill_ms_per_mib and spill_free_mib must be >= 0, got {c.spill_ms_per_mib} and {c.spill_free_mib}")
             calibration.append(c)
         return cls(device=dict(data["device"]), measurement=dict(data["measurement"]), entries=tuple(entries), source=source,
                    calibration=tuple(calibration))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["RoundTimes", "Timing", "call_ms", "latency_ratio", "measure", "measure_alternating", "measure_difference",
-           "measure_interleaved", "measure_rounds", "round_ratios", "summarize"]
+           "measure_interleaved", "measure_paired", "measure_rounds", "round_ratios", "summarize"]
 
 Context = Callable[[int], AbstractContextManager[object]]
 
@@ -97,6 +97,44 @@ def measure_interleaved(n: int, call: Callable[[int], object], *, context: Conte
                 call(i)
                 times[i].append(call_ms(lambda: call(i), device=device))
     return [summarize(t) for t in times]
+
+
+def measure_paired(n: int, call: Callable[[int], object], reference: Callable[[], object], *, context: Context | None = None,
+                   rounds: int = 11, warm: int = 3, device: torch.device | str = "cpu") -> tuple[list[float], list[float]]:
+    """(median ms, median ratio to ``reference``) of ``n`` executions timed round-robin over
+    ``rounds`` rounds: in each round every execution's timed call (inside ``context(i)``) is
+    followed by a timed call of ``reference``, each after ``warm`` untimed calls of the same path.
+    An execution's ratio in a round is its time over the median of that round's ``n`` reference
+    calls, which spans a fraction of a second.
+
+    A ratio taken within a round carries no drift of a shared host, which moves its speed by tens
+    of percent between hours: what relative predictions are judged on. The round's median reference
+    rather than the one call beside each execution: one call scatters by several percent. The
+    untimed calls matter too: the first pass after another execution finds that execution's
+    weights in the caches and runs a few percent slower.
+    """
+    enter = context or _no_context
+    for i in range(n):  # every path once: packing caches, gathered channel sets
+        with enter(i):
+            call(i)
+        reference()
+    ms: list[list[float]] = [[] for _ in range(n)]
+    ratio: list[list[float]] = [[] for _ in range(n)]
+    for _ in range(rounds):
+        times, refs = [], []
+        for i in range(n):
+            with enter(i):
+                for _ in range(warm):
+                    call(i)
+                times.append(call_ms(lambda: call(i), device=device))
+            for _ in range(warm):
+                reference()
+            refs.append(call_ms(reference, device=device))
+        level = statistics.median(refs)
+        for i, t in enumerate(times):
+            ms[i].append(t)
+            ratio[i].append(t / level)
+    return [statistics.median(v) for v in ms], [statistics.median(v) for v in ratio]
 
 
 def measure_rounds(n: int, call: Callable[[int, int], object], inputs: int, *, rounds: int = 5, warmup_inputs: int = 10,

@@ -290,9 +290,7 @@ def _latency_cost(cfg: TrainConfig, model: torch.nn.Module, arch):
     from ..latency import LatencyModel, LatencyTable
 
     cost = LatencyModel(LatencyTable.load(cfg.lut), model=cfg.model, pooling=cfg.gate.pooling, batch=1)
-    ones = torch.ones(1, len(arch.blocks))
-    widths = torch.tensor([[float(b.width) for b in arch.blocks]])
-    return cost, float(cost.latency_ms(arch, ones, widths, gates_evaluated=False)[0])
+    return cost, cost.static_ms(arch)
 
 
 def _train_epoch(model, loader, optimizer, scheduler, scaler, amp_dtype, cfg: TrainConfig, device, epoch: int, progress: bool | None,

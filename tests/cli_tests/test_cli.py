@@ -103,6 +103,8 @@ def test_latency_predicts_and_measures_a_gated_checkpoint_at_the_tables_threads(
         torch.set_num_threads(threads)
     assert out["images"] == 4 and out["threads"] == 1 and out["speed_factor"] == 1.0
     assert out["predicted_ms_mean"] > 0 and out["measured_ms_mean"] > 0 and 0 <= out["within_10pct"] <= 1
+    # relative to the static network: a layer-gated model at most as slow as its backbone, give or take the gates
+    assert 0 < out["predicted_relative_mean"] < 1.5 and 0 < out["measured_relative_mean"] < 1.5 and 0 <= out["relative_within_10pct"] <= 1
     assert main(["latency", str(tmp_path / "gated" / "final.pt"), "--lut", str(tmp_path / "missing.json"), "--data-root", str(cifar_tree)]) == 2
 
 

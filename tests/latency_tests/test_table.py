@@ -148,6 +148,46 @@ def test_calibration_scales_and_offsets_the_sum():
     assert float(sample_latency_ms(model, other)[0]) == pytest.approx(raw)
 
 
+def test_spill_adds_its_rate_per_mib_of_weights_past_the_free_part():
+    from dataclasses import replace
+
+    from lcnas.latency import Calibration
+
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    table = _fake_table(model)
+    arch = describe(model)
+    # a basic block reads 9 × (in + out) × kept float32 weights
+    mib = [9 * (b.in_channels + b.out_channels) * b.width * 4 / 2**20 for b in arch.blocks]
+    spill = replace(table, calibration=(Calibration("resnet20", 1, 1.0, 0.0, 10, 0.0, spill_ms_per_mib=3.0, spill_free_mib=0.5),))
+    for run in ([True] * 9, [True, False] * 4 + [True], [False] * 8 + [True], [False] * 9):
+        with torch.no_grad(), model.forced(ForcedDecisions(block_run=torch.tensor(run))):
+            model(torch.rand(1, 3, 32, 32))
+        read = sum(m for m, r in zip(mib, run, strict=True) if r)
+        assert float(sample_latency_ms(model, spill)[0]) == pytest.approx(float(sample_latency_ms(model, table)[0]) + 3.0 * max(0.0, read - 0.5))
+    assert spill.calibration[0].to_dict()["spill_free_mib"] == 0.5
+    data = spill.to_dict()
+    data["calibration"][0]["spill_ms_per_mib"] = -1.0
+    with pytest.raises(LatencyTableError, match="spill_ms_per_mib"):
+        LatencyTable.from_dict(data)
+
+
+def test_relative_latency_is_the_prediction_over_the_static_networks():
+    from lcnas.latency import relative_latency, static_latency_ms
+
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    table = _fake_table(model)
+    nb = len(model.blocks())
+    with torch.no_grad(), model.forced(ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool))):
+        model(torch.rand(1, 3, 32, 32))
+    assert float(relative_latency(model, table)[0]) == pytest.approx(1.0)  # the static network itself
+    static = static_latency_ms(model, table)
+    assert static == pytest.approx(float(sample_latency_ms(model, table)[0]))
+    with torch.no_grad(), model.forced(ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool), evaluate_gates=True)):
+        model(torch.rand(1, 3, 32, 32))
+    assert float(relative_latency(model, table)[0]) == pytest.approx(float(sample_latency_ms(model, table)[0]) / static)
+    assert float(relative_latency(model, table)[0]) < 1.0
+
+
 def test_generator_fits_a_calibration_that_survives_the_file(tiny_table, tmp_path):
     fits = {(c.model, c.batch): c for c in tiny_table.calibration}
     assert set(fits) == {("resnet20", 1), ("resnet20", 8)}
@@ -292,7 +332,8 @@ def test_two_scale_calibration_applies_to_gates_and_compute_and_loads_without_ga
     assert data["calibration"][0]["gate_scale"] == 0.5
     del data["calibration"][0]["gate_scale"]  # a table from before: gates take the compute scale
     (tmp_path / "old.json").write_text(json.dumps(data))
-    assert LatencyTable.load(tmp_path / "old.json").calibration_for("resnet20", 1) == (2.0, 2.0, 0.5)
+    old = LatencyTable.load(tmp_path / "old.json").calibration_for("resnet20", 1)
+    assert (old.scale, old.gates, old.offset_ms, old.spill_ms_per_mib) == (2.0, 2.0, 0.5, 0.0)
     data["calibration"][0]["gate_scale"] = -1
     (tmp_path / "bad.json").write_text(json.dumps(data))
     with pytest.raises(LatencyTableError, match="gate_scale must be > 0"):

@@ -7,10 +7,23 @@ import itertools
 import types
 
 import pytest
+import torch
 
 import lcnas.latency._timing as timing
-from lcnas.latency import (fit_relative, latency_ratio, measure, measure_alternating, measure_difference, measure_interleaved,
-                           measure_rounds, round_ratios, summarize)
+from lcnas import create_model
+from lcnas.cost import describe
+from lcnas.latency import (
+    fit_relative,
+    latency_ratio,
+    measure,
+    measure_alternating,
+    measure_difference,
+    measure_interleaved,
+    measure_paired,
+    measure_rounds,
+    round_ratios,
+    summarize,
+)
 
 
 class FakeClock:
@@ -90,12 +103,33 @@ def test_fit_calibration_gives_gates_their_own_scale():
     # truth: compute × 1.2, gates × 0.8, + 0.2 ms; half the executions without gates
     rest = [1.0, 2.0, 3.0, 4.0, 1.5, 2.5, 3.5, 0.5]
     gates = [0.0, 0.5, 0.0, 1.0, 0.0, 0.7, 0.0, 0.3]
-    measured = [1.2 * r + 0.8 * g + 0.2 for r, g in zip(rest, gates)]
-    raw = [r + g for r, g in zip(rest, gates)]
-    assert fit_calibration(raw, gates, measured) == pytest.approx((1.2, 0.8, 0.2))
+    measured = [1.2 * r + 0.8 * g + 0.2 for r, g in zip(rest, gates, strict=True)]
+    raw = [r + g for r, g in zip(rest, gates, strict=True)]
+    fit = fit_calibration(raw, gates, measured)
+    assert (fit.scale, fit.gate_scale, fit.offset_ms, fit.spill_ms_per_mib) == pytest.approx((1.2, 0.8, 0.2, 0.0))
     # gates that never vary: one line for everything
-    scale, gate_scale, offset = fit_calibration(raw, [0.0] * len(raw), measured)
-    assert gate_scale == scale
+    fit = fit_calibration(raw, [0.0] * len(raw), measured)
+    assert fit.gate_scale == fit.scale
+
+
+def test_fit_calibration_finds_the_weight_spill():
+    from lcnas.latency import fit_calibration
+
+    # truth: compute × 1.1 + 0.05 ms, and 0.4 ms per MiB of weights past 1 MiB; weights vary
+    # independently of the compute sum (executions of equal cost reading early or late blocks)
+    gen = torch.Generator().manual_seed(0)
+    rest = (torch.rand(40, generator=gen) * 3 + 0.2).tolist()
+    weights = (torch.rand(40, generator=gen) * 3).tolist()
+    gates = [0.1 * (i % 2) for i in range(40)]
+    measured = [1.1 * r + 0.9 * g + 0.05 + 0.4 * max(0.0, w - 1.0) for r, g, w in zip(rest, gates, weights, strict=True)]
+    raw = [r + g for r, g in zip(rest, gates, strict=True)]
+    fit = fit_calibration(raw, gates, measured, weights)
+    assert fit.scale == pytest.approx(1.1, rel=0.02)
+    assert fit.spill_ms_per_mib == pytest.approx(0.4, rel=0.1)
+    assert fit.spill_free_mib == pytest.approx(1.0, abs=0.15)
+    # no spill in the data: none fitted (or a negligible one)
+    flat = [1.1 * r + 0.9 * g + 0.05 for r, g in zip(rest, gates, strict=True)]
+    assert fit_calibration(raw, gates, flat, weights).spill_ms_per_mib < 0.01
 
 
 def test_latency_ratio_compares_executions_round_by_round():
@@ -161,3 +195,60 @@ def test_measure_alternating_runs_chunks_in_turn(clock):
     assert "".join(order) == "aaaabbbbaabb"
     assert (a.count, b.count) == (6, 6)
     assert a.latency_ms_median == pytest.approx(1.0) and b.latency_ms_median == pytest.approx(3.0)
+
+
+def test_measure_paired_takes_ratios_to_the_rounds_reference_through_a_drift(clock):
+    # The machine slows by 3 % a round; execution i costs (i + 1) × the reference. The first call of
+    # a path after another one costs 50 % more (cold caches): the untimed calls absorb it.
+    state = {"last": None, "round_speed": 1.0}
+    calls = itertools.count()
+
+    def run(path, cost):
+        speed = 1.0 + 0.03 * (next(calls) // 40)
+        clock.now += cost * speed * (1.5 if state["last"] != path else 1.0)
+        state["last"] = path
+
+    ms, ratios = measure_paired(3, lambda i: run(i, 0.001 * (i + 1)), lambda: run("ref", 0.001), rounds=9, warm=2)
+    assert ratios == pytest.approx([1.0, 2.0, 3.0], rel=0.02)
+    assert ms[2] / ms[0] == pytest.approx(3.0, rel=0.05)
+
+
+def test_gates_timed_alone_are_scaled_to_their_sum_inside_the_pass():
+    from lcnas.latency import Timing
+    from lcnas.latency._keys import block_key
+    from lcnas.latency._profile import _gates_in_network
+    from lcnas.models import GateConfig
+
+    arch = describe(create_model("resnet20", gating="lc"))
+    cfg = GateConfig(hidden=16)
+    shapes = list(dict.fromkeys(block_key(b) for b in arch.blocks))
+    alone = {(cfg, family, key): (f"{family}:{key}", Timing(0.001 * (1 + i), 0.001, 0.0, 5))
+             for family in ("layer_gate", "channel_gate", "channel_gate_alone") for i, key in enumerate(shapes)}
+    totals = iter([0.020, 0.050, 0.030])  # in the pass: layer gates, layer + channel gates, channel-only gates
+
+    def diff(fn, base, rounds=2):
+        return Timing(next(totals), 0.0, 0.0, 1)
+
+    out = _gates_in_network(alone, lambda c: (None, None), arch, len(arch.blocks), lambda *a: None, True, diff)
+    for family, total in (("layer_gate", 0.020), ("channel_gate", 0.030), ("channel_gate_alone", 0.030)):
+        summed = sum(out[cfg, family, block_key(b)][1].latency_ms_median for b in arch.blocks)
+        assert summed == pytest.approx(total)
+        # the split between shapes is the one timed alone
+        first, second = (out[cfg, family, k][1].latency_ms_median for k in shapes[:2])
+        assert second / first == pytest.approx(2.0)
+    # off the whole-network engine the gates keep their timings alone
+    assert _gates_in_network(alone, None, arch, len(arch.blocks), None, False, None) == alone
+
+
+def test_random_plans_cycle_through_four_families():
+    from lcnas.latency import random_plans
+
+    model = create_model("resnet20", gating="lc")
+    plans = random_plans(model, 16, 1, torch.Generator().manual_seed(0))
+    assert [p.evaluate_gates for p in plans[:4]] == [False, True, False, True]
+    layers_only = [p for i, p in enumerate(plans) if i // 2 % 4 == 2]
+    channels_only = [p for i, p in enumerate(plans) if i // 2 % 4 == 3]
+    assert all(p.channel_keep is None for p in layers_only)
+    assert all(bool(p.block_run.all()) and p.channel_keep is not None for p in channels_only)
+    per_stage = [p for i, p in enumerate(plans) if i // 2 % 4 == 1]
+    assert all(p.channel_keep is not None for p in per_stage)
