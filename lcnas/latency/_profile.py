@@ -330,7 +330,7 @@ def random_plans(model, executions: int, batch: int, gen: torch.Generator) -> li
         if family == 2:
             f = replace(f, channel_keep=None)
         elif family == 3:
-            f = replace(f, block_run=torch.ones_like(f.block_run))
+            f = replace(f, block_run=torch.ones(batch, len(model.blocks()), dtype=torch.bool))
         plans.append(replace(f, evaluate_gates=bool(i % 2)))
     return plans
 
