@@ -143,3 +143,42 @@ def test_runtimes_time_the_shipped_static_weights(runtimes):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), shipped.state_dict().values()))
     _, fresh = runtimes.load_static("resnet110")  # no shipped checkpoint: the architecture, said so
     assert fresh.startswith("untrained")
+
+
+@pytest.fixture(scope="module")
+def validation():
+    return _script("latency_validation")
+
+
+def test_validation_measures_every_execution_in_independent_shuffled_passes(validation, monkeypatch):
+    calls: list[int] = []
+
+    def fake_paired(n, call, reference, *, context=None, rounds=11, **_):
+        order = []
+        for j in range(n):
+            with context(j):
+                order.append(call(j))
+        calls.append(len(order))
+        return [float(i) for i in order], [float(i) / 10 for i in order]
+
+    monkeypatch.setattr(validation, "measure_paired", fake_paired)
+    monkeypatch.setattr(validation, "PASSES", 3)
+    seen: list[int] = []
+    import contextlib
+
+    ms, ratio, passes = validation.measure_passes(5, lambda i: i, lambda: None, context=lambda i: (seen.append(i), contextlib.nullcontext())[1],
+                                                  rounds=2)
+    assert calls == [5, 5, 5]
+    assert sorted(seen) == sorted(list(range(5)) * 3)
+    # each execution's figures come back in its own slot whatever the pass's order
+    assert ms == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert ratio == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert all(len(p) == 3 for p in passes)
+
+
+def test_validation_reports_how_often_two_passes_agree(validation):
+    rows = [{"predicted_ms": 1.0, "predicted_probed_ms": 1.0, "predicted_relative": 0.5, "measured_ms": 1.0, "measured_relative": 0.5,
+             "measured_relative_passes": [0.5, b]} for b in (0.5, 0.51, 0.54, 0.6)]
+    rep = validation.summarize(rows)["repeatability"]
+    assert rep["within_5pct"] == pytest.approx(0.5)  # 0.5/0.5 and 0.5/0.51
+    assert rep["within_10pct"] == pytest.approx(0.75)  # 0.5/0.54 = -7.4 %; 0.5/0.6 = -17 %
