@@ -20,9 +20,10 @@ each after untimed calls of the same path (:func:`lcnas.latency.measure_paired`)
 pass; every execution is measured in --passes independent passes, each in its own shuffled
 order. Measured: the median ms, and the median over the passes of each pass's median ratio of
 execution ÷ static (a shared host's drift hits both sides of a pair alike). Predicted: ms from
-the table as shipped (``raw``), ms rescaled by a probe taken just before each model and kind
-(``probed``: :func:`lcnas.latency.speed_factor`, about a second of random executions), and the
-ratio to the static network (``relative``: :func:`lcnas.latency.relative_latency`).
+the table as shipped (``raw``), ms rescaled by probes taken just before and just after each model
+and kind (``probed``: :func:`lcnas.latency.speed_factor`, about a second of random executions
+each, their geometric mean: the measurement they bracket spans a minute of a host that drifts
+within it), and the ratio to the static network (``relative``: :func:`lcnas.latency.relative_latency`).
 
 Repeatability: the first two passes' ratios against each other, per kind: how often two
 measurements of the same execution on this host agree within ±5 % and ±10 %. No prediction can
@@ -42,6 +43,7 @@ import contextlib
 import statistics
 import sys
 from collections.abc import Callable
+from functools import partial
 from dataclasses import replace
 
 import torch
@@ -99,8 +101,7 @@ def static_call(model, x: torch.Tensor) -> Callable[[], object]:
     return run
 
 
-def random_rows(model, name: str, kind: str, plans: list[ForcedDecisions], x: torch.Tensor, table: LatencyTable, speed: float,
-                rounds: int) -> list[dict]:
+def random_rows(model, name: str, kind: str, plans: list[ForcedDecisions], x: torch.Tensor, table: LatencyTable, rounds: int) -> list[dict]:
     """Predict and time forced executions ``plans`` (batch ``x.shape[0]``)."""
     batch = x.shape[0]
     static_ms = static_latency_ms(model, table, batch=batch)
@@ -115,24 +116,39 @@ def random_rows(model, name: str, kind: str, plans: list[ForcedDecisions], x: to
             predicted.append((p, p / static_ms))
     ms, ratio, passes = measure_passes(len(plans), lambda i: model(x), static_call(model, x), context=lambda i: model.forced(plans[i]),
                                        rounds=rounds)
-    return [{"model": name, "kind": kind, "batch": batch, "predicted_ms": p, "predicted_probed_ms": p * speed, "predicted_relative": r,
+    return [{"model": name, "kind": kind, "batch": batch, "predicted_ms": p, "predicted_relative": r,
              "measured_ms": m, "measured_relative": q, "measured_relative_passes": a, "gates_evaluated": f.evaluate_gates}
             for (p, r), m, q, a, f in zip(predicted, ms, ratio, passes, plans, strict=True)]
 
 
-def image_rows(model, name: str, kind: str, images: torch.Tensor, table: LatencyTable, speed: float, rounds: int) -> list[dict]:
+def image_rows(model, name: str, kind: str, images: torch.Tensor, table: LatencyTable, rounds: int) -> list[dict]:
     """Predict and time a trained model's own executions on real images (batch 1)."""
     predicted = []
     for i in range(images.shape[0]):
         model(images[i : i + 1])
         predicted.append((float(sample_latency_ms(model, table)[0]), float(relative_latency(model, table)[0])))
     ms, ratio, passes = measure_passes(images.shape[0], lambda i: model(images[i : i + 1]), static_call(model, images[:1]), rounds=rounds)
-    return [{"model": name, "kind": kind, "batch": 1, "predicted_ms": p, "predicted_probed_ms": p * speed, "predicted_relative": r,
+    return [{"model": name, "kind": kind, "batch": 1, "predicted_ms": p, "predicted_relative": r,
              "measured_ms": m, "measured_relative": q, "measured_relative_passes": a}
             for (p, r), m, q, a in zip(predicted, ms, ratio, passes, strict=True)]
 
 
 PASSES = 3  # set from --passes
+
+
+def _at(fn, order: list[int], j: int):
+    return fn(order[j])
+
+
+def bracketed(probe: Callable[[], float], measure: Callable[[], list[dict]], probes: dict, key: str) -> list[dict]:
+    """``measure()``'s rows with ``predicted_probed_ms``: their ``predicted_ms`` times the geometric
+    mean of a probe taken just before and one just after (both recorded in ``probes[key]``)."""
+    before = probe()
+    rows = measure()
+    after = probe()
+    probes[key] = [before, after]
+    speed = (before * after) ** 0.5
+    return [{**r, "predicted_probed_ms": r["predicted_ms"] * speed} for r in rows]
 
 
 def measure_passes(n: int, call, reference, *, context=None, rounds: int) -> tuple[list[float], list[float], list[list[float]]]:
@@ -146,7 +162,7 @@ def measure_passes(n: int, call, reference, *, context=None, rounds: int) -> tup
     enter = context or (lambda i: contextlib.nullcontext())
     for _ in range(PASSES):
         order = torch.randperm(n, generator=gen).tolist()
-        m, r = measure_paired(n, lambda j: call(order[j]), reference, context=lambda j: enter(order[j]), rounds=rounds)
+        m, r = measure_paired(n, partial(_at, call, order), reference, context=partial(_at, enter, order), rounds=rounds)
         for j, i in enumerate(order):
             ms[i].append(m[j])
             ratios[i].append(r[j])
@@ -201,31 +217,33 @@ def main() -> None:
         model = create_model(name, gating="lc", gate_config=GateConfig(group_size=4, hidden=16, pooling="avg")).eval()
         x1 = torch.rand(1, 3, 32, 32, generator=gen)
         for kind in args.kinds.split(","):
-            probes[f"{name} {kind}"] = speed = speed_factor(model, table)  # just before: a shared host drifts within a minute
-            rows += random_rows(model, name, kind, draw(model, kind, args.samples, gen), x1, table, speed, args.rounds)
+            plans1 = draw(model, kind, args.samples, gen)
+            rows += bracketed(partial(speed_factor, model, table), partial(random_rows, model, name, kind, plans1, x1, table, args.rounds),
+                              probes, f"{name} {kind}")
             done = summarize([r for r in rows if r["model"] == name and r["kind"] == kind])
             print(f"{name} {kind}: {done['relative']}", file=sys.stderr)
         if args.batches and 64 in table.batches(name):
-            speed64 = speed_factor(model, table, batch=64, executions=6, repeats=5)
             x64 = torch.rand(64, 3, 32, 32, generator=gen)
             for kind in ("uniform", "per_stage"):
                 plans = [replace(_batch_of(model, kind, gen), evaluate_gates=bool(i % 2)) for i in range(args.batches)]
-                rows += random_rows(model, name, kind, plans, x64, table, speed64, max(3, args.rounds // 3))
+                rows += bracketed(partial(speed_factor, model, table, batch=64, executions=6, repeats=5),
+                                  partial(random_rows, model, name, kind, plans, x64, table, max(3, args.rounds // 3)), probes,
+                                  f"{name} {kind} batch 64")
     if args.trained and args.data_root:
         from lcnas.data import load_cifar10
 
         test = load_cifar10(args.data_root, train=False, download=False).images.float().div(255)
         for ckpt in filter(None, args.trained.split(",")):
             base = load_model(ckpt)
-            probes[ckpt] = speed = speed_factor(base, table)
-            rows += image_rows(base, ckpt, "trained", test[: args.images], table, speed, args.rounds)
+            trained = partial(image_rows, base, ckpt, "trained", test[: args.images], table, args.rounds)
+            rows += bracketed(partial(speed_factor, base, table), trained, probes, ckpt)
             for k, threshold in enumerate(float(t) for t in filter(None, args.knob.split(","))):
                 model = load_model(ckpt)  # a fresh copy: the packed engine of a model that ran does not deep-copy
                 model.set_thresholds(layer=threshold, channel=threshold)
-                probes[f"{ckpt} threshold {threshold}"] = speed = speed_factor(model, table)
                 start = args.images + k * args.knob_images
-                rows += [{**r, "threshold": threshold} for r in
-                         image_rows(model, ckpt, "knob", test[start : start + args.knob_images], table, speed, args.rounds)]
+                knob = partial(image_rows, model, ckpt, "knob", test[start : start + args.knob_images], table, args.rounds)
+                rows += [{**r, "threshold": threshold} for r in bracketed(partial(speed_factor, model, table), knob, probes,
+                                                                          f"{ckpt} threshold {threshold}")]
             print(f"{ckpt}: {summarize([r for r in rows if r['model'] == ckpt])['relative']}", file=sys.stderr)
     results: dict = {}
     for batch in sorted({r["batch"] for r in rows}):
@@ -263,9 +281,11 @@ def goals(results: dict) -> dict:
             value = kinds[worst]["relative"][stat]
             out[key] = {"worst_kind": worst, "value": value, "goal": GOALS[key], "met": value >= GOALS[key],
                         "repeatability_of_worst_kind": kinds[worst].get("repeatability", {}).get(stat),
-                        "repeatability_lowest": min((k["repeatability"][stat] for k in kinds.values() if "repeatability" in k), default=None)}
+                        "repeatability_lowest": min((k["repeatability"][stat] for k in kinds.values() if "repeatability" in k),
+                                                    default=None)}
         value = bs1["all"]["relative"]["kendall_tau"]  # over every held-out execution: ranks across kinds and models
-        out["bs1_kendall_tau_relative"] = {"value": value, "goal": GOALS["bs1_kendall_tau_relative"], "met": value >= GOALS["bs1_kendall_tau_relative"]}
+        goal = GOALS["bs1_kendall_tau_relative"]
+        out["bs1_kendall_tau_relative"] = {"value": value, "goal": goal, "met": value >= goal}
         value = bs1["all"]["probed"]["within_10pct"]
         out["bs1_probed_within_10pct_all"] = {"value": value, "goal": GOALS["bs1_probed_within_10pct_all"],
                                               "met": value >= GOALS["bs1_probed_within_10pct_all"]}

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from ._arch import ArchSpec, BlockSpec, CostModel, GateSpec, describe, walk
 from ._batch import BatchCost, BatchCostModel, walk_batch
-from ._conv import conv_flops, conv_mflops, residual_mflops_per_channel
+from ._conv import SET_CACHE_MIB, conv_flops, conv_mflops, kept_width, residual_mflops_per_channel
 from ._flops import FlopsModel, expected_mflops, sample_mflops, static_mflops
 from ._grouping import GROUP_OVERHEAD_MFLOPS, grouping_is_cheaper
 
-__all__ = ["GROUP_OVERHEAD_MFLOPS", "ArchSpec", "BatchCost", "BatchCostModel", "BlockSpec", "CostModel", "FlopsModel",
+__all__ = ["GROUP_OVERHEAD_MFLOPS", "SET_CACHE_MIB", "ArchSpec", "BatchCost", "BatchCostModel", "BlockSpec", "CostModel", "FlopsModel",
            "GateSpec", "conv_flops", "conv_mflops", "describe", "expected_mflops", "grouping_is_cheaper",
-           "residual_mflops_per_channel", "sample_mflops", "static_mflops", "walk", "walk_batch"]
+           "kept_width", "residual_mflops_per_channel", "sample_mflops", "static_mflops", "walk", "walk_batch"]

@@ -8,7 +8,7 @@ from typing import overload
 
 import torch
 
-__all__ = ["conv_flops", "conv_mflops", "residual_mflops_per_channel"]
+__all__ = ["SET_CACHE_MIB", "conv_flops", "conv_mflops", "kept_width", "residual_mflops_per_channel"]
 
 
 @overload
@@ -48,3 +48,17 @@ def residual_mflops_per_channel(in_channels: int, out_channels: int, hw_out: int
     size) add up to one 3×3 conv from 1 to ``in_channels + out_channels`` channels.
     """
     return conv_mflops(1, in_channels + out_channels, 3, hw_out)
+
+
+# The native engine's cache of weights gathered for kept channel sets (kCacheFloats in
+# _native_net.cpp): past it, least recently used sets are gathered again.
+SET_CACHE_MIB = 64.0
+
+
+def kept_width(channels: int) -> int:
+    """The width the native engine runs a block's conv1 at for ``channels`` kept channels (the
+    extra ones zero): the next multiple of 4, and past 12 the next multiple of 8, where a 4-wide
+    tail beside 8-wide vectors is slower than 4 more channels. The engine's C side has the same
+    rule (``kept_width`` in ``_native_net.cpp``); the latency predictor sizes gathered weights with it."""
+    width = -(-channels // 4) * 4
+    return width + 4 if width > 12 and width % 8 else width

@@ -79,10 +79,11 @@ class Engine:
         self._nets.clear()
 
     # ---------------------------------------------------------------- the whole network in one call
-    def forward_native(self, x: torch.Tensor) -> tuple[torch.Tensor, Any, Any] | None:
+    def forward_native(self, x: torch.Tensor) -> tuple[torch.Tensor, Any, Any, dict[int, torch.Tensor] | None] | None:
         """The whole forward pass in one native call: (logits, ran, kept channels per block: bytes
-        at batch 1 (one uint8 / native int32 per block), ``N×B`` tensors otherwise), or None where
-        it does not apply (then the per-block path runs)."""
+        at batch 1 (one uint8 / native int32 per block), ``N×B`` tensors otherwise; and for a batch,
+        per block with channel groups the ``N×G`` groups each image kept, None at batch 1), or
+        None where it does not apply (then the per-block path runs)."""
         self._native_macs = None
         shape = x.shape
         net = self._native_net(x, (shape[2], shape[3]), shape[0])
@@ -93,10 +94,10 @@ class Engine:
         if shape[0] == 1:  # the trace as bytes, made tensors when the trace is read
             arrays = None if forced is None else self._forced_arrays_one(forced, net.groups)
             logits, ran, kept, self._native_macs = net.one(x, arrays, gates)
-            return logits, ran, kept
+            return logits, ran, kept, None
         arrays = None if forced is None else self._forced_arrays(forced, shape[0], net.groups)
-        logits_n, ran_n, kept_n, self._native_macs = net(x, arrays, gates)
-        return logits_n, ran_n.bool(), kept_n.long()
+        logits_n, ran_n, kept_n, self._native_macs, groups = net(x, arrays, gates)
+        return logits_n, ran_n.bool(), kept_n.long(), groups
 
     @property
     def native_mflops(self) -> torch.Tensor | None:

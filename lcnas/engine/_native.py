@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .._env import cpu_model, cpuinfo_field, user_cache_root
-from ..cost import conv_mflops
+from ..cost import conv_mflops, kept_width
 
 __all__ = ["NativeConv", "PackedConv", "native", "native_status", "cache_dir", "compiler_available", "kept_width", "packable", "padded",
            "window_ok"]
@@ -86,7 +86,7 @@ class NativeConv:
         pad.restype = None
         self._pad = pad
         net = lib.lcnas_net_forward
-        net.argtypes = [p, p, i, n, n, n, n, p, p, p, i, p, p, p, p, i]
+        net.argtypes = [p, p, i, n, n, n, n, p, p, p, i, p, p, p, p, p, i]
         net.restype = i
         self.net_forward = net  # images through a whole packed network (see _native_net.py)
         blk = lib.lcnas_net_block
@@ -167,14 +167,6 @@ class NativeConv:
 def padded(channels: int, multiple: int = _LANE) -> int:
     """The kernel's output width for ``channels`` outputs (next multiple of its vector width)."""
     return -(-channels // multiple) * multiple
-
-
-def kept_width(channels: int) -> int:
-    """The width a block's conv1 runs at for ``channels`` kept channels (the extra ones zero):
-    ``padded``, and past 12 the next multiple of 8, where a 4-wide tail beside 8-wide vectors is
-    slower than 4 more channels (the network engine's ``kept_width`` is the same rule)."""
-    width = padded(channels)
-    return width + 4 if width > 12 and width % 8 else width
 
 
 def window_ok(*channels: int) -> bool:

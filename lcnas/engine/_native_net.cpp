@@ -271,8 +271,8 @@ std::shared_ptr<Compact> compact_for(const LcBlock& B, const std::string& key, c
 // One block; returns the buffer holding its output (x itself for a skipped identity block).
 // ws: this thread's scratch (gates); t.shared: the buffers the team shares (ws itself outside a team).
 float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, float* spare, Work& ws, const Team& t,
-             int forced_run, const unsigned char* forced_keep, int eval_gates, unsigned char* ran, int* kept_out, double* macs,
-             int nthreads) {
+             int forced_run, const unsigned char* forced_keep, int eval_gates, unsigned char* ran, int* kept_out,
+             unsigned char* groups_out, double* macs, int nthreads) {
     const int Ho = (B.h - 1) / B.stride + 1, Wo = (B.w - 1) / B.stride + 1;
     const bool gates = eval_gates && B.rows > 0;
     float* h = gates ? grow(ws.hidden, B.rows) : nullptr;
@@ -294,6 +294,7 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
     if (!run) {
         *ran = 0;
         *kept_out = 0;
+        if (groups_out) std::memset(groups_out, 0, (size_t)B.groups);
         if (!B.pad_stride) return x;
         once(t, [&] { lcnas_pad_subsample(x, B.h, B.w, B.cin, B.pad_stride, B.pad_lo, B.cout, spare); });
         return spare;
@@ -327,6 +328,7 @@ float* block(const LcBlock& B, unsigned long long net_id, int index, float* x, f
         }
         for (int k = 0; k < G; ++k) all &= keep[k] != 0;
     }
+    if (groups_out && G > 0) std::memcpy(groups_out, keep, (size_t)G);
     int nkept = 0;
     if (G > 0) for (int k = 0; k < G; ++k) nkept += keep[k];
     const int kept = G > 0 ? nkept * g : B.cmid;
@@ -395,7 +397,7 @@ void grow_acts(const LcNet& N, Work& w) {
 // One image through the network with ws this thread's scratch and t.shared the activations.
 int forward_pass(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w, const signed char* forced_run,
                  const int* forced_keep, const unsigned char* keep_bits, int eval_gates, float* logits,
-                 unsigned char* ran, int* kept, double* macs, int nthreads, Work& ws, const Team& t) {
+                 unsigned char* ran, int* kept, unsigned char* groups, double* macs, int nthreads, Work& ws, const Team& t) {
     int Ho = (N.h + 2 * N.stem_pad - 3) / N.stem_stride + 1, Wo = (N.w + 2 * N.stem_pad - 3) / N.stem_stride + 1;
     float* buf[2] = {t.shared->act[0].data(), t.shared->act[1].data()};  // sized by grow_acts
     *macs = 9.0 * N.cin * N.stem_cout * Ho * Wo;
@@ -403,11 +405,13 @@ int forward_pass(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w
                   N.stem_w, N.stem_b, N.stem_cout, 1.f, nullptr, 0, 0, 0, 0, 1, nullptr, buf[0], nthreads, nullptr, t.on))
         return 1;
     float* cur = buf[0];
+    int goff = 0;  // block i's kept groups start at groups + goff (one byte per group)
     for (int i = 0; i < N.nblocks; ++i) {
         float* spare = cur == buf[0] ? buf[1] : buf[0];
         const unsigned char* fk = forced_keep && forced_keep[i] >= 0 ? keep_bits + forced_keep[i] : nullptr;
         cur = block(N.blocks[i], N.id, i, cur, spare, ws, t, forced_run ? forced_run[i] : -1, fk, eval_gates, ran + i, kept + i,
-                    macs, nthreads);
+                    groups ? groups + goff : nullptr, macs, nthreads);
+        goff += N.blocks[i].groups;
         if (!cur) return 1;
     }
     const LcBlock& last = N.blocks[N.nblocks - 1];
@@ -430,7 +434,7 @@ struct Discard {
 // any parallel region, a team of nthreads runs the pass (see Team); else this thread alone.
 int forward_one(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w, const signed char* forced_run,
                 const int* forced_keep, const unsigned char* keep_bits, int eval_gates, float* logits,
-                unsigned char* ran, int* kept, double* macs, int nthreads) {
+                unsigned char* ran, int* kept, unsigned char* groups, double* macs, int nthreads) {
     thread_local Work ws;
     grow_acts(N, ws);
     return on_team(nthreads, ws, [&](Work& mine, const Team& t, bool first) {
@@ -442,7 +446,7 @@ int forward_one(const LcNet& N, const float* x, long xs_c, long xs_h, long xs_w,
         }
         return forward_pass(N, x, xs_c, xs_h, xs_w, forced_run, forced_keep, keep_bits, eval_gates,
                             first ? logits : d.logits.data(), first ? ran : d.ran.data(), first ? kept : d.kept.data(),
-                            first ? macs : &d.macs, nthreads, mine, t);
+                            first ? groups : nullptr, first ? macs : &d.macs, nthreads, mine, t);
     });
 }
 }  // namespace
@@ -452,23 +456,29 @@ extern "C" int lcnas_kept_width(int kept) { return kept_width(kept); }
 
 // n images (x: n x cin x h x w, any strides). Forced decisions per sample and block: forced_run
 // (n x nblocks; -1 none, 0, 1) and forced_keep (n x nblocks offsets into keep_bits, -1 none), each
-// may be null. Writes logits (n x classes), the trace (ran, kept channels: n x nblocks) and the
-// multiply-adds computed per image (n). One image runs on a team of nthreads (see Team); a batch
+// may be null. Writes logits (n x classes), the trace (ran, kept channels: n x nblocks; and where
+// groups is not null, each image's kept channel groups: n rows of sum(groups) bytes, block after
+// block, 0 for a skipped block) and the multiply-adds computed per image (n). One image runs on a team of nthreads (see Team); a batch
 // runs its images in parallel, one per thread, each taking only its own path (nothing grouped,
 // gathered or masked). Returns 0, or 1 on arguments the kernel rejects.
 extern "C" int lcnas_net_forward(const LcNet* net, const float* x, int n, long xs_n, long xs_c, long xs_h, long xs_w,
                                  const signed char* forced_run, const int* forced_keep, const unsigned char* keep_bits,
-                                 int eval_gates, float* logits, unsigned char* ran, int* kept, double* macs, int nthreads) {
+                                 int eval_gates, float* logits, unsigned char* ran, int* kept, unsigned char* groups, double* macs,
+                                 int nthreads) {
     const LcNet& N = *net;
     const int B = N.nblocks;
     if (n == 1)
-        return forward_one(N, x, xs_c, xs_h, xs_w, forced_run, forced_keep, keep_bits, eval_gates, logits, ran, kept, macs, nthreads);
+        return forward_one(N, x, xs_c, xs_h, xs_w, forced_run, forced_keep, keep_bits, eval_gates, logits, ran, kept, groups, macs,
+                           nthreads);
+    long row = 0;  // one image's kept-group bytes
+    for (int i = 0; i < B; ++i) row += N.blocks[i].groups;
     int rc = 0;
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic) reduction(| : rc)
     for (int s = 0; s < n; ++s)
         rc |= forward_one(N, x + (long)s * xs_n, xs_c, xs_h, xs_w, forced_run ? forced_run + (long)s * B : nullptr,
                           forced_keep ? forced_keep + (long)s * B : nullptr, keep_bits, eval_gates,
-                          logits + (long)s * N.classes, ran + (long)s * B, kept + (long)s * B, macs + s, 1);
+                          logits + (long)s * N.classes, ran + (long)s * B, kept + (long)s * B, groups ? groups + s * row : nullptr,
+                          macs + s, 1);
     return rc;
 }
 
@@ -494,7 +504,7 @@ extern "C" int lcnas_net_block(const LcNet* net, int i, const float* x, int n, f
         unsigned char ran_other;
         int kept_other;
         float* out = block(B, N.id, i, const_cast<float*>(xs), y + s * out_size, ws, t, forced_run ? forced_run[(long)s * nb + i] : -1,
-                           fk, eval_gates, first ? ran + s : &ran_other, first ? kept + s : &kept_other, &m, threads);
+                           fk, eval_gates, first ? ran + s : &ran_other, first ? kept + s : &kept_other, nullptr, &m, threads);
         if (first) macs[s] = m;
         if (!out) return 1;
         if (out == xs) return 2;  // identity skip: the output is the input

@@ -62,8 +62,8 @@ class NativeNet:
         The callable returns the C return code (0: done); logits and trace go to internal buffers."""
         logits = torch.empty_like(self._logits1)
         run_p, keep_p, bits_p = (None, None, None) if forced is None else forced[:3]
-        args = (self._net_p, x.data_ptr(), 1, *x.stride(), run_p, keep_p, bits_p, 0, logits.data_ptr(), *self._one_ptrs,
-                torch.get_num_threads())
+        args = (self._net_p, x.data_ptr(), 1, *x.stride(), run_p, keep_p, bits_p, 0, logits.data_ptr(), *self._one_ptrs[:2], None,
+                self._one_ptrs[2], torch.get_num_threads())
         call = self._lib.net_forward
 
         def run() -> int:
@@ -76,14 +76,24 @@ class NativeNet:
         return (torch.zeros(n, self.nblocks, dtype=torch.uint8), torch.zeros(n, self.nblocks, dtype=torch.int32),
                 torch.zeros(n, dtype=torch.float64))
 
-    def __call__(self, x: torch.Tensor, forced: tuple | None, eval_gates: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, forced: tuple | None,
+                 eval_gates: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
         """(logits ``N×classes``, ran ``N×B`` uint8, kept channels ``N×B`` int32, multiply-adds
-        computed ``N`` float64) for ``N×C×H×W`` float32 images; ``forced`` from :func:`forced_arrays` or None."""
+        computed ``N`` float64, and per block with channel groups the ``N×G`` groups each image
+        kept, all False where it skipped the block) for ``N×C×H×W`` float32 images; ``forced`` from
+        :func:`forced_arrays` or None."""
         n = x.shape[0]
         logits = torch.empty(n, self.classes, dtype=torch.float32)
         ran, kept, macs = self._outputs(n)
-        self._run(x, forced, eval_gates, logits, (ran.data_ptr(), kept.data_ptr(), macs.data_ptr()))
-        return logits, ran, kept, macs
+        groups = torch.zeros(n, sum(self.groups), dtype=torch.uint8)
+        self._run(x, forced, eval_gates, logits, (ran.data_ptr(), kept.data_ptr(), groups.data_ptr() if groups.numel() else None,
+                                                  macs.data_ptr()))
+        masks, start = {}, 0
+        for i, g in enumerate(self.groups):
+            if g:
+                masks[i] = groups[:, start : start + g].bool()
+            start += g
+        return logits, ran, kept, macs, masks
 
     def one(self, x: torch.Tensor, forced: tuple | None, eval_gates: bool) -> tuple[torch.Tensor, bytes, bytes, torch.Tensor]:
         """One image: (logits ``1×classes``, ran as B bytes, kept channels as B native int32s, the
@@ -93,8 +103,9 @@ class NativeNet:
         logits = torch.empty_like(self._logits1)
         xs_n, xs_c, xs_h, xs_w = x.stride()
         run_p, keep_p, bits_p = (None, None, None) if forced is None else forced[:3]
+        ran_p, kept_p, macs_p = self._one_ptrs
         rc = self._lib.net_forward(self._net_p, x.data_ptr(), 1, xs_n, xs_c, xs_h, xs_w, run_p, keep_p, bits_p,
-                                   1 if eval_gates else 0, logits.data_ptr(), *self._one_ptrs, torch.get_num_threads())
+                                   1 if eval_gates else 0, logits.data_ptr(), ran_p, kept_p, None, macs_p, torch.get_num_threads())
         if rc != 0:
             raise RuntimeError("native network forward rejected its packed arguments")
         return logits, bytes(self._ran1), bytes(self._kept1), self._macs1

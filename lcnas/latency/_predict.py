@@ -7,11 +7,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from ..cost import ArchSpec, BlockSpec, GateSpec, conv_flops, describe, walk, walk_batch
+from ..cost import SET_CACHE_MIB, ArchSpec, BlockSpec, GateSpec, conv_flops, describe, kept_width, walk, walk_batch
 from ._keys import block_key, gate_key
 from ._table import LatencyTable, LatencyTableError
 
-__all__ = ["LatencyModel", "Parts", "batch_latency_ms", "expected_latency_ms", "relative_latency", "sample_latency_ms",
+__all__ = ["LatencyModel", "Parts", "batch_latency_ms", "expected_latency_ms", "gathered_sets", "relative_latency", "sample_latency_ms",
            "static_latency_ms"]
 
 _MIB = float(2**20)
@@ -23,6 +23,8 @@ class Parts(NamedTuple):
     raw_ms: Any  # sum of the table entries that run
     gates_ms: Any  # the gate entries' part of ``raw_ms``
     weights_mib: Any  # float32 weight MiB the residual branches that run read (the spill term's input)
+    sets: Any = 0.0  # distinct channel sets a per-image batch gathers
+    regather_mib: Any = 0.0  # their gathered MiB where they outgrow the engine's cache (gathered again every call)
 
 
 class LatencyModel:
@@ -36,6 +38,9 @@ class LatencyModel:
     def __init__(self, table: LatencyTable, *, model: str, pooling: str, batch: int = 1) -> None:
         table.check_for(model, batch)
         self.table, self.model, self.pooling, self.batch = table, model, pooling, batch
+        # The native engine runs each image of a batch on its own path: no grouping, but each
+        # distinct channel set is gathered into compact weights (cached up to the engine's limit).
+        self.per_image = batch > 1 and "one image per thread" in str(table.measurement.get("engine", {}).get(str(batch), ""))
         self.calibration = table.calibration_for(model, batch)
         self._curves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._single: LatencyModel | None = None
@@ -47,7 +52,8 @@ class LatencyModel:
         c = self.calibration
         spill = parts.weights_mib - c.spill_free_mib
         spill = spill.clamp(min=0.0) if isinstance(spill, torch.Tensor) else max(0.0, spill)
-        return (parts.raw_ms - parts.gates_ms) * c.scale + parts.gates_ms * c.gates + c.offset_ms + c.spill_ms_per_mib * spill
+        return ((parts.raw_ms - parts.gates_ms) * c.scale + parts.gates_ms * c.gates + c.offset_ms + c.spill_ms_per_mib * spill
+                + c.set_ms * parts.sets + c.regather_ms_per_mib * parts.regather_mib)
 
     def parts_ms(self, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, *, gates_evaluated: bool = True) -> Parts:
         """Per sample :class:`Parts`, uncalibrated: the architecture walk over the table, and its
@@ -309,6 +315,34 @@ def batch_parts_ms(cost: LatencyModel, arch: ArchSpec, trace) -> Parts:
 
 def _batch_parts(cost: LatencyModel, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, group_masks, *,
                  gates_evaluated: bool) -> Parts:
-    parts = walk_batch(arch, cost, block_run, kept, group_masks, gates_evaluated=gates_evaluated)
+    if cost.per_image:
+        parts = walk_batch(arch, cost, block_run, kept, None, gates_evaluated=gates_evaluated)
+        sets, mib = gathered_sets(arch, block_run, kept, group_masks)
+    else:
+        parts = walk_batch(arch, cost, block_run, kept, group_masks, gates_evaluated=gates_evaluated)
+        sets, mib = 0, 0.0
     weights = walk(arch, _WEIGHTS, block_run, kept, gates_evaluated=gates_evaluated)
-    return Parts(parts.total, parts.gates, float(weights.mean()))
+    return Parts(parts.total, parts.gates, float(weights.mean()), float(sets), mib if mib > SET_CACHE_MIB else 0.0)
+
+
+def gathered_sets(arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, group_masks) -> tuple[int, float]:
+    """(distinct channel sets, their gathered float32 weight MiB) of a batch whose images each run
+    their own path: per block, the distinct kept-group sets of the images that run it, less the
+    full set (it runs the block's own weights). A set's compact weights are both convs at the
+    engine's conv1 width (:func:`lcnas.cost.kept_width`). Without ``group_masks`` every running
+    image that keeps fewer than all channels counts as a set of its own (the most there can be)."""
+    sets, floats = 0, 0.0
+    for b in arch.blocks:
+        ran = block_run[:, b.index].bool()
+        if b.group_size <= 0 or not bool(ran.any()):
+            continue
+        masks = None if group_masks is None else group_masks[b.index]
+        if masks is not None:
+            rows = torch.unique(masks[ran], dim=0)
+            counts = [int(r.sum()) * b.group_size for r in rows]
+        else:
+            counts = [int(k) for k in kept[ran, b.index].tolist()]
+        partial = [k for k in counts if k < b.width]
+        sets += len(partial)
+        floats += sum(9.0 * (b.in_channels + b.out_channels) * kept_width(k) for k in partial)
+    return sets, floats * 4 / _MIB

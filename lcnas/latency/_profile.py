@@ -322,9 +322,11 @@ def random_plans(model, executions: int, batch: int, gen: torch.Generator) -> li
     half of them also running the gates (decisions still forced), as a trained model does: what
     the calibration fits and the probe times. They cycle through four families, so that the fit sees
     every way of spending the same cost: one probability for the whole network, one per stage,
-    whole blocks skipped at full width, and every block running with channel groups dropped."""
-    plans = []
-    for i in range(executions):
+    whole blocks skipped at full width, and every block running with channel groups dropped. The
+    first is the static network itself (every block at full width, no gates): the denominator of
+    every relative prediction, and at larger batches the one execution that gathers no channel set."""
+    plans = [ForcedDecisions(block_run=torch.ones(batch, len(model.blocks()), dtype=torch.bool))][:executions]
+    for i in range(executions - len(plans)):
         family = i // 2 % 4
         f = random_decisions(model, batch, gen, shared=True, by_stage=family == 1)
         if family == 2:
@@ -360,26 +362,27 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup
     cost = _latency_model(model, table, batch)
     x = torch.rand(batch, *arch.input_size, generator=gen).to(device)
     plans = random_plans(model, executions, batch, gen)
-    parts: list[tuple[float, float, float]] = []
+    parts: list[tuple[float, float, float, float, float]] = []
     for forced in plans:
         with model.forced(forced):
             model(x)  # the trace the prediction reads
         trace = model.last_trace
         if batch == 1:
             p = cost.parts_ms(arch, trace.block_run, trace.channels_kept, gates_evaluated=trace.gates_evaluated)
-            parts.append((float(p.raw_ms[0]), float(p.gates_ms[0]), float(p.weights_mib[0])))
+            parts.append((float(p.raw_ms[0]), float(p.gates_ms[0]), float(p.weights_mib[0]), 0.0, 0.0))
         else:
             q = batch_parts_ms(cost, arch, trace)
-            parts.append((float(q.raw_ms), float(q.gates_ms), float(q.weights_mib)))
+            parts.append((float(q.raw_ms), float(q.gates_ms), float(q.weights_mib), float(q.sets), float(q.regather_mib)))
     if batch == 1:
         measured = _paired_ms(model, x, plans, arch, rounds=repeats, device=device)
     else:
         measured = [t.latency_ms_median for t in measure_interleaved(len(plans), lambda i: model(x), context=lambda i: model.forced(plans[i]),
                                                                      warmup=warmup, repeats=repeats, device=device)]
-    raw, gates, weights = (list(v) for v in zip(*parts, strict=True))
-    fit = fit_calibration(raw, gates, measured, weights)
+    raw, gates, weights, sets, regather = (list(v) for v in zip(*parts, strict=True))
+    fit = fit_calibration(raw, gates, measured, weights, sets, regather)
     cal = Calibration(model=name, batch=batch, scale=fit.scale, offset_ms=fit.offset_ms, executions=executions, fit_mape=0.0,
-                      gate_scale=fit.gate_scale, spill_ms_per_mib=fit.spill_ms_per_mib, spill_free_mib=fit.spill_free_mib)
+                      gate_scale=fit.gate_scale, spill_ms_per_mib=fit.spill_ms_per_mib, spill_free_mib=fit.spill_free_mib,
+                      set_ms=fit.set_ms, regather_ms_per_mib=fit.regather_ms_per_mib)
     from ._predict import Parts
 
     predicted = [_apply(cal, Parts(*p)) for p in parts]
@@ -405,7 +408,8 @@ def _paired_ms(model, x: torch.Tensor, plans: list[ForcedDecisions], arch, *, ro
 
 def _apply(cal, parts) -> float:
     spill = max(0.0, parts.weights_mib - cal.spill_free_mib)
-    return (parts.raw_ms - parts.gates_ms) * cal.scale + parts.gates_ms * cal.gates + cal.offset_ms + cal.spill_ms_per_mib * spill
+    return ((parts.raw_ms - parts.gates_ms) * cal.scale + parts.gates_ms * cal.gates + cal.offset_ms + cal.spill_ms_per_mib * spill
+            + cal.set_ms * parts.sets + cal.regather_ms_per_mib * parts.regather_mib)
 
 
 class CalibrationFit(NamedTuple):
@@ -416,11 +420,18 @@ class CalibrationFit(NamedTuple):
     offset_ms: float
     spill_ms_per_mib: float = 0.0
     spill_free_mib: float = 0.0
+    set_ms: float = 0.0
+    regather_ms_per_mib: float = 0.0
 
 
-def fit_calibration(raw: list[float], gates: list[float], measured: list[float], weights_mib: list[float] | None = None) -> CalibrationFit:
+def fit_calibration(raw: list[float], gates: list[float], measured: list[float], weights_mib: list[float] | None = None,
+                    sets: list[float] | None = None, regather_mib: list[float] | None = None) -> CalibrationFit:
     """Coefficients minimising Σ ((scale·(raw−gates) + gate_scale·gates + offset
-    + spill·max(0, weights_mib − free)) / measured − 1)².
+    + spill·max(0, weights_mib − free) + set_ms·sets + regather·regather_mib) / measured − 1)².
+
+    ``sets`` and ``regather_mib``: the distinct channel sets each execution gathers and their MiB
+    where they outgrow the engine's cache (a batch whose images run their own paths); each is
+    fitted where it varies and kept only where the fit gives it a positive cost.
 
     Gates get a scale of their own because they behave unlike compute inside a whole forward (a
     few small calls each: faster than timed alone). The spill (ms per MiB of weights an execution
@@ -436,31 +447,42 @@ def fit_calibration(raw: list[float], gates: list[float], measured: list[float],
     gates_vary = len(raw) >= 4 and float(g.std()) > 1e-9 * max(float(r.abs().mean()), 1e-12)
     columns = [(r - g) / m, g / m, 1 / m] if gates_vary else [r / m, 1 / m]
 
-    def solve(extra: torch.Tensor | None) -> tuple[float, list[float]] | None:
-        a = torch.stack(columns + ([extra / m] if extra is not None else []), 1)
+    def solve(cols: list[torch.Tensor], extra: torch.Tensor | None) -> tuple[float, list[float]] | None:
+        a = torch.stack(cols + ([extra / m] if extra is not None else []), 1)
         sol = torch.linalg.lstsq(a, torch.ones_like(m).unsqueeze(1)).solution.squeeze(1)
         resid = float(((a @ sol) - 1).pow(2).sum())
         coef = [float(v) for v in sol]
         scales_ok = coef[0] > 0 and (coef[1] > 0 if gates_vary else True)
-        if not scales_ok or (extra is not None and not coef[-1] > 0):
+        positive_extras = coef[len(columns):]  # the set cost and the spill, where fitted
+        if not scales_ok or any(not c > 0 for c in positive_extras):
             return None
         return resid, coef
 
-    best = solve(None)
-    best_free = None
-    if weights_mib is not None and len(raw) >= 8:
-        w = torch.tensor(weights_mib, dtype=torch.float64)
-        for free in torch.linspace(0.0, float(w.max()), 25)[:-1].tolist():
-            found = solve((w - free).clamp(min=0.0))
-            if found is not None and (best is None or found[0] < best[0]):
-                best, best_free = found, free
+    def fit(cols: list[torch.Tensor]) -> tuple[tuple[float, list[float]] | None, float | None]:
+        best, best_free = solve(cols, None), None
+        if weights_mib is not None and len(raw) >= 8:
+            w = torch.tensor(weights_mib, dtype=torch.float64)
+            for free in torch.linspace(0.0, float(w.max()), 25)[:-1].tolist():
+                found = solve(cols, (w - free).clamp(min=0.0))
+                if found is not None and (best is None or found[0] < best[0]):
+                    best, best_free = found, free
+        return best, best_free
+
+    extras = {name: torch.tensor(v, dtype=torch.float64) for name, v in (("sets", sets), ("regather", regather_mib))
+              if v is not None and len(raw) >= 8 and float(torch.tensor(v, dtype=torch.float64).std()) > 0}
+    best, best_free, chosen = None, None, ()
+    for names in (tuple(extras), *((n,) for n in extras), ()):  # every extra, each alone, none
+        best, best_free = fit(columns + [extras[n] / m for n in names])
+        if best is not None:
+            chosen = names
+            break
     if best is None:
         return line
     coef = best[1]
     spill = coef[-1] if best_free is not None else 0.0
-    if gates_vary:
-        return CalibrationFit(coef[0], coef[1], coef[2], spill, best_free or 0.0)
-    return CalibrationFit(coef[0], coef[0], coef[1], spill, best_free or 0.0)
+    priced = dict(zip(chosen, coef[len(columns) : len(columns) + len(chosen)], strict=True))
+    scale, gate_scale, offset = (coef[0], coef[1], coef[2]) if gates_vary else (coef[0], coef[0], coef[1])
+    return CalibrationFit(scale, gate_scale, offset, spill, best_free or 0.0, priced.get("sets", 0.0), priced.get("regather", 0.0))
 
 
 def fit_relative(raw: list[float], measured: list[float]) -> tuple[float, float]:

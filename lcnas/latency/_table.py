@@ -18,6 +18,11 @@ generator runs it alone); in a whole forward pass the weights of every block tha
 the core's L2, and once an execution reads more weight bytes than stay cached, each further MiB
 comes from the next cache level: the spill term, linear in the execution's weight bytes past a
 threshold. The gates, a few small calls each, run faster inside a pass than alone: their own scale.
+On an engine that runs each image of a batch on its own path (the native engine's batches), each
+distinct channel set the batch's images keep is gathered into compact weights once and cached:
+``set_ms`` per distinct set, and where the sets together outgrow the engine's cache
+(:data:`lcnas.cost.SET_CACHE_MIB`) every call gathers them again: ``regather_ms_per_mib`` per MiB
+of their gathered weights.
 """
 
 from __future__ import annotations
@@ -77,7 +82,9 @@ class LatencyEntry:
 class Calibration:
     """measured end-to-end latency ≈ ``scale`` × (sum of compute entries) + ``gate_scale`` ×
     (sum of gate entries) + ``offset_ms`` + ``spill_ms_per_mib`` × max(0, weight MiB read −
-    ``spill_free_mib``); without ``gate_scale`` the gates take ``scale``."""
+    ``spill_free_mib``) + ``set_ms`` × (distinct channel sets gathered) + ``regather_ms_per_mib``
+    × (their MiB where they outgrow the engine's cache), the last two on an engine that runs each
+    image of a batch on its own path; without ``gate_scale`` the gates take ``scale``."""
 
     model: str
     batch: int
@@ -88,6 +95,8 @@ class Calibration:
     gate_scale: float | None = None
     spill_ms_per_mib: float = 0.0
     spill_free_mib: float = 0.0
+    set_ms: float = 0.0
+    regather_ms_per_mib: float = 0.0
 
     @property
     def gates(self) -> float:
@@ -103,6 +112,10 @@ class Calibration:
             out["gate_scale"] = self.gate_scale
         if self.spill_ms_per_mib:
             out["spill_ms_per_mib"], out["spill_free_mib"] = self.spill_ms_per_mib, self.spill_free_mib
+        if self.set_ms:
+            out["set_ms"] = self.set_ms
+        if self.regather_ms_per_mib:
+            out["regather_ms_per_mib"] = self.regather_ms_per_mib
         return out
 
 
@@ -263,12 +276,15 @@ class LatencyTable:
                 c = Calibration(model=str(raw["model"]), batch=int(raw["batch"]), scale=float(raw["scale"]),
                                 offset_ms=float(raw["offset_ms"]), executions=int(raw["executions"]), fit_mape=float(raw["fit_mape"]),
                                 gate_scale=None if raw.get("gate_scale") is None else float(raw["gate_scale"]),
-                                spill_ms_per_mib=float(raw.get("spill_ms_per_mib", 0.0)), spill_free_mib=float(raw.get("spill_free_mib", 0.0)))
+                                spill_ms_per_mib=float(raw.get("spill_ms_per_mib", 0.0)), spill_free_mib=float(raw.get("spill_free_mib", 0.0)),
+                                set_ms=float(raw.get("set_ms", 0.0)), regather_ms_per_mib=float(raw.get("regather_ms_per_mib", 0.0)))
             except (KeyError, TypeError, ValueError) as e:
                 raise bad(f"calibration[{i}] is malformed ({type(e).__name__}: {e}); "
                           "fields: model, batch, scale, offset_ms, executions, fit_mape") from None
             if not c.scale > 0 or (c.gate_scale is not None and not c.gate_scale > 0):
                 raise bad(f"calibration[{i}]: scale and gate_scale must be > 0, got {c.scale} and {c.gate_scale}")
+            if c.set_ms < 0 or c.regather_ms_per_mib < 0:
+                raise bad(f"calibration[{i}]: set_ms and regather_ms_per_mib must be >= 0, got {c.set_ms} and {c.regather_ms_per_mib}")
             if c.spill_ms_per_mib < 0 or c.spill_free_mib < 0:
                 raise bad(f"calibration[{i}]: spill_ms_per_mib and spill_free_mib must be >= 0, got {c.spill_ms_per_mib} and {c.spill_free_mib}")
             calibration.append(c)

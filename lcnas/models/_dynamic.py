@@ -183,12 +183,12 @@ class DynamicResNet(ResNet):
         hard = not self.training and self.execution == "hard"
         native = self._engine.forward_native(x) if hard else None
         if native is not None:  # the whole pass in one native call
-            logits, ran, kept = native
+            logits, ran, kept, groups = native
             # Plain attributes, set past nn.Module.__setattr__'s registry checks (a few µs each at
             # batch 1); the trace's records are built when it is first read.
             state = self.__dict__
             forced = state["_forced"]
-            state["_pending_trace"] = ((ran, kept), x.shape, None, gates_evaluated(forced))
+            state["_pending_trace"] = ((ran, kept), x.shape, groups, gates_evaluated(forced))
             state["_last_trace"] = None
             return logits
         input_size = tuple(x.shape[1:])
@@ -239,7 +239,7 @@ class DynamicResNet(ResNet):
             st = tuple(g for r in records for g in r.st)
         group_masks = None
         if masks:  # hard execution of a batch: what each block's convs ran on
-            group_masks = tuple(None if i not in masks else masks[i].cpu() for i in range(len(records)))
+            group_masks = tuple(None if i not in masks else masks[i].cpu() for i in range(run.shape[1]))
         return ExecutionTrace(block_run=run.bool().cpu(), channels_kept=kept.long().cpu(), gates_evaluated=gates_evaluated,
                               input_size=input_size, run_prob=run_prob, kept_expected=kept_exp, gate_decisions=st,
                               group_masks=group_masks)

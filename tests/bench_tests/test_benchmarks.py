@@ -182,3 +182,11 @@ def test_validation_reports_how_often_two_passes_agree(validation):
     rep = validation.summarize(rows)["repeatability"]
     assert rep["within_5pct"] == pytest.approx(0.5)  # 0.5/0.5 and 0.5/0.51
     assert rep["within_10pct"] == pytest.approx(0.75)  # 0.5/0.54 = -7.4 %; 0.5/0.6 = -17 %
+
+
+def test_validation_probes_bracket_each_measurement(validation):
+    seen = iter([0.8, 1.25])
+    probes: dict = {}
+    rows = validation.bracketed(lambda: next(seen), lambda: [{"predicted_ms": 2.0}, {"predicted_ms": 3.0}], probes, "m")
+    assert probes == {"m": [0.8, 1.25]}
+    assert [r["predicted_probed_ms"] for r in rows] == pytest.approx([2.0, 3.0])  # the geometric mean of 0.8 and 1.25 is 1

@@ -378,3 +378,76 @@ def test_search_cli_with_auto_on_an_unknown_cpu_is_one_clear_error(monkeypatch, 
     err = capsys.readouterr().err
     assert "Some Other CPU 9000" in err and "lcnas profile" in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()  # nothing started
+
+
+def _two_set_batch(model, n: int):
+    """A forcing of ``n`` images: every image runs every block; even images keep the first half of
+    each block's groups, odd ones the first group only, image 0 all of them."""
+    keep = []
+    for b in model.blocks():
+        g = b.channel_gate.outputs
+        k = torch.zeros(n, g, dtype=torch.bool)
+        k[0::2, : g // 2] = True
+        k[1::2, 0] = True
+        k[0] = True
+        keep.append(k)
+    return ForcedDecisions(block_run=torch.ones(n, len(keep), dtype=torch.bool), channel_keep=tuple(keep)), keep
+
+
+def test_the_native_batch_trace_records_each_images_channel_groups():
+    from lcnas.engine import native
+
+    if native() is None:
+        pytest.skip("no C++ compiler: the native engine does not run")
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    n = 6
+    forced, keep = _two_set_batch(model, n)
+    run = forced.block_run.clone()
+    run[1, 3] = False  # image 1 skips block 3: no groups there
+    with torch.no_grad(), model.forced(ForcedDecisions(block_run=run, channel_keep=forced.channel_keep)):
+        model(torch.rand(n, 3, 32, 32))
+    trace = model.last_trace
+    assert model.engine.native_mflops is not None  # the whole batch ran in one native call
+    for i, k in enumerate(keep):
+        expected = k & run[:, i : i + 1]
+        assert torch.equal(trace.group_masks[i], expected), i
+        assert torch.equal(trace.channels_kept[:, i], expected.sum(1) * 4)
+
+
+def test_per_image_batches_count_each_distinct_channel_set_once(monkeypatch):
+    from dataclasses import replace
+
+    from lcnas.cost import kept_width
+    from lcnas.latency import Calibration, batch_latency_ms, gathered_sets
+
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    n = 8
+    arch = describe(model)
+    forced, keep = _two_set_batch(model, n)
+    with torch.no_grad(), model.forced(forced):
+        model(torch.rand(n, 3, 32, 32))
+    trace = model.last_trace
+    sets, mib = gathered_sets(arch, trace.block_run, trace.channels_kept, trace.group_masks)
+    assert sets == 2 * len(arch.blocks)  # image 0 keeps every group: it runs the block's own weights
+    floats = sum(9 * (b.in_channels + b.out_channels) * (kept_width(b.width // 2) + kept_width(4)) for b in arch.blocks)
+    assert mib == pytest.approx(floats * 4 / 2**20)
+    # without masks every image keeping fewer than all channels counts as its own set
+    assert gathered_sets(arch, trace.block_run, trace.channels_kept, None)[0] == (n - 1) * len(arch.blocks)
+    # a table profiled on the per-image engine prices them: set_ms per set, and their MiB once they
+    # outgrow the engine's cache of gathered weights
+    table = _fake_batch_table(model, n)
+    per_image = replace(table, measurement={"engine": {str(n): "native whole network (one image per thread)"}})
+    base = batch_latency_ms(model, replace(per_image, calibration=(Calibration("resnet20", n, 1.0, 0.0, 10, 0.0),)), batch=n)
+    priced = replace(per_image, calibration=(Calibration("resnet20", n, 1.0, 0.0, 10, 0.0, set_ms=0.25, regather_ms_per_mib=5.0),))
+    assert batch_latency_ms(model, priced, batch=n) == pytest.approx(base + 0.25 * sets)  # they fit in the cache
+    monkeypatch.setattr("lcnas.latency._predict.SET_CACHE_MIB", mib / 2)
+    assert batch_latency_ms(model, priced, batch=n) == pytest.approx(base + 0.25 * sets + 5.0 * mib)  # every one gathered again
+    # the grouped batch path gathers nothing: no set terms there
+    grouped = batch_latency_ms(model, replace(table, calibration=priced.calibration), batch=n)
+    assert grouped == pytest.approx(batch_latency_ms(model, replace(table, calibration=(Calibration("resnet20", n, 1.0, 0.0, 10, 0.0),)),
+                                                     batch=n))
+    data = priced.to_dict()
+    assert (LatencyTable.from_dict(data).calibration[0].set_ms, LatencyTable.from_dict(data).calibration[0].regather_ms_per_mib) == (0.25, 5.0)
+    data["calibration"][0]["set_ms"] = -1.0
+    with pytest.raises(LatencyTableError, match="set_ms"):
+        LatencyTable.from_dict(data)

@@ -244,7 +244,10 @@ def test_random_plans_cycle_through_four_families():
     from lcnas.latency import random_plans
 
     model = create_model("resnet20", gating="lc")
-    plans = random_plans(model, 16, 1, torch.Generator().manual_seed(0))
+    static, *plans = random_plans(model, 17, 1, torch.Generator().manual_seed(0))
+    # first the static network: every block, every channel, no gates
+    assert bool(static.block_run.all()) and static.channel_keep is None and not static.evaluate_gates
+    assert len(plans) == 16
     assert [p.evaluate_gates for p in plans[:4]] == [False, True, False, True]
     layers_only = [p for i, p in enumerate(plans) if i // 2 % 4 == 2]
     channels_only = [p for i, p in enumerate(plans) if i // 2 % 4 == 3]
@@ -252,3 +255,25 @@ def test_random_plans_cycle_through_four_families():
     assert all(bool(p.block_run.all()) and p.channel_keep is not None for p in channels_only)
     per_stage = [p for i, p in enumerate(plans) if i // 2 % 4 == 1]
     assert all(p.channel_keep is not None for p in per_stage)
+
+
+def test_fit_calibration_prices_each_gathered_channel_set():
+    from lcnas.latency import fit_calibration
+
+    # truth: compute × 0.9 + 0.3 ms + 0.01 ms per distinct channel set, sets varying on their own
+    gen = torch.Generator().manual_seed(1)
+    rest = (torch.rand(32, generator=gen) * 20 + 5).tolist()
+    sets = (torch.rand(32, generator=gen) * 400).round().tolist()
+    gates = [0.2 * (i % 2) for i in range(32)]
+    measured = [0.9 * r + 1.5 * g + 0.3 + 0.01 * s for r, g, s in zip(rest, gates, sets, strict=True)]
+    raw = [r + g for r, g in zip(rest, gates, strict=True)]
+    fit = fit_calibration(raw, gates, measured, None, sets)
+    assert (fit.scale, fit.offset_ms, fit.set_ms, fit.regather_ms_per_mib) == pytest.approx((0.9, 0.3, 0.01, 0.0), rel=1e-6)
+    # sets that cost nothing are not priced
+    free = [0.9 * r + 1.5 * g + 0.3 for r, g in zip(rest, gates, strict=True)]
+    assert fit_calibration(raw, gates, free, None, sets).set_ms < 1e-6
+    # sets that outgrow the cache: their MiB priced as well
+    regather = [0.0 if i % 3 else 70.0 + i for i in range(32)]
+    slow = [t + 0.05 * g for t, g in zip(measured, regather, strict=True)]
+    fit = fit_calibration(raw, gates, slow, None, sets, regather)
+    assert (fit.set_ms, fit.regather_ms_per_mib) == pytest.approx((0.01, 0.05), rel=1e-6)
