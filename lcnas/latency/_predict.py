@@ -315,6 +315,15 @@ def batch_parts_ms(cost: LatencyModel, arch: ArchSpec, trace) -> Parts:
 
 def _batch_parts(cost: LatencyModel, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, group_masks, *,
                  gates_evaluated: bool) -> Parts:
+    if cost.per_image and cost._batch_one() is not None:
+        # Each image runs its own batch-1 path (one image per thread): the batch-1 entries per
+        # image, summed; the distinct channel sets on top.
+        single = cost._batch_one()
+        raw = float(walk(arch, single, block_run, kept, gates_evaluated=gates_evaluated).sum())
+        gates = float(walk(arch, _GatesOnly(single), block_run, kept, gates_evaluated=gates_evaluated).sum())
+        sets, mib = gathered_sets(arch, block_run, kept, group_masks)
+        weights = walk(arch, _WEIGHTS, block_run, kept, gates_evaluated=gates_evaluated)
+        return Parts(raw, gates, float(weights.mean()), float(sets), mib if mib > SET_CACHE_MIB else 0.0)
     if cost.per_image:
         parts = walk_batch(arch, cost, block_run, kept, None, gates_evaluated=gates_evaluated)
         sets, mib = gathered_sets(arch, block_run, kept, group_masks)
@@ -328,9 +337,11 @@ def _batch_parts(cost: LatencyModel, arch: ArchSpec, block_run: torch.Tensor, ke
 def gathered_sets(arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, group_masks) -> tuple[int, float]:
     """(distinct channel sets, their gathered float32 weight MiB) of a batch whose images each run
     their own path: per block, the distinct kept-group sets of the images that run it, less the
-    full set (it runs the block's own weights). A set's compact weights are both convs at the
-    engine's conv1 width (:func:`lcnas.cost.kept_width`). Without ``group_masks`` every running
-    image that keeps fewer than all channels counts as a set of its own (the most there can be)."""
+    full set (it runs the block's own weights). A set's compact weights, counted as the engine's
+    cache counts them: both convs and conv1's bias at the engine's conv1 width
+    (:func:`lcnas.cost.kept_width`), and conv1 once more in the narrow kernel's layout where that
+    width is 12 or less. Without ``group_masks`` every running image that keeps fewer than all
+    channels counts as a set of its own (the most there can be)."""
     sets, floats = 0, 0.0
     for b in arch.blocks:
         ran = block_run[:, b.index].bool()
@@ -344,5 +355,7 @@ def gathered_sets(arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, g
             counts = [int(k) for k in kept[ran, b.index].tolist()]
         partial = [k for k in counts if k < b.width]
         sets += len(partial)
-        floats += sum(9.0 * (b.in_channels + b.out_channels) * kept_width(k) for k in partial)
+        for k in partial:
+            kp = kept_width(k)
+            floats += 9.0 * (b.in_channels + b.out_channels) * kp + kp + (9.0 * b.in_channels * kp if kp <= 12 else 0.0)
     return sets, floats * 4 / _MIB

@@ -373,11 +373,8 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup
         else:
             q = batch_parts_ms(cost, arch, trace)
             parts.append((float(q.raw_ms), float(q.gates_ms), float(q.weights_mib), float(q.sets), float(q.regather_mib)))
-    if batch == 1:
-        measured = _paired_ms(model, x, plans, arch, rounds=repeats, device=device)
-    else:
-        measured = [t.latency_ms_median for t in measure_interleaved(len(plans), lambda i: model(x), context=lambda i: model.forced(plans[i]),
-                                                                     warmup=warmup, repeats=repeats, device=device)]
+    # Larger batches take a few untimed calls' worth of time on their own: one warms the path.
+    measured = _paired_ms(model, x, plans, arch, rounds=repeats, device=device, warm=3 if batch == 1 else 1)
     raw, gates, weights, sets, regather = (list(v) for v in zip(*parts, strict=True))
     fit = fit_calibration(raw, gates, measured, weights, sets, regather)
     cal = Calibration(model=name, batch=batch, scale=fit.scale, offset_ms=fit.offset_ms, executions=executions, fit_mape=0.0,
@@ -390,7 +387,7 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup
     return replace(cal, fit_mape=mape)
 
 
-def _paired_ms(model, x: torch.Tensor, plans: list[ForcedDecisions], arch, *, rounds: int, device: torch.device) -> list[float]:
+def _paired_ms(model, x: torch.Tensor, plans: list[ForcedDecisions], arch, *, rounds: int, device: torch.device, warm: int = 3) -> list[float]:
     """Each execution's steady-state ms on a common scale: its median ratio to the static network
     timed beside it (:func:`measure_paired`) times the static network's median time. A drift of
     the machine during calibration then bends no execution's figure, and each is timed after
@@ -401,7 +398,7 @@ def _paired_ms(model, x: torch.Tensor, plans: list[ForcedDecisions], arch, *, ro
         with model.forced(static):
             model(x)
     ms, ratios = measure_paired(len(plans), lambda i: model(x), run_static, context=lambda i: model.forced(plans[i]), rounds=rounds,
-                                device=device)
+                                warm=warm, device=device)
     level = statistics.median(m / r for m, r in zip(ms, ratios, strict=True))
     return [r * level for r in ratios]
 
