@@ -41,7 +41,9 @@ class LatencyModel:
         # The native engine runs each image of a batch on its own path: no grouping, but each
         # distinct channel set is gathered into compact weights (cached up to the engine's limit).
         self.per_image = batch > 1 and "one image per thread" in str(table.measurement.get("engine", {}).get(str(batch), ""))
+        # each image's batch-1 entries summed, where the calibration was fitted that way (or there is none)
         self.calibration = table.calibration_for(model, batch)
+        self.per_image_sums = self.per_image and (self.calibration.executions == 0 or self.calibration.per_image_sums)
         self._curves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._single: LatencyModel | None = None
 
@@ -315,7 +317,7 @@ def batch_parts_ms(cost: LatencyModel, arch: ArchSpec, trace) -> Parts:
 
 def _batch_parts(cost: LatencyModel, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, group_masks, *,
                  gates_evaluated: bool) -> Parts:
-    if cost.per_image and cost._batch_one() is not None:
+    if cost.per_image_sums and cost._batch_one() is not None:
         # Each image runs its own batch-1 path (one image per thread): the batch-1 entries per
         # image, summed; the distinct channel sets on top.
         single = cost._batch_one()

@@ -379,7 +379,8 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup
     fit = fit_calibration(raw, gates, measured, weights, sets, regather)
     cal = Calibration(model=name, batch=batch, scale=fit.scale, offset_ms=fit.offset_ms, executions=executions, fit_mape=0.0,
                       gate_scale=fit.gate_scale, spill_ms_per_mib=fit.spill_ms_per_mib, spill_free_mib=fit.spill_free_mib,
-                      set_ms=fit.set_ms, regather_ms_per_mib=fit.regather_ms_per_mib)
+                      set_ms=fit.set_ms, regather_ms_per_mib=fit.regather_ms_per_mib,
+                      per_image_sums=cost.per_image_sums and 1 in table.batches(name))
     from ._predict import Parts
 
     predicted = [_apply(cal, Parts(*p)) for p in parts]

@@ -97,6 +97,9 @@ class Calibration:
     spill_free_mib: float = 0.0
     set_ms: float = 0.0
     regather_ms_per_mib: float = 0.0
+    # Fitted on per-image batch-1 sums (a batch on the per-image engine); calibrations without it
+    # were fitted on the batch's own entries, and their batches are predicted that way.
+    per_image_sums: bool = False
 
     @property
     def gates(self) -> float:
@@ -116,6 +119,8 @@ class Calibration:
             out["set_ms"] = self.set_ms
         if self.regather_ms_per_mib:
             out["regather_ms_per_mib"] = self.regather_ms_per_mib
+        if self.per_image_sums:
+            out["per_image_sums"] = True
         return out
 
 
@@ -277,7 +282,8 @@ class LatencyTable:
                                 offset_ms=float(raw["offset_ms"]), executions=int(raw["executions"]), fit_mape=float(raw["fit_mape"]),
                                 gate_scale=None if raw.get("gate_scale") is None else float(raw["gate_scale"]),
                                 spill_ms_per_mib=float(raw.get("spill_ms_per_mib", 0.0)), spill_free_mib=float(raw.get("spill_free_mib", 0.0)),
-                                set_ms=float(raw.get("set_ms", 0.0)), regather_ms_per_mib=float(raw.get("regather_ms_per_mib", 0.0)))
+                                set_ms=float(raw.get("set_ms", 0.0)), regather_ms_per_mib=float(raw.get("regather_ms_per_mib", 0.0)),
+                                per_image_sums=bool(raw.get("per_image_sums", False)))
             except (KeyError, TypeError, ValueError) as e:
                 raise bad(f"calibration[{i}] is malformed ({type(e).__name__}: {e}); "
                           "fields: model, batch, scale, offset_ms, executions, fit_mape") from None

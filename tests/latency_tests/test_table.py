@@ -455,3 +455,21 @@ def test_per_image_batches_count_each_distinct_channel_set_once(monkeypatch):
     data["calibration"][0]["set_ms"] = -1.0
     with pytest.raises(LatencyTableError, match="set_ms"):
         LatencyTable.from_dict(data)
+
+
+def test_only_calibrations_fitted_on_per_image_sums_predict_batches_that_way():
+    from dataclasses import replace
+
+    from lcnas.latency import Calibration, LatencyModel
+
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    table = replace(_fake_batch_table(model, 8), measurement={"engine": {"8": "native whole network (one image per thread)"}})
+
+    def sums(*calibration):
+        return LatencyModel(replace(table, calibration=calibration), model="resnet20", pooling="avg", batch=8).per_image_sums
+
+    assert sums()  # uncalibrated: the per-image engine's own model
+    assert not sums(Calibration("resnet20", 8, 1.0, 0.0, 10, 0.0))  # a table fitted on the batch's own entries keeps them
+    assert sums(Calibration("resnet20", 8, 1.0, 0.0, 10, 0.0, per_image_sums=True))
+    grouped = replace(table, measurement={})
+    assert not LatencyModel(grouped, model="resnet20", pooling="avg", batch=8).per_image_sums
