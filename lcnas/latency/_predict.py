@@ -317,10 +317,10 @@ def batch_parts_ms(cost: LatencyModel, arch: ArchSpec, trace) -> Parts:
 
 def _batch_parts(cost: LatencyModel, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, group_masks, *,
                  gates_evaluated: bool) -> Parts:
-    if cost.per_image_sums and cost._batch_one() is not None:
+    single = cost._batch_one() if cost.per_image_sums else None
+    if single is not None:
         # Each image runs its own batch-1 path (one image per thread): the batch-1 entries per
         # image, summed; the distinct channel sets on top.
-        single = cost._batch_one()
         raw = float(walk(arch, single, block_run, kept, gates_evaluated=gates_evaluated).sum())
         gates = float(walk(arch, _GatesOnly(single), block_run, kept, gates_evaluated=gates_evaluated).sum())
         sets, mib = gathered_sets(arch, block_run, kept, group_masks)

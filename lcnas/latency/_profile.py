@@ -468,7 +468,9 @@ def fit_calibration(raw: list[float], gates: list[float], measured: list[float],
 
     extras = {name: torch.tensor(v, dtype=torch.float64) for name, v in (("sets", sets), ("regather", regather_mib))
               if v is not None and len(raw) >= 8 and float(torch.tensor(v, dtype=torch.float64).std()) > 0}
-    best, best_free, chosen = None, None, ()
+    best: tuple[float, list[float]] | None = None
+    best_free: float | None = None
+    chosen: tuple[str, ...] = ()
     for names in (tuple(extras), *((n,) for n in extras), ()):  # every extra, each alone, none
         best, best_free = fit(columns + [extras[n] / m for n in names])
         if best is not None:
@@ -478,7 +480,7 @@ def fit_calibration(raw: list[float], gates: list[float], measured: list[float],
         return line
     coef = best[1]
     spill = coef[-1] if best_free is not None else 0.0
-    priced = dict(zip(chosen, coef[len(columns) : len(columns) + len(chosen)], strict=True))
+    priced: dict[str, float] = dict(zip(chosen, coef[len(columns) : len(columns) + len(chosen)], strict=True))
     scale, gate_scale, offset = (coef[0], coef[1], coef[2]) if gates_vary else (coef[0], coef[0], coef[1])
     return CalibrationFit(scale, gate_scale, offset, spill, best_free or 0.0, priced.get("sets", 0.0), priced.get("regather", 0.0))
 
