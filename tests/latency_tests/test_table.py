@@ -282,13 +282,7 @@ def test_batch_predictor_replays_the_executors_union_or_grouping_rule(monkeypatc
     # or the first group only.
     run = torch.zeros(n, len(arch.blocks), dtype=torch.bool)
     run[: n // 2] = True
-    keep = []
-    for b in model.blocks():
-        g = b.channel_gate.outputs
-        k = torch.zeros(n, g, dtype=torch.bool)
-        k[0::2, : g // 2] = True
-        k[1::2, 0] = True
-        keep.append(k)
+    keep = _half_or_first_group(model, n)
     with torch.no_grad(), model.forced(ForcedDecisions(block_run=run, channel_keep=tuple(keep))):
         model(torch.rand(n, 3, 32, 32))
     trace = model.last_trace
@@ -380,17 +374,23 @@ def test_search_cli_with_auto_on_an_unknown_cpu_is_one_clear_error(monkeypatch, 
     assert not (tmp_path / "s").exists()  # nothing started
 
 
-def _two_set_batch(model, n: int):
-    """A forcing of ``n`` images: every image runs every block; even images keep the first half of
-    each block's groups, odd ones the first group only, image 0 all of them."""
+def _half_or_first_group(model, n: int) -> list[torch.Tensor]:
+    """Per block, the groups ``n`` images keep: even images the first half, odd ones the first group."""
     keep = []
     for b in model.blocks():
-        g = b.channel_gate.outputs
-        k = torch.zeros(n, g, dtype=torch.bool)
-        k[0::2, : g // 2] = True
+        k = torch.zeros(n, b.channel_gate.outputs, dtype=torch.bool)
+        k[0::2, : k.shape[1] // 2] = True
         k[1::2, 0] = True
-        k[0] = True
         keep.append(k)
+    return keep
+
+
+def _two_set_batch(model, n: int):
+    """A forcing of ``n`` images: every image runs every block and keeps :func:`_half_or_first_group`'s
+    groups, except image 0, which keeps all of them."""
+    keep = _half_or_first_group(model, n)
+    for k in keep:
+        k[0] = True
     return ForcedDecisions(block_run=torch.ones(n, len(keep), dtype=torch.bool), channel_keep=tuple(keep)), keep
 
 
