@@ -48,7 +48,8 @@ class NativeNet:
         # batch-1 call costs more than its microbenchmark: torch's state is cold after a pass).
         self._ran1, self._kept1 = (ctypes.c_uint8 * self.nblocks)(), (ctypes.c_int32 * self.nblocks)()
         self._macs1 = torch.zeros(1, dtype=torch.float64)
-        self._one_ptrs = (ctypes.addressof(self._ran1), ctypes.addressof(self._kept1), self._macs1.data_ptr())
+        # ran, kept, per-image groups (not recorded at batch 1), multiply-adds: the C call's order
+        self._one_ptrs = (ctypes.addressof(self._ran1), ctypes.addressof(self._kept1), None, self._macs1.data_ptr())
         self._logits1 = torch.empty(1, classes, dtype=torch.float32)  # the shape and dtype of a batch-1 call's logits
         self._net_p = ctypes.addressof(net)
 
@@ -62,8 +63,8 @@ class NativeNet:
         The callable returns the C return code (0: done); logits and trace go to internal buffers."""
         logits = torch.empty_like(self._logits1)
         run_p, keep_p, bits_p = (None, None, None) if forced is None else forced[:3]
-        args = (self._net_p, x.data_ptr(), 1, *x.stride(), run_p, keep_p, bits_p, 0, logits.data_ptr(), *self._one_ptrs[:2], None,
-                self._one_ptrs[2], torch.get_num_threads())
+        args = (self._net_p, x.data_ptr(), 1, *x.stride(), run_p, keep_p, bits_p, 0, logits.data_ptr(), *self._one_ptrs,
+                torch.get_num_threads())
         call = self._lib.net_forward
 
         def run() -> int:
@@ -103,9 +104,8 @@ class NativeNet:
         logits = torch.empty_like(self._logits1)
         xs_n, xs_c, xs_h, xs_w = x.stride()
         run_p, keep_p, bits_p = (None, None, None) if forced is None else forced[:3]
-        ran_p, kept_p, macs_p = self._one_ptrs
         rc = self._lib.net_forward(self._net_p, x.data_ptr(), 1, xs_n, xs_c, xs_h, xs_w, run_p, keep_p, bits_p,
-                                   1 if eval_gates else 0, logits.data_ptr(), ran_p, kept_p, None, macs_p, torch.get_num_threads())
+                                   1 if eval_gates else 0, logits.data_ptr(), *self._one_ptrs, torch.get_num_threads())
         if rc != 0:
             raise RuntimeError("native network forward rejected its packed arguments")
         return logits, bytes(self._ran1), bytes(self._kept1), self._macs1

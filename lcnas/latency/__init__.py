@@ -6,6 +6,7 @@ from __future__ import annotations
 from ._predict import (
     LatencyModel,
     Parts,
+    apply_calibration,
     batch_latency_ms,
     expected_latency_ms,
     gathered_sets,
@@ -41,8 +42,8 @@ from ._timing import (
 )
 
 __all__ = ["AUTO", "Calibration", "CalibrationFit", "LatencyEntry", "LatencyModel", "LatencyTable", "LatencyTableError", "Parts",
-           "RoundTimes", "Timing", "batch_latency_ms", "calibrate", "call_ms", "expected_latency_ms", "fit_calibration", "fit_relative",
-           "gathered_sets", "latency_ratio", "measure", "measure_alternating", "measure_difference", "measure_interleaved", "measure_paired",
-           "measure_rounds",
-           "profile_model", "random_decisions", "random_plans", "recalibrate", "relative_latency", "resolve_table", "round_ratios",
-           "sample_latency_ms", "shipped_tables", "speed_factor", "static_latency_ms", "summarize"]
+           "RoundTimes", "Timing", "apply_calibration", "batch_latency_ms", "calibrate", "call_ms", "expected_latency_ms",
+           "fit_calibration", "fit_relative", "gathered_sets", "latency_ratio", "measure", "measure_alternating", "measure_difference",
+           "measure_interleaved", "measure_paired", "measure_rounds", "profile_model", "random_decisions", "random_plans", "recalibrate",
+           "relative_latency", "resolve_table", "round_ratios", "sample_latency_ms", "shipped_tables", "speed_factor", "static_latency_ms",
+           "summarize"]

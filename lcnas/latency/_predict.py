@@ -9,10 +9,10 @@ from torch import nn
 
 from ..cost import SET_CACHE_MIB, ArchSpec, BlockSpec, GateSpec, conv_flops, describe, kept_width, walk, walk_batch
 from ._keys import block_key, gate_key
-from ._table import LatencyTable, LatencyTableError
+from ._table import Calibration, LatencyTable, LatencyTableError
 
-__all__ = ["LatencyModel", "Parts", "batch_latency_ms", "expected_latency_ms", "gathered_sets", "relative_latency", "sample_latency_ms",
-           "static_latency_ms"]
+__all__ = ["LatencyModel", "Parts", "apply_calibration", "batch_latency_ms", "expected_latency_ms", "gathered_sets", "relative_latency",
+           "sample_latency_ms", "static_latency_ms"]
 
 _MIB = float(2**20)
 
@@ -51,11 +51,7 @@ class LatencyModel:
         """The table's end-to-end correction applied to an execution's :class:`Parts` (floats or
         tensors): compute and gates each scaled, the offset, and the spill of weight bytes past
         what stays cached."""
-        c = self.calibration
-        spill = parts.weights_mib - c.spill_free_mib
-        spill = spill.clamp(min=0.0) if isinstance(spill, torch.Tensor) else max(0.0, spill)
-        return ((parts.raw_ms - parts.gates_ms) * c.scale + parts.gates_ms * c.gates + c.offset_ms + c.spill_ms_per_mib * spill
-                + c.set_ms * parts.sets + c.regather_ms_per_mib * parts.regather_mib)
+        return apply_calibration(self.calibration, parts)
 
     def parts_ms(self, arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, *, gates_evaluated: bool = True) -> Parts:
         """Per sample :class:`Parts`, uncalibrated: the architecture walk over the table, and its
@@ -178,6 +174,16 @@ class LatencyModel:
         if self._single is None:
             self._single = LatencyModel(self.table, model=self.model, pooling=self.pooling, batch=1)
         return self._single
+
+
+def apply_calibration(c: Calibration, parts: Parts):
+    """``c`` applied to an execution's :class:`Parts` (floats or per-sample tensors): compute and
+    gates each scaled, the offset, the spill of weight bytes past what stays cached, and on a
+    per-image batch its channel sets and their regathering."""
+    spill = parts.weights_mib - c.spill_free_mib
+    spill = spill.clamp(min=0.0) if isinstance(spill, torch.Tensor) else max(0.0, spill)
+    return ((parts.raw_ms - parts.gates_ms) * c.scale + parts.gates_ms * c.gates + c.offset_ms + c.spill_ms_per_mib * spill
+            + c.set_ms * parts.sets + c.regather_ms_per_mib * parts.regather_mib)
 
 
 class _WeightMiB:
@@ -323,17 +329,12 @@ def _batch_parts(cost: LatencyModel, arch: ArchSpec, block_run: torch.Tensor, ke
         # image, summed; the distinct channel sets on top.
         raw = float(walk(arch, single, block_run, kept, gates_evaluated=gates_evaluated).sum())
         gates = float(walk(arch, _GatesOnly(single), block_run, kept, gates_evaluated=gates_evaluated).sum())
-        sets, mib = gathered_sets(arch, block_run, kept, group_masks)
-        weights = walk(arch, _WEIGHTS, block_run, kept, gates_evaluated=gates_evaluated)
-        return Parts(raw, gates, float(weights.mean()), float(sets), mib if mib > SET_CACHE_MIB else 0.0)
-    if cost.per_image:
-        parts = walk_batch(arch, cost, block_run, kept, None, gates_evaluated=gates_evaluated)
-        sets, mib = gathered_sets(arch, block_run, kept, group_masks)
-    else:
-        parts = walk_batch(arch, cost, block_run, kept, group_masks, gates_evaluated=gates_evaluated)
-        sets, mib = 0, 0.0
+    else:  # the per-image engine groups nothing: its group masks are not the grouped path's
+        parts = walk_batch(arch, cost, block_run, kept, None if cost.per_image else group_masks, gates_evaluated=gates_evaluated)
+        raw, gates = parts.total, parts.gates
+    sets, mib = gathered_sets(arch, block_run, kept, group_masks) if cost.per_image else (0, 0.0)
     weights = walk(arch, _WEIGHTS, block_run, kept, gates_evaluated=gates_evaluated)
-    return Parts(parts.total, parts.gates, float(weights.mean()), float(sets), mib if mib > SET_CACHE_MIB else 0.0)
+    return Parts(raw, gates, float(weights.mean()), float(sets), mib if mib > SET_CACHE_MIB else 0.0)
 
 
 def gathered_sets(arch: ArchSpec, block_run: torch.Tensor, kept: torch.Tensor, group_masks) -> tuple[int, float]:

@@ -237,7 +237,7 @@ def profile_model(
     if calibration_executions >= 2:
         model = _calibration_model(model_name, measurement).to(dev).eval()  # gates of a shape the table measured
         cal = tuple(calibrate(model, table, batch=b, executions=calibration_executions if b == 1 else max(2, calibration_executions // 3),
-                              warmup=2, repeats=max(3, repeats // 2 if b == 1 else repeats // 6), device=dev) for b in batches)
+                              repeats=max(3, repeats // 2 if b == 1 else repeats // 6), device=dev) for b in batches)
         table = replace(table, calibration=cal, measurement={**measurement, "calibration_executions": calibration_executions})
     return table
 
@@ -278,16 +278,16 @@ def _gates_in_network(gate_times: dict, gate_models, arch, nb: int, forward_with
 
 @torch.no_grad()
 def recalibrate(table: LatencyTable, model_name: str, *, batches: tuple[int, ...], executions: int = 96, threads: int | None = None,
-                device: str = "cpu", warmup: int = 2, repeats: int = 15) -> LatencyTable:
+                device: str = "cpu", repeats: int = 15) -> LatencyTable:
     """``table`` with ``model_name``'s calibration at ``batches`` fitted anew on this machine now,
-    entries untouched: for a machine whose state moved since the table was made. (The timing
-    warms up on the calibration's own executions: :func:`measure_interleaved`.)"""
+    entries untouched: for a machine whose state moved since the table was made. (Each execution
+    is timed after untimed calls of its own path: :func:`measure_paired`.)"""
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     model = _calibration_model(model_name, table.measurement).to(dev).eval()
     fresh = {(model_name, b): calibrate(model, replace(table, calibration=()), batch=b,
-                                        executions=executions if b == 1 else max(2, executions // 3), warmup=warmup,
+                                        executions=executions if b == 1 else max(2, executions // 3),
                                         repeats=repeats if b == 1 else max(3, repeats // 3), device=dev) for b in batches}
     kept = tuple(c for c in table.calibration if (c.model, c.batch) not in fresh)
     when = {**table.measurement.get("recalibrated_utc", {}), model_name: environment_metadata(None)["date_utc"]}
@@ -343,14 +343,14 @@ def _stages(model) -> list[int]:
 
 
 @torch.no_grad()
-def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup: int, repeats: int, device: torch.device,
+def calibrate(model, table: LatencyTable, *, batch: int, executions: int, repeats: int, device: torch.device,
               seed: int = CALIBRATION_SEED):
     """The calibration (:func:`fit_calibration`) from the table's sums to measured end-to-end
     latency over random executions (:func:`random_plans`).
 
-    Executions are timed interleaved, one call each per round over ``repeats`` rounds (after an
-    untimed call that warms that path), so a drift of the machine during calibration hits every
-    execution alike instead of bending the fit. The fit minimises the squared *relative* error,
+    Executions are timed over ``repeats`` rounds, each call after untimed calls of its own path and
+    as a ratio to the static network timed in the same round (:func:`measure_paired`), so a drift
+    of the machine during calibration bends no execution's figure. The fit minimises the squared *relative* error,
     the quantity validation judges (±10 %), so cheap executions weigh as much as expensive ones.
     """
     from ._predict import _latency_model, batch_parts_ms
@@ -381,9 +381,9 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, warmup
                       gate_scale=fit.gate_scale, spill_ms_per_mib=fit.spill_ms_per_mib, spill_free_mib=fit.spill_free_mib,
                       set_ms=fit.set_ms, regather_ms_per_mib=fit.regather_ms_per_mib,
                       per_image_sums=cost.per_image_sums and 1 in table.batches(name))
-    from ._predict import Parts
+    from ._predict import Parts, apply_calibration
 
-    predicted = [_apply(cal, Parts(*p)) for p in parts]
+    predicted = [apply_calibration(cal, Parts(*p)) for p in parts]
     mape = statistics.fmean(abs(f / m - 1) for f, m in zip(predicted, measured, strict=True))
     return replace(cal, fit_mape=mape)
 
@@ -402,12 +402,6 @@ def _paired_ms(model, x: torch.Tensor, plans: list[ForcedDecisions], arch, *, ro
                                 warm=warm, device=device)
     level = statistics.median(m / r for m, r in zip(ms, ratios, strict=True))
     return [r * level for r in ratios]
-
-
-def _apply(cal, parts) -> float:
-    spill = max(0.0, parts.weights_mib - cal.spill_free_mib)
-    return ((parts.raw_ms - parts.gates_ms) * cal.scale + parts.gates_ms * cal.gates + cal.offset_ms + cal.spill_ms_per_mib * spill
-            + cal.set_ms * parts.sets + cal.regather_ms_per_mib * parts.regather_mib)
 
 
 class CalibrationFit(NamedTuple):
