@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .._env import environment_metadata
 from ..cost import describe
+from ..errors import ConfigError
 from ..models import ForcedDecisions, GateConfig, create_model, native_status
 from ._keys import block_key, gate_key
 from ._table import LatencyEntry, LatencyTable
@@ -50,6 +51,13 @@ def device_metadata(device: torch.device, threads: int, argv: list[str] | None) 
 
 
 @torch.no_grad()
+def _check_counts(**counts: int) -> None:
+    """One clear error for a count below 1 (a batch size, repeats, ...), before anything is measured."""
+    for name, value in counts.items():
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+
+
 def profile_model(
     model_name: str,
     *,
@@ -67,12 +75,21 @@ def profile_model(
     calibration_executions: int = 96,
 ) -> LatencyTable:
     """Measure a latency table for ``model_name`` (all gate shapes in ``hiddens`` × ``poolings``),
-    then fit its end-to-end calibration on ``calibration_executions`` random executions per batch size."""
+    then fit its end-to-end calibration on ``calibration_executions`` random executions per batch size.
+
+    Raises:
+        ConfigError: a batch size, ``repeats``, ``group_size`` or ``threads`` below 1, a negative
+            ``warmup`` or ``calibration_executions``, or ``device="cuda"`` without a CUDA GPU.
+    """
+    _check_counts(**{"every batch size": min(batches, default=0)}, repeats=repeats, group_size=group_size,
+                  threads=threads if threads is not None else 1)
+    if warmup < 0 or calibration_executions < 0:
+        raise ConfigError(f"warmup and calibration_executions must be >= 0, got {warmup} and {calibration_executions}")
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but no CUDA GPU is available")
+        raise ConfigError("device='cuda' but no CUDA GPU is available; profile with --device cpu, or on a machine with a GPU")
     torch.manual_seed(0)
     model: Any = create_model(model_name, gating="lc", gate_config=GateConfig(group_size=group_size)).to(dev).eval()
     arch = describe(model)

@@ -13,3 +13,38 @@ def test_set_typo_names_the_flag_not_the_file(verb, capsys, tmp_path, monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1, err
     assert "--set epochz=1" in err[0] and "'epochs'" in err[0] and ".yaml" not in err[0], err
+
+
+@pytest.mark.parametrize(("argv", "flag", "says"), [
+    (["profile", "--model", "resnet20", "--batch", "a,b", "--out", "t.json"], "--batch", "comma-separated integers >= 1"),
+    (["profile", "--model", "resnet20", "--batch", "1,0", "--out", "t.json"], "--batch", "each value must be >= 1, got 0"),
+    (["profile", "--model", "resnet20", "--hidden", "-3", "--out", "t.json"], "--hidden", "each value must be >= 0"),
+    (["profile", "--model", "resnet20", "--pooling", "mean", "--out", "t.json"], "--pooling", "unknown 'mean'; choose from avg, max, avgmax"),
+    (["profile", "--model", "resnet20", "--threads", "-1", "--out", "t.json"], "--threads", "must be an integer >= 1, got -1"),
+    (["profile", "--model", "resnet20", "--repeats", "0", "--out", "t.json"], "--repeats", "must be an integer >= 1, got 0"),
+    (["evaluate", "x.pt", "--batch-size", "0"], "--batch-size", "must be an integer >= 1"),
+    (["latency", "x.pt", "--lut", "t.json", "--images", "0"], "--images", "must be an integer >= 1"),
+    (["latency", "x.pt", "--lut", "t.json", "--repeats", "ten"], "--repeats", "expected an integer >= 1, got 'ten'"),
+    (["search", "--trials", "0"], "--trials", "must be an integer >= 1"),
+    (["search", "--seed", "-5"], "--seed", "from 0 to 4294967295"),
+    (["search", "--backend", "ray", "--concurrency", "0"], "--concurrency", "must be an integer >= 1"),
+    (["search", "--backend", "nni", "--port", "99999"], "--port", "from 1 to 65535"),
+    (["retrain", "runs/none", "--epochs", "0"], "--epochs", "must be an integer >= 1"),
+    (["report", "runs/none", "--latency-images", "0"], "--latency-images", "must be an integer >= 1"),
+])
+def test_a_bad_number_is_one_line_naming_its_option_before_anything_runs(argv, flag, says, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and "Traceback" not in "\n".join(err)
+    assert f"argument {flag}: " in err[-1] and says in err[-1], err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_profiling_on_a_missing_gpu_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert main(["profile", "--model", "resnet20", "--device", "cuda", "--out", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no CUDA GPU" in err[0] and "--device cpu" in err[0], err
+    assert not (tmp_path / "t.json").exists()

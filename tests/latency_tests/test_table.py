@@ -7,6 +7,7 @@ import torch
 
 import lcnas
 from lcnas.cost import describe
+from lcnas.errors import ConfigError
 from lcnas.latency import LatencyTable, LatencyTableError, expected_latency_ms, profile_model, sample_latency_ms
 from lcnas.latency._keys import block_key, gate_key
 from lcnas.models import ForcedDecisions, GateConfig
@@ -473,3 +474,15 @@ def test_only_calibrations_fitted_on_per_image_sums_predict_batches_that_way():
     assert sums(Calibration("resnet20", 8, 1.0, 0.0, 10, 0.0, per_image_sums=True))
     grouped = replace(table, measurement={})
     assert not LatencyModel(grouped, model="resnet20", pooling="avg", batch=8).per_image_sums
+
+
+@pytest.mark.parametrize(("kwargs", "says"), [
+    ({"batches": (1, 0)}, "every batch size must be >= 1, got 0"),
+    ({"repeats": 0}, "repeats must be >= 1"),
+    ({"group_size": 0}, "group_size must be >= 1"),
+    ({"threads": 0}, "threads must be >= 1"),
+    ({"warmup": -1}, "must be >= 0"),
+])
+def test_the_generator_refuses_bad_counts_before_measuring(kwargs, says):
+    with pytest.raises(ConfigError, match=says):
+        profile_model("resnet20", progress=False, **kwargs)
