@@ -147,6 +147,9 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
 
     run_dir = Path(run_dir)
     ckpt = run_dir / "final.pt"
+    if run_dir.is_file():
+        raise ConfigError(f"{str(run_dir)!r} is a file; lcnas report takes a run folder (the one holding final.pt, written by "
+                          "lcnas train / lcnas retrain): the report is written into it")
     if not ckpt.exists():
         raise ConfigError(f"{str(run_dir)!r} holds no final.pt: report a finished run (lcnas train / lcnas retrain)")
     plt = _pyplot()

@@ -21,7 +21,7 @@ from .._io import write_json
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..data import BatchLoader, imagenet_loader, load_splits
 from ..errors import ConfigError
-from ..models import create_model
+from ..models import create_model, model_info
 from ._config import TrainConfig
 from ._evaluate import evaluate
 from ._losses import distillation_loss, lcnet_loss
@@ -74,6 +74,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
     checkpoint is written (searches report and prune there; an exception it raises stops the run).
     ``test=False`` leaves the test set untouched (searches tune on the validation split only).
     """
+    model_info(cfg.model)  # an unknown model name: its own error before the data is read
     run_dir = cfg.run_dir
     last = run_dir / "last.pt"
     if last.exists() and not resume:

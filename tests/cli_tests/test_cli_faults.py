@@ -48,3 +48,19 @@ def test_profiling_on_a_missing_gpu_is_a_clear_error(capsys, tmp_path, monkeypat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no CUDA GPU" in err[0] and "--device cpu" in err[0], err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_an_unknown_model_in_a_config_is_named_before_any_data_is_read(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("model: resnet21\n")
+    assert main(["train", "-c", "c.yaml", "--data-root", str(tmp_path / "no-data")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown model 'resnet21'" in err[0] and "CIFAR" not in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+def test_report_given_a_checkpoint_file_says_it_takes_the_run_folder(capsys, tmp_path):
+    (tmp_path / "final.pt").write_bytes(b"")
+    assert main(["report", str(tmp_path / "final.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file" in err[0] and "run folder" in err[0], err
