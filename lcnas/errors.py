@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LcnasError", "ConfigError", "DataError", "CheckpointError", "UnknownModelError"]
+__all__ = ["LcnasError", "ConfigError", "DataError", "CheckpointError", "InputError", "UnknownModelError"]
 
 
 class LcnasError(Exception):
@@ -19,6 +19,10 @@ class DataError(LcnasError, RuntimeError):
 
 class CheckpointError(LcnasError, RuntimeError):
     """A checkpoint file is missing, truncated, corrupt or not an lcnas checkpoint."""
+
+
+class InputError(LcnasError, ValueError):
+    """A model was called on something other than a batch of float images of its channel count."""
 
 
 class UnknownModelError(LcnasError, KeyError):

@@ -26,7 +26,7 @@ from torch import nn
 from ..engine._decision import at_least_one, keep_groups, run_block, threshold_logit
 from ..engine._forced import forced_keep, forced_run, gates_evaluated
 from ._gates import GATED, Gate, GateConfig, straight_through_gate
-from ._resnet import Bottleneck, ResNet
+from ._resnet import Bottleneck, ResNet, check_images
 from ._trace import ExecutionTrace
 
 __all__ = ["DynamicResNet", "ForcedDecisions"]
@@ -179,7 +179,11 @@ class DynamicResNet(ResNet):
         Training mode runs the masked (differentiable) pass; eval mode with ``execution="hard"``
         skips blocks and channels for real, through the native engine where it applies. Either
         way the decisions are recorded in :attr:`last_trace`.
+
+        Raises:
+            InputError: ``x`` is not a 4-d floating-point batch with the model's input channels.
         """
+        check_images(self, x)
         hard = not self.training and self.execution == "hard"
         native = self._engine.forward_native(x) if hard else None
         if native is not None:  # the whole pass in one native call

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import Engine
+from ..errors import InputError
 from ._normalize import Normalize
 
-__all__ = ["BasicBlock", "Bottleneck", "ResNet", "PadShortcut"]
+__all__ = ["BasicBlock", "Bottleneck", "ResNet", "PadShortcut", "check_images"]
 
 
 class PadShortcut(nn.Module):
@@ -188,6 +189,7 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, num_classes)
         self.num_classes = num_classes
+        self.input_channels = 3  # what the stem and the normalisation take (a plain attribute: read on every call)
         self._init_weights()
         self.execution = "hard"
         self._forced = None  # decisions imposed on a gated model; a static one has none
@@ -233,7 +235,11 @@ class ResNet(nn.Module):
         """Logits (N×classes) of images ``x`` (N×3×H×W, float in [0, 1]; normalised inside).
 
         In eval mode with ``execution == "hard"`` the native engine runs the pass where it can.
+
+        Raises:
+            InputError: ``x`` is not a 4-d floating-point batch with the model's input channels.
         """
+        check_images(self, x)
         if not self.training and self.execution == "hard":
             native = self._engine.forward_native(x)
             if native is not None:  # the whole pass in one native call
@@ -242,3 +248,16 @@ class ResNet(nn.Module):
         for name in self.stages:
             x = getattr(self, name)(x)
         return self.forward_head(x)
+
+
+def check_images(model: ResNet, x: torch.Tensor) -> None:
+    """Raise :class:`~lcnas.errors.InputError` unless ``x`` is a batch of float images with the
+    model's input channels: a wrong channel count would otherwise broadcast through the
+    normalisation (eager) or be read past its end (the native engine)."""
+    shape = x.shape
+    if len(shape) != 4 or shape[1] != model.input_channels or not x.is_floating_point():
+        c = model.input_channels
+        hint = " (uint8 images: pass x.float() / 255)" if x.dtype == torch.uint8 else \
+            " (one image: pass x.unsqueeze(0))" if len(shape) == 3 and shape[0] == c else ""
+        raise InputError(f"the model takes a batch of float images N×{c}×H×W in [0, 1], got a {str(x.dtype).removeprefix('torch.')} "
+                         f"tensor of shape {tuple(shape)}{hint}")

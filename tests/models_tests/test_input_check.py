@@ -1,0 +1,34 @@
+"""A model called on anything but a batch of float images of its channels: one clear InputError,
+on the native engine, the per-block path and training alike."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lcnas
+import lcnas.engine
+from lcnas.errors import InputError
+
+
+@pytest.mark.parametrize("gating", ["none", "lc", "layer"])
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize(("x", "says"), [
+    (torch.rand(1, 1, 32, 32), "shape (1, 1, 32, 32)"),
+    (torch.rand(2, 4, 32, 32), "shape (2, 4, 32, 32)"),
+    (torch.rand(3, 32, 32), "one image: pass x.unsqueeze(0)"),
+    (torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8), "uint8 images: pass x.float() / 255"),
+])
+def test_a_wrong_input_is_one_clear_error_on_every_path(gating, train, x, says):
+    model = lcnas.create_model("resnet20", gating=gating).train(train)
+    with pytest.raises(InputError, match="N×3×H×W") as err:
+        model(x)
+    assert says in str(err.value)
+
+
+def test_the_per_block_path_checks_too():
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    with lcnas.engine.options(model, whole_network=False):
+        with pytest.raises(InputError):
+            model(torch.rand(1, 1, 32, 32))
+        assert model(torch.rand(1, 3, 32, 32)).shape == (1, 10)
