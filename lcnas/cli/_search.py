@@ -219,6 +219,7 @@ class Export:
         """Add ``lcnas export``'s arguments and options to ``p``."""
         p.add_argument("checkpoint", type=Path, help="an lcnas checkpoint (.pt)")
         p.add_argument("--out", type=Path, required=True, help="TorchScript file to write")
+        p.add_argument("--replace", action="store_true", help="replace --out where it exists (else an error: nothing is overwritten)")
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -231,6 +232,8 @@ class Export:
 
         if args.out.exists() and args.out.resolve() == args.checkpoint.resolve():
             raise ConfigError("--out is the checkpoint itself: pick another file")
+        if args.out.exists() and not args.replace:
+            raise ConfigError(f"--out {str(args.out)!r} already exists: pick another file, or pass --replace to overwrite it")
         model = load_model(args.checkpoint)
         scripted = export_torchscript(model, args.out)
         x = torch.rand(4, 3, 32, 32)

@@ -256,7 +256,9 @@ def export_torchscript(model: nn.Module, path: str | PathLike[str] | None = None
     if path is not None:
         from .._io import atomic_write
 
-        atomic_write(path, lambda f: torch.jit.save(scripted, f))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # the same deprecation notice on save
+            atomic_write(path, lambda f: torch.jit.save(scripted, f))
     return scripted
 
 

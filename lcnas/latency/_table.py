@@ -249,6 +249,9 @@ class LatencyTable:
         for key in ("device", "measurement", "entries"):
             if key not in data:
                 raise bad(f"missing field {key!r}")
+        for key, kind in (("device", dict), ("measurement", dict), ("entries", list), ("calibration", list)):
+            if not isinstance(data.get(key, []), kind):
+                raise bad(f"'{key}' must be a JSON {'object' if kind is dict else 'list'}, got {type(data[key]).__name__}")
         for key in ("kind", "name", "threads", "torch", "dtype"):
             if key not in data["device"]:
                 raise bad(f"missing field 'device.{key}'")
@@ -277,6 +280,8 @@ class LatencyTable:
             entries.append(entry)
         calibration = []
         for i, raw in enumerate(data.get("calibration", [])):
+            if not isinstance(raw, dict):
+                raise bad(f"calibration[{i}] is not an object")
             try:
                 c = Calibration(model=str(raw["model"]), batch=int(raw["batch"]), scale=float(raw["scale"]),
                                 offset_ms=float(raw["offset_ms"]), executions=int(raw["executions"]), fit_mape=float(raw["fit_mape"]),

@@ -64,3 +64,20 @@ def test_report_given_a_checkpoint_file_says_it_takes_the_run_folder(capsys, tmp
     assert main(["report", str(tmp_path / "final.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is a file" in err[0] and "run folder" in err[0], err
+
+
+def test_export_never_overwrites_an_existing_file_without_replace(capsys, tmp_path):
+    import lcnas
+    from lcnas.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, lcnas.create_model("resnet8", gating="layer"))
+    out = tmp_path / "model.ts"
+    out.write_text("the user's own file")
+    assert main(["export", str(ckpt), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists" in err[0] and "--replace" in err[0], err
+    assert out.read_text() == "the user's own file"
+    assert main(["export", str(ckpt), "--out", str(out), "--replace", "--format", "json"]) == 0
+    assert out.read_bytes()[:2] == b"PK"  # a TorchScript archive now
+    assert "FutureWarning" not in capsys.readouterr().err

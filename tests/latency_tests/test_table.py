@@ -52,6 +52,9 @@ def test_round_trip_through_json(tiny_table, tmp_path):
     (lambda d: d.update(schema="nn-meter"), "not an lcnas latency table"),
     (lambda d: d.update(schema_version=99), "schema_version 99"),
     (lambda d: d["entries"][0].update(unit="conv"), "unit 'conv'"),
+    (lambda d: d.update(entries=5), "'entries' must be a JSON list, got int"),
+    (lambda d: d.update(device=["AMD"]), "'device' must be a JSON object, got list"),
+    (lambda d: d.update(calibration=[7]), r"calibration\[0\] is not an object"),
 ])
 def test_bad_tables_give_clear_errors(tiny_table, tmp_path, mutate, match):
     data = tiny_table.to_dict()
