@@ -190,3 +190,18 @@ def test_validation_probes_bracket_each_measurement(validation):
     rows = validation.bracketed(lambda: next(seen), lambda: [{"predicted_ms": 2.0}, {"predicted_ms": 3.0}], probes, "m")
     assert probes == {"m": [0.8, 1.25]}
     assert [r["predicted_probed_ms"] for r in rows] == pytest.approx([2.0, 3.0])  # the geometric mean of 0.8 and 1.25 is 1
+
+
+def test_host_states_finds_the_two_states_and_the_shift_they_put_on_a_ratio():
+    hs = _script("host_states")
+    # every third sample fast: probe 75 µs, empty call 20 µs, static 800 µs; slow: 125, 30, 880
+    rows = [(i * 0.01, *((75.0, 20.0, 800.0) if i % 3 == 0 else (125.0, 30.0, 880.0))) for i in range(3000)]
+    s = hs.summarize(rows, fast_margin=0.15)
+    assert s["fast_fraction"] == pytest.approx(1 / 3, abs=1e-3)
+    assert s["slow_over_fast"]["probe_us"] == pytest.approx(125 / 75)
+    assert s["relative_shift"] == pytest.approx((30 / 880) / (20 / 800) - 1)
+    assert s["can_judge_5pct"] is False
+    assert len(s["fast_fraction_per_window"]) == 6 and s["state_duration_s"]["fast"] == pytest.approx(0.01)
+    steady = [(i * 0.01, 75.0 + (i % 2), 20.0, 800.0) for i in range(500)]  # one state: nothing moves
+    t = hs.summarize(steady, fast_margin=0.15)
+    assert t["fast_fraction"] == 1.0 and t["relative_shift"] is None and t["can_judge_5pct"] is True
