@@ -186,6 +186,7 @@ class Report:
         p.add_argument("--eager", default="resnet20", help="shipped static networks also timed in eager PyTorch, for reference "
                                                             "(comma-separated; '' for none)")
         p.add_argument("--latency-images", type=at_least(1), default=200, help="test images timed at batch 1")
+        p.add_argument("--no-progress", action="store_true", help="hide the progress bar of the report's steps")
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -196,7 +197,8 @@ class Report:
         lut = None if args.lut is None else str(resolve_table(args.lut))
         path = build_report(args.run_dir, data_root=args.data_root, lut=lut, others=tuple(args.compare),
                             baselines=None if args.baselines is None else _names(args.baselines, "--baselines"),
-                            eager=_names(args.eager, "--eager"), latency_images=args.latency_images)
+                            eager=_names(args.eager, "--eager"), latency_images=args.latency_images,
+                            progress=False if args.no_progress else None)
         front = json.loads((path.parent / "report.json").read_text()).get("static_front")
         # the last lines: where the model stands against the static networks on the same engine
         emit({"report": str(path), **({} if front is None else {"static_front": front["sentence"], "margin_pt": front["margin_pt"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import statistics
+import sys
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
+from tqdm.auto import tqdm
 
 from .._env import environment_metadata
 from .._io import write_bytes, write_json
@@ -135,12 +137,13 @@ def shipped_static(dataset: str = "cifar10") -> tuple[str, ...]:
 
 def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str | None = None, baselines: tuple[str, ...] | None = None,
                  eager: tuple[str, ...] = ("resnet20",), others: tuple[str, ...] = (), latency_images: int = 200,
-                 test_images: int | None = None) -> Path:
+                 test_images: int | None = None, progress: bool | None = None) -> Path:
     """Write ``<run_dir>/report/report.md`` with its PNGs and ``report.json``; return the Markdown path.
 
     ``baselines``: shipped static networks timed through lcnas's engine beside the model, the
     static front it is placed against (default: every shipped static CIFAR-10 network,
-    :func:`shipped_static`); ``eager``: those also timed in eager PyTorch, for reference."""
+    :func:`shipped_static`); ``eager``: those also timed in eager PyTorch, for reference.
+    ``progress``: a bar of the steps on stderr (None: when stderr is a terminal)."""
     from ..checkpoint import load_model
     from ..data import load_cifar10
     from ..models import create_model
@@ -168,19 +171,29 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
         models[f"{name} (static)"] = (create_model(name, pretrained=True), None)
     for name in shipped_static() if baselines is None else baselines:
         models[f"{name} (static, lcnas engine)"] = static_engine(name)
+    eager_rows = {name for name in models if name.endswith("(static)")}
+    # Steps: each model evaluated, the interleaved timing, each eager baseline, the figures.
+    bar = tqdm(total=len(models) + 1 + len(eager_rows) + 1, desc="report", unit="step", leave=False, file=sys.stderr,
+               disable=None if progress is None else not progress, dynamic_ncols=True)
     rows = []
     for name, (model, forced) in models.items():
+        bar.set_postfix_str(f"evaluating {name}")
         with _engine_context(model, forced):
             rows.append(model_stats(name, model, images, labels, table=table if forced is None else None, latency_images=latency_images,
                                     time_latency=False))
+        bar.update()
     # Batch-1 latency of lcnas's models interleaved round by round, so a drifting machine hits every
     # model alike and the comparison between them holds. Eager PyTorch runs slower right after
     # lcnas's engine in the same process (thread pools, caches: 7-9 ms against 4 ms alone for
     # ResNet-20), so each eager baseline is timed alone in a process of its own.
-    eager_rows = {name for name in models if name.endswith("(static)")}
+    bar.set_postfix_str(f"timing {len(models) - len(eager_rows)} models at batch 1, interleaved")
     measured = interleaved_bs1_ms({k: v for k, v in models.items() if k not in eager_rows}, images[:latency_images])
+    bar.update()
     for name in eager_rows:
+        bar.set_postfix_str(f"timing {name} in eager PyTorch")
         measured[name] = eager_bs1_ms(name[: -len(" (static)")], images[:latency_images])
+        bar.update()
+    bar.set_postfix_str("figures")
     rows = [replace(r, latency_ms_measured=measured[r.name].ms) for r in rows]
     main = rows[0]
     figures = {}
@@ -206,6 +219,8 @@ def build_report(run_dir: str | Path, *, data_root: str | None = None, lut: str 
     write_json(out / "report.json", {"run": str(run_dir), "models": summary, "picked": picked, "lut": lut, "static_front": front,
                                      "test_images": int(images.shape[0]), "latency_images": latency_images,
                                      "environment": environment_metadata()})
+    bar.update()
+    bar.close()
     md = _markdown(run_dir, summary, main, picked, [f for f, d in figures.items() if d is not None], lut, _budget(ckpt))
     if front is not None:
         md += f"\n**Against the static front on lcnas's engine** ({', '.join(front['static'])}): {front['sentence']}\n"

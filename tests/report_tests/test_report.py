@@ -145,3 +145,19 @@ def test_the_static_baseline_is_the_plain_static_model_on_the_engine():
         with torch.no_grad():
             model(torch.rand(1, 3, 32, 32))
         assert model.engine.native_mflops is not None, "the static baseline did not run lcnas's native engine"
+
+
+def test_report_shows_its_steps_on_a_progress_bar(tmp_path, cifar_tree, monkeypatch, capsys):
+    from lcnas.report import build_report
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_train_config(None, ["name=tiny", "model=resnet8", "gating=layer", "dataset=synthetic", "val_size=32", "train_subset=32",
+                                   "epochs=1", "batch_size=16", "amp=none"])
+    train(cfg, progress=False, test=False)
+    build_report("runs/tiny", data_root=str(cifar_tree), baselines=("resnet8",), eager=(), latency_images=2, test_images=50, progress=True)
+    err = capsys.readouterr().err
+    # two models evaluated, the interleaved timing, the figures: four steps, each named as it runs
+    assert "evaluating tiny" in err and "evaluating resnet8 (static, lcnas engine)" in err and "timing 2 models" in err
+    assert "4/4" in err
+    build_report("runs/tiny", data_root=str(cifar_tree), baselines=("resnet8",), eager=(), latency_images=2, test_images=50, progress=False)
+    assert capsys.readouterr().err == ""
