@@ -215,13 +215,16 @@ class Latency:
         p.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: the table's, so the two compare)")
         p.add_argument("--probe", action="store_true",
                        help="first time a dozen random executions and rescale the table to this machine's current speed")
+        p.add_argument("--no-progress", action="store_true", help="hide the progress bar of the timed rounds")
         add_format_argument(p)
 
     def run(self, args: argparse.Namespace) -> int:
         """Run ``lcnas latency`` with the parsed ``args``; returns the process exit status."""
         import statistics
+        import sys
 
         import torch
+        from tqdm.auto import tqdm
 
         from .. import load_model
         from ..data import load_cifar10
@@ -247,7 +250,10 @@ class Latency:
                 model(images[i : i + 1])
                 predicted.append(float(sample_latency_ms(model, table, speed=speed)[0]))
                 relative.append(float(relative_latency(model, table)[0]))
-            measured, ratios = measure_paired(images.shape[0], lambda i: model(images[i : i + 1]), run_static, rounds=args.repeats)
+            with tqdm(total=args.repeats, desc=f"timing {images.shape[0]} images paired with the static network", unit="round",
+                      leave=False, file=sys.stderr, disable=True if args.no_progress else None, dynamic_ncols=True) as bar:
+                measured, ratios = measure_paired(images.shape[0], lambda i: model(images[i : i + 1]), run_static, rounds=args.repeats,
+                                                  after_round=bar.update)
         errors = [p / m - 1 for p, m in zip(predicted, measured, strict=True)]
         rel_errors = [p / m - 1 for p, m in zip(relative, ratios, strict=True)]
         q = lambda v: statistics.quantiles(v, n=20)[-1] if len(v) > 1 else v[0]  # noqa: E731

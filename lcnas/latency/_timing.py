@@ -100,7 +100,8 @@ def measure_interleaved(n: int, call: Callable[[int], object], *, context: Conte
 
 
 def measure_paired(n: int, call: Callable[[int], object], reference: Callable[[], object], *, context: Context | None = None,
-                   rounds: int = 11, warm: int = 3, device: torch.device | str = "cpu") -> tuple[list[float], list[float]]:
+                   rounds: int = 11, warm: int = 3, device: torch.device | str = "cpu",
+                   after_round: Callable[[], object] | None = None) -> tuple[list[float], list[float]]:
     """(median ms, median ratio to ``reference``) of ``n`` executions timed round-robin over
     ``rounds`` rounds: in each round every execution's timed call (inside ``context(i)``) is
     followed by a timed call of ``reference``, each after ``warm`` untimed calls of the same path.
@@ -111,7 +112,8 @@ def measure_paired(n: int, call: Callable[[int], object], reference: Callable[[]
     of percent between hours: what relative predictions are judged on. The round's median reference
     rather than the one call beside each execution: one call scatters by several percent. The
     untimed calls matter too: the first pass after another execution finds that execution's
-    weights in the caches and runs a few percent slower.
+    weights in the caches and runs a few percent slower. ``after_round()`` is called between
+    rounds, outside every timed call (a progress bar's update).
     """
     enter = context or _no_context
     for i in range(n):  # every path once: packing caches, gathered channel sets
@@ -134,6 +136,8 @@ def measure_paired(n: int, call: Callable[[int], object], reference: Callable[[]
         for i, t in enumerate(times):
             ms[i].append(t)
             ratio[i].append(t / level)
+        if after_round is not None:
+            after_round()
     return [statistics.median(v) for v in ms], [statistics.median(v) for v in ratio]
 
 

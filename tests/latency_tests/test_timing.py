@@ -277,3 +277,14 @@ def test_fit_calibration_prices_each_gathered_channel_set():
     slow = [t + 0.05 * g for t, g in zip(measured, regather, strict=True)]
     fit = fit_calibration(raw, gates, slow, None, sets, regather)
     assert (fit.set_ms, fit.regather_ms_per_mib) == pytest.approx((0.01, 0.05), rel=1e-6)
+
+
+def test_measure_paired_calls_after_round_between_rounds_only():
+    events: list[str] = []
+    measure_paired(3, lambda i: events.append(f"call{i}"), lambda: events.append("ref"), rounds=4, warm=1,
+                   after_round=lambda: events.append("round"))
+    assert events.count("round") == 4
+    rounds = "|".join(events).split("round")[:-1]
+    # the first round follows the untimed pass over every path; each round times every execution
+    assert all(sum(f"call{i}|" in r for i in range(3)) == 3 for r in rounds)
+    assert events[-1] == "round"
