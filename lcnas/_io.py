@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "read_json", "write_bytes", "write_json"]
+__all__ = ["atomic_write", "check_writable", "read_json", "write_bytes", "write_json"]
 
 
 def atomic_write(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], object]) -> Path:
@@ -32,6 +32,32 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], obj
             os.unlink(tmp)
         raise
     return path
+
+
+def check_writable(path: str | os.PathLike[str], *, what: str, folder: bool = False) -> None:
+    """Raise :class:`~lcnas.errors.ConfigError` unless ``path`` (a file, or with ``folder`` a
+    folder) can be written: checked before long work, so a run never fails at its end for want of
+    a place to put what it made. Nothing is left behind (a probe folder is made and removed).
+
+    ``what`` names the path in the message, e.g. ``"--out"``."""
+    from .errors import ConfigError
+
+    p = Path(path)
+    if p.exists() and p.is_dir() != folder:
+        kind = "a folder" if p.is_dir() else "a file"
+        raise ConfigError(f"{what} {str(p)!r} is {kind}, where lcnas writes {'a folder' if folder else 'a file'}; pick another path")
+    parent = (p if folder else p.parent).resolve()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{what} {str(p)!r} cannot be created: {str(parent)!r} is a file, not a folder; pick another path")
+    probe = parent / f".lcnas-write-test-{os.getpid()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as e:
+        raise ConfigError(f"{what} {str(p)!r} cannot be created: lcnas cannot write in {str(parent)!r} ({e.strerror}); "
+                          "pick another path") from None
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -156,10 +156,12 @@ class Profile:
         """Run ``lcnas profile`` with the parsed ``args``; returns the process exit status."""
         import sys
 
+        from .._io import check_writable
         from ..latency import LatencyTable, LatencyTableError, profile_model
         from ..models import model_info
 
         model_info(args.model)  # unknown model: one clear error before measuring anything
+        check_writable(args.out, what="--out")  # and a place to put the table
         existing = LatencyTable.load(args.out) if args.out.exists() else None
         if args.calibrate_only:
             from ..latency import recalibrate

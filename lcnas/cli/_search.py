@@ -228,6 +228,7 @@ class Export:
         """Run ``lcnas export`` with the parsed ``args``; returns the process exit status."""
         import torch
 
+        from .._io import check_writable
         from ..checkpoint import load_model
         from ..errors import ConfigError
         from ..export import export_torchscript
@@ -236,6 +237,7 @@ class Export:
             raise ConfigError("--out is the checkpoint itself: pick another file")
         if args.out.exists() and not args.replace:
             raise ConfigError(f"--out {str(args.out)!r} already exists: pick another file, or pass --replace to overwrite it")
+        check_writable(args.out, what="--out")
         model = load_model(args.checkpoint)
         scripted = export_torchscript(model, args.out)
         x = torch.rand(4, 3, 32, 32)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._io import check_writable
 from ..errors import ConfigError
 from ._objective import SearchSettings, example_params, trial_config
 from ._results import SearchResults
@@ -42,6 +43,7 @@ def make_settings(
             base[key] = str(Path(value).resolve())
     if lut and Path(lut).exists():
         lut = str(Path(lut).resolve())
+    check_writable(out_dir, what="--out", folder=True)  # before anything: a bad one leaves no folder
     settings = SearchSettings(space=load_space(space), base=base, out_dir=str(Path(out_dir).resolve()),
                               cost_metric=cost_metric or ("latency_ms_mean" if lut else "mflops_mean"), lut=lut,
                               max_latency_ms=max_latency_ms, max_mflops=max_mflops, budget_stat=budget_stat)

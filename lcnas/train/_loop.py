@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .._io import write_json
+from .._io import check_writable, write_json
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..data import BatchLoader, imagenet_loader, load_splits
 from ..errors import ConfigError
@@ -81,6 +81,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
         raise ConfigError(f"run folder {str(run_dir)!r} already holds a checkpoint: continue it with --resume, or pick another name (--set name=...)")
     if resume and not last.exists():
         raise ConfigError(f"nothing to resume: {str(last)!r} does not exist")
+    check_writable(run_dir, what="run folder (out_dir/name)", folder=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)

@@ -81,3 +81,28 @@ def test_export_never_overwrites_an_existing_file_without_replace(capsys, tmp_pa
     assert main(["export", str(ckpt), "--out", str(out), "--replace", "--format", "json"]) == 0
     assert out.read_bytes()[:2] == b"PK"  # a TorchScript archive now
     assert "FutureWarning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["search", "--space", "lcnet_cifar10", "--out", "afile"], "--out 'afile' is a file, where lcnas writes a folder"),
+    (["search", "--space", "lcnet_cifar10", "--out", "afile/s"], "'afile/s' cannot be created"),
+    (["train", "-c", "studies/quickstart_cifar10.yaml", "--set", "out_dir=afile"], "'afile/quickstart' cannot be created"),
+    (["profile", "--model", "resnet20", "--out", "afile/t.json"], "--out 'afile/t.json' cannot be created"),
+    (["profile", "--model", "resnet20", "--out", "folder"], "--out 'folder' is a folder, where lcnas writes a file"),
+])
+def test_a_place_that_cannot_be_written_is_named_before_any_work(argv, says, capsys, tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    shutil.copy(repo / "studies" / "quickstart_cifar10.yaml", tmp_path / "studies")
+    (tmp_path / "afile").write_text("a file")
+    (tmp_path / "folder").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0] and "pick another path" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing made, no probe left behind
+    assert (tmp_path / "afile").read_text() == "a file"
