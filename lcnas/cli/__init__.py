@@ -24,8 +24,17 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in COMMANDS:
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description)
         cmd.add_arguments(p)
-        p.set_defaults(_command=cmd)
+        p.set_defaults(_command=cmd, _parser=p)
     return parser
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parsed arguments; an unknown option is reported by the sub-command's parser (its usage and
+    ``lcnas VERB: error: ...``), not the top-level one."""
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:
+        args._parser.error(f"unrecognized arguments: {' '.join(extra)} (see lcnas {args.command} --help)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     Raises:
         SystemExit: from argparse, for ``--help``, ``--version`` or unparseable arguments.
     """
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return args._command.run(args)
     except LcnasError as e:

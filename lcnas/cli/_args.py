@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-__all__ = ["SEED_MAX", "at_least", "int_list", "name_list"]
+__all__ = ["SEED_MAX", "at_least", "int_list", "name_list", "nonempty"]
 
 SEED_MAX = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
 
@@ -62,3 +62,10 @@ def name_list(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
 
     parse.__name__ = "name list"
     return parse
+
+
+def nonempty(text: str) -> str:
+    """An argparse ``type``: a name with at least one non-blank character."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text

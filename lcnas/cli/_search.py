@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._args import SEED_MAX, at_least
+from ._args import SEED_MAX, at_least, nonempty
 from ._format import add_format_argument, check_set, emit, stdout_to_stderr
 
 __all__ = ["Search", "Retrain", "Report", "Export"]
@@ -47,7 +47,7 @@ class Search:
         p.add_argument("--seed", type=at_least(0, SEED_MAX), default=None, help="sampler seed (0 to 2**32-1)")
         g = p.add_argument_group("optuna")
         g.add_argument("--storage", help="RDB URL shared by workers, e.g. postgresql://user@host/db (default: sqlite in --out)")
-        g.add_argument("--study-name", default="lcnas", help="study name (default: lcnas)")
+        g.add_argument("--study-name", type=nonempty, default="lcnas", help="study name (default: lcnas)")
         g.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe", help="sampler (default: tpe, multi-objective)")
         g.add_argument("--single-objective", action="store_true", help="maximise accuracy only (budgets stay constraints); enables pruning")
         g = p.add_argument_group("ray")
@@ -118,13 +118,13 @@ class Retrain:
         """Add ``lcnas retrain``'s arguments and options to ``p``."""
         p.add_argument("results", nargs="?", type=Path, help="search folder or its results.json")
         p.add_argument("--storage", help="Optuna storage URL instead of a results file")
-        p.add_argument("--study-name", default="lcnas")
+        p.add_argument("--study-name", type=nonempty, default="lcnas", help="the study to pick from with --storage (default: lcnas)")
         p.add_argument("--pick", choices=("knee", "max-accuracy"), default="knee", help="which front point (default: knee)")
         p.add_argument("--max-latency-ms", type=float, help="budget on predicted latency")
         p.add_argument("--max-mflops", type=float, help="budget on MFLOPs per sample")
         p.add_argument("--budget-stat", choices=("mean", "p95"), default="mean")
         p.add_argument("--epochs", type=at_least(1), default=15, help="full-schedule epochs (default: 15)")
-        p.add_argument("--name", help="run name (default: retrain_<search name>_trial<N>)")
+        p.add_argument("--name", type=nonempty, help="run name (default: retrain_<search name>_trial<N>)")
         p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="training setting override (repeatable)")
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
         p.add_argument("--dry-run", action="store_true", help="print the pick and its training config, train nothing")

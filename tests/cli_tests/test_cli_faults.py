@@ -31,6 +31,8 @@ def test_set_typo_names_the_flag_not_the_file(verb, capsys, tmp_path, monkeypatc
     (["search", "--backend", "nni", "--port", "99999"], "--port", "from 1 to 65535"),
     (["retrain", "runs/none", "--epochs", "0"], "--epochs", "must be an integer >= 1"),
     (["report", "runs/none", "--latency-images", "0"], "--latency-images", "must be an integer >= 1"),
+    (["search", "--study-name", ""], "--study-name", "must not be empty"),
+    (["retrain", "runs/none", "--name", " "], "--name", "must not be empty"),
 ])
 def test_a_bad_number_is_one_line_naming_its_option_before_anything_runs(argv, flag, says, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -106,3 +108,12 @@ def test_a_place_that_cannot_be_written_is_named_before_any_work(argv, says, cap
     assert len(err) == 1 and says in err[0] and "pick another path" in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing made, no probe left behind
     assert (tmp_path / "afile").read_text() == "a file"
+
+
+@pytest.mark.parametrize("verb", ["search", "models", "export"])
+def test_an_unknown_option_is_reported_by_its_own_command(verb, capsys):
+    extra = ["m.pt", "--out", "m.ts"] if verb == "export" else []
+    with pytest.raises(SystemExit) as exit_:
+        main([verb, *extra, "--pruner=median"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and err[-1] == f"lcnas {verb}: error: unrecognized arguments: --pruner=median (see lcnas {verb} --help)"
