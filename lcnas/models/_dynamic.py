@@ -25,6 +25,7 @@ from torch import nn
 
 from ..engine._decision import at_least_one, keep_groups, run_block, threshold_logit
 from ..engine._forced import forced_keep, forced_run, gates_evaluated
+from ..errors import InputError
 from ._gates import GATED, Gate, GateConfig, straight_through_gate
 from ._resnet import Bottleneck, ResNet, check_images
 from ._trace import ExecutionTrace
@@ -155,8 +156,38 @@ class DynamicResNet(ResNet):
         self._engine.clear()
 
     def forced(self, decisions: ForcedDecisions) -> _Forcing:
-        """Run with imposed decisions inside the ``with`` block (nested blocks restore the outer one)."""
+        """Run with imposed decisions inside the ``with`` block (nested blocks restore the outer one).
+
+        Raises:
+            InputError: ``decisions`` do not fit the model (a ``block_run`` column per block, a
+                ``channel_keep`` entry per block with a column per channel group of a block
+                with a channel gate).
+        """
+        self._check_forcing(decisions)
         return _Forcing(self.__dict__, decisions)
+
+    def _check_forcing(self, f: ForcedDecisions) -> None:
+        """Every path reads a forcing by block index and group: one that does not fit would be read
+        past its end (the native engine) or fail deep inside a pass."""
+        blocks = self._gated_blocks()
+
+        def fits(t: torch.Tensor, columns: int, what: str) -> None:
+            if t.dim() not in (1, 2) or t.shape[-1] != columns:
+                raise InputError(f"ForcedDecisions.{what} has shape {tuple(t.shape)}; expected ({columns},) or (N, {columns})")
+
+        if f.block_run is not None:
+            fits(f.block_run, len(blocks), "block_run")
+        if f.channel_keep is None:
+            return
+        if len(f.channel_keep) != len(blocks):
+            raise InputError(f"ForcedDecisions.channel_keep has {len(f.channel_keep)} entries; the model has {len(blocks)} blocks "
+                             "(one entry per block, None where its channels are not forced)")
+        for i, (k, block) in enumerate(zip(f.channel_keep, blocks, strict=True)):
+            if k is None:
+                continue
+            if block.channel_gate is None:
+                raise InputError(f"ForcedDecisions.channel_keep[{i}] is given, but block {i} has no channel gate: pass None there")
+            fits(k, block.conv1.out_channels // self.gate_config.group_size, f"channel_keep[{i}]")
 
     def gate_parameters(self) -> Iterator[nn.Parameter]:
         """The parameters of every layer and channel gate (for a separate optimizer group)."""

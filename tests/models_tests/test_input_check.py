@@ -9,6 +9,7 @@ import torch
 import lcnas
 import lcnas.engine
 from lcnas.errors import InputError
+from lcnas.models import ForcedDecisions
 
 
 @pytest.mark.parametrize("gating", ["none", "lc", "layer"])
@@ -32,3 +33,23 @@ def test_the_per_block_path_checks_too():
         with pytest.raises(InputError):
             model(torch.rand(1, 1, 32, 32))
         assert model(torch.rand(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize(("make", "says"), [
+    (lambda: ForcedDecisions(block_run=torch.ones(1, 3, dtype=torch.bool)), "block_run has shape (1, 3); expected (9,) or (N, 9)"),
+    (lambda: ForcedDecisions(channel_keep=(torch.ones(4, dtype=torch.bool),)), "channel_keep has 1 entries; the model has 9 blocks"),
+    (lambda: ForcedDecisions(channel_keep=tuple(torch.ones(1, 3, dtype=torch.bool) for _ in range(9))),
+     "channel_keep[0] has shape (1, 3); expected (4,) or (N, 4)"),
+])
+def test_a_forcing_that_does_not_fit_the_model_is_refused_before_any_path_reads_it(make, says):
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    with pytest.raises(InputError) as err:
+        with model.forced(make()):
+            model(torch.rand(1, 3, 32, 32))  # the native engine would read a short forcing past its end
+    assert says in str(err.value)
+
+
+def test_forcing_channels_of_a_block_without_a_channel_gate_is_refused():
+    model = lcnas.create_model("resnet20", gating="layer").eval()
+    with pytest.raises(InputError, match="block 0 has no channel gate"):
+        model.forced(ForcedDecisions(channel_keep=tuple(torch.ones(4, dtype=torch.bool) for _ in range(9))))
