@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import UnknownModelError
+from ..errors import ConfigError, UnknownModelError
 from ._gates import GATINGS
 
 __all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "model_spec", "GATINGS"]
@@ -100,6 +100,10 @@ def create_model(
         gate_config: a :class:`lcnas.models.GateConfig` (or its dict) for gated models.
         **kwargs: passed to the builder; ``None`` values are dropped.
 
+    Raises:
+        UnknownModelError: ``name`` is not registered.
+        ConfigError: an unknown ``gating``, a ``gate_config`` for a static model, or ``num_classes`` < 1.
+
     Example:
         >>> import lcnas, torch
         >>> model = lcnas.create_model("resnet20", gating="lc").eval()
@@ -112,9 +116,11 @@ def create_model(
 
     _check_name(name)
     if gating not in GATINGS:
-        raise ValueError(f"unknown gating {gating!r}: choose one of {', '.join(GATINGS)}")
+        raise ConfigError(f"unknown gating {gating!r}: choose one of {', '.join(GATINGS)}")
     if gating == "none" and gate_config is not None:
-        raise ValueError("gate_config is only meaningful with gating='layer', 'channel' or 'lc'")
+        raise ConfigError("gate_config is only meaningful with gating='layer', 'channel' or 'lc'")
+    if num_classes is not None and num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     if isinstance(gate_config, dict):
         gate_config = GateConfig.from_dict(gate_config)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}

@@ -68,8 +68,14 @@ def test_unknown_model_name_suggests_close_names():
 
 
 def test_bad_gating_is_rejected():
-    with pytest.raises(ValueError, match="unknown gating 'skip'"):
+    with pytest.raises(lcnas.errors.ConfigError, match="unknown gating 'skip'"):
         lcnas.create_model("resnet20", gating="skip")
+
+
+def test_a_class_count_below_one_is_refused_not_replaced_by_the_default():
+    with pytest.raises(lcnas.errors.ConfigError, match="num_classes must be >= 1, got 0"):
+        lcnas.create_model("resnet20", num_classes=0)
+    assert lcnas.create_model("resnet20", num_classes=100).fc.out_features == 100
 
 
 def test_normalisation_is_inside_the_model():
