@@ -12,6 +12,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ConfigError
+
 __all__ = ["Limit", "limited", "limit_of", "check_limits"]
 
 
@@ -78,12 +80,12 @@ def limit_of(field: dataclasses.Field) -> Limit | None:
 
 
 def check_limits(obj: Any, *, prefix: str = "") -> None:
-    """ValueError naming the first field of dataclass instance ``obj`` outside its declared limit,
+    """:class:`~lcnas.errors.ConfigError` (a ValueError) naming the first field of dataclass instance ``obj`` outside its declared limit,
     e.g. ``GateConfig: hidden must be >= 0, got -1`` (``prefix`` starts the message)."""
     for f in dataclasses.fields(obj):
         limit = limit_of(f)
         value = getattr(obj, f.name)
         if limit is not None and not limit.contains(value):
             if limit.choices is not None:
-                raise ValueError(f"{prefix}{f.name}={value!r} is not {limit.describe()}")
-            raise ValueError(f"{prefix}{f.name} must be {limit.describe()}, got {value!r}")
+                raise ConfigError(f"{prefix}{f.name}={value!r} is not {limit.describe()}")
+            raise ConfigError(f"{prefix}{f.name} must be {limit.describe()}, got {value!r}")
