@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine._decision import at_least_one, keep_groups, run_block, threshold_logit
-from ..engine._forced import forced_keep, forced_run, gates_evaluated
+from ..engine._forced import FORCED_CACHE_SIZE, forced_keep, forced_run, gates_evaluated
 from ..errors import InputError
 from ._gates import GATED, Gate, GateConfig, straight_through_gate
 from ._resnet import Bottleneck, ResNet, check_images
@@ -130,6 +130,7 @@ class DynamicResNet(ResNet):
         self.gate_config = gate_config
         self._last_trace: ExecutionTrace | None = None
         self._pending_trace: tuple | None = None
+        self._fitting_forcings: dict[int, ForcedDecisions] = {}  # forcings checked against the model (forced())
         stages = set(gate_config.stages or range(1, len(self.stages) + 1))
         unknown = stages - set(range(1, len(self.stages) + 1))
         if unknown:
@@ -163,12 +164,15 @@ class DynamicResNet(ResNet):
                 ``channel_keep`` entry per block with a column per channel group of a block
                 with a channel gate).
         """
-        self._check_forcing(decisions)
-        return _Forcing(self.__dict__, decisions)
+        state = self.__dict__
+        if state["_fitting_forcings"].get(id(decisions)) is not decisions:  # checked once per forcing
+            self._check_forcing(decisions)
+        return _Forcing(state, decisions)
 
     def _check_forcing(self, f: ForcedDecisions) -> None:
         """Every path reads a forcing by block index and group: one that does not fit would be read
-        past its end (the native engine) or fail deep inside a pass."""
+        past its end (the native engine) or fail deep inside a pass. A forcing that fits is
+        remembered (held, so its id is not reused): timed code enters the same one on every call."""
         blocks = self._gated_blocks()
 
         def fits(t: torch.Tensor, columns: int, what: str) -> None:
@@ -177,17 +181,19 @@ class DynamicResNet(ResNet):
 
         if f.block_run is not None:
             fits(f.block_run, len(blocks), "block_run")
-        if f.channel_keep is None:
-            return
-        if len(f.channel_keep) != len(blocks):
+        if f.channel_keep is not None and len(f.channel_keep) != len(blocks):
             raise InputError(f"ForcedDecisions.channel_keep has {len(f.channel_keep)} entries; the model has {len(blocks)} blocks "
                              "(one entry per block, None where its channels are not forced)")
-        for i, (k, block) in enumerate(zip(f.channel_keep, blocks, strict=True)):
+        for i, (k, block) in enumerate(zip(f.channel_keep or (), blocks, strict=False)):
             if k is None:
                 continue
             if block.channel_gate is None:
                 raise InputError(f"ForcedDecisions.channel_keep[{i}] is given, but block {i} has no channel gate: pass None there")
             fits(k, block.conv1.out_channels // self.gate_config.group_size, f"channel_keep[{i}]")
+        fitting = self.__dict__["_fitting_forcings"]
+        if len(fitting) >= FORCED_CACHE_SIZE:
+            fitting.clear()
+        fitting[id(f)] = f
 
     def gate_parameters(self) -> Iterator[nn.Parameter]:
         """The parameters of every layer and channel gate (for a separate optimizer group)."""

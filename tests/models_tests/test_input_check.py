@@ -53,3 +53,19 @@ def test_forcing_channels_of_a_block_without_a_channel_gate_is_refused():
     model = lcnas.create_model("resnet20", gating="layer").eval()
     with pytest.raises(InputError, match="block 0 has no channel gate"):
         model.forced(ForcedDecisions(channel_keep=tuple(torch.ones(4, dtype=torch.bool) for _ in range(9))))
+
+
+def test_a_fitting_forcing_is_checked_once_and_a_failing_one_every_time(monkeypatch):
+    model = lcnas.create_model("resnet20", gating="lc").eval()
+    calls = []
+    check = model._check_forcing
+    monkeypatch.setattr(model, "_check_forcing", lambda f: (calls.append(f), check(f)))
+    good = ForcedDecisions(block_run=torch.ones(9, dtype=torch.bool))
+    for _ in range(3):
+        with model.forced(good):
+            model(torch.rand(1, 3, 32, 32))
+    bad = ForcedDecisions(block_run=torch.ones(8, dtype=torch.bool))
+    for _ in range(2):
+        with pytest.raises(InputError):
+            model.forced(bad)
+    assert [c is good for c in calls] == [True, False, False]
