@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-__all__ = ["SEED_MAX", "at_least", "int_list", "name_list", "nonempty"]
+__all__ = ["SEED_MAX", "int_list", "integer", "name_list", "nonempty"]
 
 SEED_MAX = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
 
@@ -18,7 +18,7 @@ def _int(text: str, what: str) -> int:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
 
 
-def at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+def integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse ``type``: an integer >= ``minimum`` (and <= ``maximum`` when given)."""
     span = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
 

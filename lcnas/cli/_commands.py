@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..models._gates import POOLINGS
-from ._args import at_least, int_list, name_list
+from ._args import int_list, integer, name_list
 from ._format import add_format_argument, check_set, emit
 
 __all__ = ["COMMANDS"]
@@ -59,7 +59,7 @@ class Evaluate:
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
         p.add_argument("--split", choices=("test", "val"), default="test", help="which split (default: test)")
         p.add_argument("--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)")
-        p.add_argument("--batch-size", type=at_least(1), default=500, help="images per forward pass (default: 500)")
+        p.add_argument("--batch-size", type=integer(1), default=500, help="images per forward pass (default: 500)")
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
         add_format_argument(p)
 
@@ -134,17 +134,17 @@ class Profile:
         """Add ``lcnas profile``'s arguments and options to ``p``."""
         p.add_argument("--model", required=True, help="a registered model, e.g. resnet32")
         p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-        p.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: all cores)")
+        p.add_argument("--threads", type=integer(1), default=None, help="torch threads (default: all cores)")
         p.add_argument("--batch", type=int_list(1, "1,64"), default=(1,), help="comma-separated batch sizes, e.g. 1,64 (default: 1)")
-        p.add_argument("--group-size", type=at_least(1), default=4, help="channel group size; kept counts are its multiples")
+        p.add_argument("--group-size", type=integer(1), default=4, help="channel group size; kept counts are its multiples")
         p.add_argument("--hidden", type=int_list(0, "0,16"), default=(0, 16),
                        help="gate hidden widths to measure, e.g. 0,16 (default; 0: a linear gate)")
         p.add_argument("--pooling", type=name_list(POOLINGS), default=("avg",),
                        help="gate poolings to measure, comma-separated: avg, max, avgmax (default: avg)")
-        p.add_argument("--warmup", type=at_least(0), default=10, help="untimed calls before each unit is timed (default: 10)")
-        p.add_argument("--repeats", type=at_least(1), default=30, help="timed calls per unit, their median kept (default: 30)")
+        p.add_argument("--warmup", type=integer(0), default=10, help="untimed calls before each unit is timed (default: 10)")
+        p.add_argument("--repeats", type=integer(1), default=30, help="timed calls per unit, their median kept (default: 30)")
         p.add_argument("--out", type=Path, required=True, help="table file (latency_models/<device>.json)")
-        p.add_argument("--calibration-executions", type=at_least(0), default=96,
+        p.add_argument("--calibration-executions", type=integer(0), default=96,
                        help="random end-to-end executions at batch 1 the calibration line is fitted on (a third of it at larger batches; 0: none)")
         p.add_argument("--replace", action="store_true", help="replace entries the file already holds for the same keys")
         p.add_argument("--calibrate-only", action="store_true",
@@ -211,10 +211,10 @@ class Latency:
         p.add_argument("checkpoint", type=Path)
         p.add_argument("--lut", required=True, help="latency table (path or shipped name)")
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
-        p.add_argument("--images", type=at_least(1), default=200, help="test images to run (default: 200)")
-        p.add_argument("--repeats", type=at_least(1), default=10,
+        p.add_argument("--images", type=integer(1), default=200, help="test images to run (default: 200)")
+        p.add_argument("--repeats", type=integer(1), default=10,
                        help="timed rounds per image (images interleaved; each timed call paired with one of the static network; medians)")
-        p.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: the table's, so the two compare)")
+        p.add_argument("--threads", type=integer(1), default=None, help="torch threads (default: the table's, so the two compare)")
         p.add_argument("--probe", action="store_true",
                        help="first time a dozen random executions and rescale the table to this machine's current speed")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar of the timed rounds")

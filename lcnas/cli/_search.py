@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._args import SEED_MAX, at_least, nonempty
+from ._args import SEED_MAX, integer, nonempty
 from ._format import add_format_argument, check_set, emit, stdout_to_stderr
 
 __all__ = ["Search", "Retrain", "Report", "Export"]
@@ -32,7 +32,7 @@ class Search:
 
         p.add_argument("--space", default="lcnet_cifar10", help="search space: a shipped name or a YAML path (default: lcnet_cifar10)")
         p.add_argument("--backend", choices=("optuna", "ray", "nni"), default="optuna", help="search engine (default: optuna)")
-        p.add_argument("--trials", type=at_least(1), default=20, help="number of finished trials (default: 20)")
+        p.add_argument("--trials", type=integer(1), default=20, help="number of finished trials (default: 20)")
         p.add_argument("--out", type=Path, default=None, help="search folder (default: runs/search/<space name>)")
         p.add_argument("--lut", help="latency table: a file from `lcnas profile`, a shipped table's name, or 'auto' "
                                            "(the shipped table measured on this CPU)")
@@ -44,7 +44,7 @@ class Search:
         p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                        help="base training setting for every trial (repeatable), e.g. --set epochs=2 --set model=resnet32")
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
-        p.add_argument("--seed", type=at_least(0, SEED_MAX), default=None, help="sampler seed (0 to 2**32-1)")
+        p.add_argument("--seed", type=integer(0, SEED_MAX), default=None, help="sampler seed (0 to 2**32-1)")
         g = p.add_argument_group("optuna")
         g.add_argument("--storage", help="RDB URL shared by workers, e.g. postgresql://user@host/db (default: sqlite in --out)")
         g.add_argument("--study-name", type=nonempty, default="lcnas", help="study name (default: lcnas)")
@@ -54,10 +54,10 @@ class Search:
         g.add_argument("--ray-address", help="an existing Ray cluster (e.g. auto or ray://host:10001); default: a local instance")
         g.add_argument("--cpus-per-trial", type=float, default=1.0)
         g.add_argument("--gpus-per-trial", type=float, default=0.0)
-        g.add_argument("--concurrency", type=at_least(1), default=None, help="trials at once (ray, nni)")
+        g.add_argument("--concurrency", type=integer(1), default=None, help="trials at once (ray, nni)")
         g.add_argument("--resume", action="store_true", help="ray: continue an interrupted run in --out")
         g = p.add_argument_group("nni")
-        g.add_argument("--port", type=at_least(1, 65535), default=8080, help="NNI web UI port (default: 8080; NNI listens on all interfaces)")
+        g.add_argument("--port", type=integer(1, 65535), default=8080, help="NNI web UI port (default: 8080; NNI listens on all interfaces)")
         g.add_argument("--tuner", choices=("tpe", "random", "anneal", "evolution"), default="tpe", help="NNI tuner (default: tpe)")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
         add_format_argument(p)
@@ -123,7 +123,7 @@ class Retrain:
         p.add_argument("--max-latency-ms", type=float, help="budget on predicted latency")
         p.add_argument("--max-mflops", type=float, help="budget on MFLOPs per sample")
         p.add_argument("--budget-stat", choices=("mean", "p95"), default="mean")
-        p.add_argument("--epochs", type=at_least(1), default=15, help="full-schedule epochs (default: 15)")
+        p.add_argument("--epochs", type=integer(1), default=15, help="full-schedule epochs (default: 15)")
         p.add_argument("--name", type=nonempty, help="run name (default: retrain_<search name>_trial<N>)")
         p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="training setting override (repeatable)")
         p.add_argument("--data-root", help="folder holding cifar-10-batches-py")
@@ -185,7 +185,7 @@ class Report:
                             "against (comma-separated; default: every shipped static CIFAR-10 ResNet)")
         p.add_argument("--eager", default="resnet20", help="shipped static networks also timed in eager PyTorch, for reference "
                                                             "(comma-separated; '' for none)")
-        p.add_argument("--latency-images", type=at_least(1), default=200, help="test images timed at batch 1")
+        p.add_argument("--latency-images", type=integer(1), default=200, help="test images timed at batch 1")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar of the report's steps")
         add_format_argument(p)
 
