@@ -37,6 +37,7 @@ from lcnas.models import ForcedDecisions, GateConfig
 PROBE_ITERATIONS = 3000  # about 70-130 µs of interpreter work on current x86 cores
 WINDOW_S = 5  # seconds per stretch over which the mix of states is counted
 SERIES_ROWS = 600  # samples kept in the result file's series
+FAST_MARGIN = 0.15  # a probe within this fraction of the fastest probes is the fast state
 
 
 def probe_us() -> float:
@@ -71,7 +72,7 @@ def runs_s(fast: list[bool], times: list[float]) -> dict[str, float | None]:
     return {k: (statistics.median(v) if v else None) for k, v in out.items()}
 
 
-def summarize(rows: list[tuple[float, float, float, float]], fast_margin: float) -> dict:
+def summarize(rows: list[tuple[float, float, float, float]], fast_margin: float = FAST_MARGIN) -> dict:
     """State fractions, persistence, per-workload slow/fast ratios and the relative shift."""
     times = [r[0] for r in rows]
     probes = sorted(r[1] for r in rows)
@@ -106,34 +107,48 @@ def thinned(rows: list[tuple[float, float, float, float]], keep: int = SERIES_RO
     return [[round(v, 4) for v in r] for r in rows[::step]]
 
 
+def sample_host(model_name: str = "resnet20", seconds: float = 60.0, calls: int = 5) -> list[tuple[float, float, float, float]]:
+    """(t s, probe µs, empty µs, static µs) samples taken back to back for ``seconds`` with the
+    LC-gated ``model_name`` (hidden-16 gates, as the tables' calibration); :func:`summarize` reads them."""
+    with torch.no_grad():
+        model = create_model(model_name, gating="lc", gate_config=GateConfig(group_size=4, hidden=16, pooling="avg")).eval()
+        x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        blocks = len(model.blocks())
+        empty = ForcedDecisions(block_run=torch.zeros(1, blocks, dtype=torch.bool), evaluate_gates=False)
+        full = ForcedDecisions(block_run=torch.ones(1, blocks, dtype=torch.bool), evaluate_gates=False)
+        for _ in range(20):
+            sample(model, x, empty, full, 1)
+        rows: list[tuple[float, float, float, float]] = []
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            rows.append((time.perf_counter() - t0, *sample(model, x, empty, full, calls)))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="resnet20", help="registered model, LC-gated with hidden-16 gates as the tables' calibration (default: resnet20)")
+    ap.add_argument("--model", default="resnet20",
+                    help="registered model, LC-gated with hidden-16 gates as the tables' calibration (default: resnet20)")
     ap.add_argument("--seconds", type=float, default=60.0, help="how long to sample (default: 60)")
     ap.add_argument("--calls", type=int, default=5, help="calls per workload per sample, their median kept (default: 5)")
-    ap.add_argument("--fast-margin", type=float, default=0.15, help="a probe within this fraction of the fastest probes is the fast state (default: 0.15)")
+    ap.add_argument("--fast-margin", type=float, default=FAST_MARGIN,
+                    help=f"a probe within this fraction of the fastest probes is the fast state (default: {FAST_MARGIN})")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--out", required=True, help="result JSON")
     args = ap.parse_args()
     threads = use_threads(args.threads)
-    torch.set_grad_enabled(False)
-    model = create_model(args.model, gating="lc", gate_config=GateConfig(group_size=4, hidden=16, pooling="avg")).eval()
-    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    blocks = len(model.blocks())
-    empty = ForcedDecisions(block_run=torch.zeros(1, blocks, dtype=torch.bool), evaluate_gates=False)
-    full = ForcedDecisions(block_run=torch.ones(1, blocks, dtype=torch.bool), evaluate_gates=False)
-    for _ in range(20):
-        sample(model, x, empty, full, 1)
-    rows: list[tuple[float, float, float, float]] = []
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < args.seconds:
-        rows.append((time.perf_counter() - t0, *sample(model, x, empty, full, args.calls)))
+    rows = sample_host(args.model, args.seconds, args.calls)
     result = {"benchmark": "host_states", "settings": {**vars(args), "threads": threads}, **summarize(rows, args.fast_margin),
               "series": thinned(rows), "environment": environment_metadata()}
     write_json(args.out, result)
-    s = result
-    print(f"fast state {s['fast_fraction']:.0%} of {s['samples']} samples; relative shift of an empty execution "
-          f"{'n/a' if s['relative_shift'] is None else format(s['relative_shift'], '+.1%')}; can judge ±5 %: {s['can_judge_5pct']}")
+    print(verdict(result))
+
+
+def verdict(s: dict) -> str:
+    """One line: the fast state's share, the relative shift, whether ±5 % can be judged."""
+    shift = "n/a" if s["relative_shift"] is None else format(s["relative_shift"], "+.1%")
+    return (f"fast state {s['fast_fraction']:.0%} of {s['samples']} samples; relative shift of an empty execution {shift}; "
+            f"can judge ±5 %: {s['can_judge_5pct']}")
 
 
 if __name__ == "__main__":

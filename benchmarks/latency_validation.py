@@ -27,7 +27,9 @@ within it), and the ratio to the static network (``relative``: :func:`lcnas.late
 
 Repeatability: the first two passes' ratios against each other, per kind: how often two
 measurements of the same execution on this host agree within ±5 % and ±10 %. No prediction can
-be judged more finely than that; the JSON records it beside every goal.
+be judged more finely than that; the JSON records it beside every goal. Before and after the run,
+--host-seconds of benchmarks/host_states.py record the host's speed states and whether it can
+judge relative latency to ±5 % at all (``results.host_states``).
 
 Per table, batch and kind: the fraction within ±5 % and ±10 %, MAPE and Kendall's tau (over the
 kind's executions, and over all of them), and whether the goals hold: at batch 1 relative within
@@ -49,6 +51,8 @@ from dataclasses import replace
 import torch
 
 from _common import kendall_tau, median, write_json
+from host_states import sample_host, verdict
+from host_states import summarize as summarize_host
 
 from lcnas import create_model, environment_metadata, load_model
 from lcnas.latency import (
@@ -203,6 +207,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7, help="timed rounds per execution and pass (batch 64: a third)")
     ap.add_argument("--passes", type=int, default=3, help="independent measurement passes per execution, each in its own order")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the table's)")
+    ap.add_argument("--host-seconds", type=float, default=20.0,
+                    help="seconds of host-state sampling before and after (benchmarks/host_states.py; 0: none)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     global PASSES
@@ -210,6 +216,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     table = LatencyTable.load(args.lut)
     torch.set_num_threads(args.threads or int(table.device["threads"]))
+    host = {"before": summarize_host(sample_host(seconds=args.host_seconds))} if args.host_seconds > 0 else {}
     gen = torch.Generator().manual_seed(123)  # not the generator's calibration seed
     rows: list[dict] = []
     probes: dict[str, float] = {}
@@ -252,6 +259,11 @@ def main() -> None:
                                                                   for k in dict.fromkeys(r["kind"] for r in at)},
                                  "models": {m: summarize([r for r in at if r["model"] == m]) for m in dict.fromkeys(r["model"] for r in at)}}
     results["goals"] = goals(results)
+    if host:
+        host["after"] = summarize_host(sample_host(seconds=args.host_seconds))
+        results["host_states"] = host
+        for when, h in host.items():
+            print(f"host {when}: {verdict(h)}", file=sys.stderr)
     for batch in (k for k in results if k.startswith("bs")):
         for kind, s in results[batch]["kinds"].items():
             rel, tau = s["relative"], s["relative"]["kendall_tau"]
