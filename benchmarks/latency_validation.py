@@ -31,6 +31,12 @@ be judged more finely than that; the JSON records it beside every goal. Before a
 --host-seconds of benchmarks/host_states.py record the host's speed states and whether it can
 judge relative latency to ±5 % at all (``results.host_states``).
 
+In-run refit (``results.in_run_refit_bs1``): the table's calibration form fitted on a random half
+of this run's own batch-1 executions of each table model and judged on the other half. Beside the
+shipped calibration's figures it tells a wrong form (both miss) from coefficients that were right
+when fitted but not under this run's mix of host states (only the shipped one misses). The goals
+are judged on the shipped calibration.
+
 Per table, batch and kind: the fraction within ±5 % and ±10 %, MAPE and Kendall's tau (over the
 kind's executions, and over all of them), and whether the goals hold: at batch 1 relative within
 ±10 % for >= 95 % and within ±5 % for >= 80 % of every kind, Kendall's tau of the relative
@@ -55,8 +61,14 @@ from host_states import sample_host, verdict
 from host_states import summarize as summarize_host
 
 from lcnas import create_model, environment_metadata, load_model
+from lcnas.cost import describe
 from lcnas.latency import (
+    Calibration,
+    LatencyModel,
     LatencyTable,
+    Parts,
+    apply_calibration,
+    fit_calibration,
     batch_latency_ms,
     measure_paired,
     random_decisions,
@@ -109,35 +121,84 @@ def random_rows(model, name: str, kind: str, plans: list[ForcedDecisions], x: to
     """Predict and time forced executions ``plans`` (batch ``x.shape[0]``)."""
     batch = x.shape[0]
     static_ms = static_latency_ms(model, table, batch=batch)
-    predicted = []
+    predicted, parts = [], []
     for f in plans:
         with model.forced(f):
             model(x)
         if batch == 1:
             predicted.append((float(sample_latency_ms(model, table)[0]), float(relative_latency(model, table)[0])))
+            parts.append(table_parts(model, table))
         else:
             p = batch_latency_ms(model, table, batch=batch)
             predicted.append((p, p / static_ms))
+            parts.append(None)
     ms, ratio, passes = measure_passes(len(plans), lambda i: model(x), static_call(model, x), context=lambda i: model.forced(plans[i]),
                                        rounds=rounds)
     return [{"model": name, "kind": kind, "batch": batch, "predicted_ms": p, "predicted_relative": r,
-             "measured_ms": m, "measured_relative": q, "measured_relative_passes": a, "gates_evaluated": f.evaluate_gates}
-            for (p, r), m, q, a, f in zip(predicted, ms, ratio, passes, plans, strict=True)]
+             "measured_ms": m, "measured_relative": q, "measured_relative_passes": a, "gates_evaluated": f.evaluate_gates,
+             **_parts_fields(pt)}
+            for (p, r), m, q, a, f, pt in zip(predicted, ms, ratio, passes, plans, parts, strict=True)]
+
+
+def _parts_fields(parts) -> dict:
+    return {} if parts is None else {"table_model": parts[0], "parts": parts[1], "static_parts": parts[2]}
 
 
 def image_rows(model, name: str, kind: str, images: torch.Tensor, table: LatencyTable, rounds: int) -> list[dict]:
     """Predict and time a trained model's own executions on real images (batch 1)."""
-    predicted = []
+    predicted, parts = [], []
     for i in range(images.shape[0]):
         model(images[i : i + 1])
         predicted.append((float(sample_latency_ms(model, table)[0]), float(relative_latency(model, table)[0])))
+        parts.append(table_parts(model, table))
     ms, ratio, passes = measure_passes(images.shape[0], lambda i: model(images[i : i + 1]), static_call(model, images[:1]), rounds=rounds)
     return [{"model": name, "kind": kind, "batch": 1, "predicted_ms": p, "predicted_relative": r,
-             "measured_ms": m, "measured_relative": q, "measured_relative_passes": a}
-            for (p, r), m, q, a in zip(predicted, ms, ratio, passes, strict=True)]
+             "measured_ms": m, "measured_relative": q, "measured_relative_passes": a, **_parts_fields(pt)}
+            for (p, r), m, q, a, pt in zip(predicted, ms, ratio, passes, parts, strict=True)]
 
 
 PASSES = 3  # set from --passes
+
+
+def table_parts(model, table: LatencyTable) -> tuple[str, list[float], list[float]]:
+    """(the table's model name, the last trace's uncalibrated [raw, gates, weight MiB], the same of
+    the static network) at batch 1: what a calibration is fitted on, kept for the in-run refit."""
+    cost = LatencyModel(table, model=model.lcnas_spec["name"], pooling=model.gate_config.pooling, batch=1)
+    arch = describe(model)
+    t = model.last_trace
+    p = cost.parts_ms(arch, t.block_run, t.channels_kept, gates_evaluated=t.gates_evaluated)
+    ones = torch.ones(1, len(arch.blocks))
+    widths = torch.tensor([[float(b.width) for b in arch.blocks]])
+    q = cost.parts_ms(arch, ones, widths, gates_evaluated=False)
+    return cost.model, [float(p.raw_ms[0]), float(p.gates_ms[0]), float(p.weights_mib[0])], \
+        [float(q.raw_ms[0]), float(q.gates_ms[0]), float(q.weights_mib[0])]
+
+
+def in_run_refit(rows: list[dict], splits: int = 5) -> dict:
+    """Per kind, how often the table's calibration form, fitted on a random half of this run's own
+    batch-1 executions of the same table model (:func:`lcnas.latency.fit_calibration`), predicts
+    the other half's ratio to the static network within ±5 % and ±10 % (pooled over ``splits``
+    random halves). Against the shipped calibration's figures it separates the form of the model
+    from coefficients fitted at another time, under another mix of host states."""
+    hits: dict[str, list[float]] = {}
+    for name in dict.fromkeys(r["table_model"] for r in rows if "table_model" in r):
+        at = [r for r in rows if r.get("table_model") == name]
+        for k in range(splits):
+            gen = torch.Generator().manual_seed(k)
+            train = torch.rand(len(at), generator=gen) < 0.5
+            fit_rows = [r for r, t in zip(at, train.tolist(), strict=True) if t]
+            static = at[0]["static_parts"]
+            # the fit is on milliseconds at one common scale: each ratio times the static network's table sum
+            f = fit_calibration([r["parts"][0] for r in fit_rows], [r["parts"][1] for r in fit_rows],
+                                [r["measured_relative"] * static[0] for r in fit_rows], [r["parts"][2] for r in fit_rows])
+            c = Calibration(model=name, batch=1, scale=f.scale, offset_ms=f.offset_ms, executions=len(fit_rows), fit_mape=0.0,
+                            gate_scale=f.gate_scale, spill_ms_per_mib=f.spill_ms_per_mib, spill_free_mib=f.spill_free_mib)
+            base = apply_calibration(c, Parts(*static))
+            for r, t in zip(at, train.tolist(), strict=True):
+                if not t:
+                    hits.setdefault(r["kind"], []).append(apply_calibration(c, Parts(*r["parts"])) / base / r["measured_relative"] - 1)
+    return {kind: {"n": len(e), "within_5pct": sum(abs(x) <= 0.05 for x in e) / len(e), "within_10pct": sum(abs(x) <= 0.10 for x in e) / len(e)}
+            for kind, e in hits.items()}
 
 
 def _at(fn, order: list[int], j: int):
@@ -259,6 +320,9 @@ def main() -> None:
                                                                   for k in dict.fromkeys(r["kind"] for r in at)},
                                  "models": {m: summarize([r for r in at if r["model"] == m]) for m in dict.fromkeys(r["model"] for r in at)}}
     results["goals"] = goals(results)
+    results["in_run_refit_bs1"] = in_run_refit([r for r in rows if r["batch"] == 1])
+    for kind, s in results["in_run_refit_bs1"].items():
+        print(f"in-run refit {kind:10s} ±5 % {s['within_5pct']:.0%} ±10 % {s['within_10pct']:.0%}", file=sys.stderr)
     if host:
         host["after"] = summarize_host(sample_host(seconds=args.host_seconds))
         results["host_states"] = host
