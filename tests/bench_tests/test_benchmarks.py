@@ -205,3 +205,24 @@ def test_host_states_finds_the_two_states_and_the_shift_they_put_on_a_ratio():
     steady = [(i * 0.01, 75.0 + (i % 2), 20.0, 800.0) for i in range(500)]  # one state: nothing moves
     t = hs.summarize(steady, fast_margin=0.15)
     assert t["fast_fraction"] == 1.0 and t["relative_shift"] is None and t["can_judge_5pct"] is True
+
+
+def test_the_in_run_refit_recovers_a_calibration_the_shipped_one_missed():
+    lv = _script("latency_validation")
+    gen = np.random.default_rng(0)
+    # executions of one table model whose true cost is 1.2·compute + 0.9·gates + 0.01 ms
+    rows = []
+    static = [1.0, 0.0, 0.5]
+    true_static = 1.2 * 1.0 + 0.01
+    for i in range(200):
+        raw, gates = float(gen.uniform(0.05, 1.0)), float(gen.uniform(0.0, 0.05)) * (i % 2)
+        truth = 1.2 * (raw - gates) + 0.9 * gates + 0.01
+        rows.append({"table_model": "resnet20", "kind": "uniform" if i % 4 < 2 else "layers", "parts": [raw, gates, 0.1],
+                     "static_parts": static, "measured_relative": truth / true_static})
+    refit = lv.in_run_refit(rows)
+    assert set(refit) == {"uniform", "layers"}
+    assert all(s["within_5pct"] == 1.0 and s["n"] > 100 for s in refit.values())
+    # a form that cannot hold (a cost the parts do not carry) is not rescued by refitting
+    for r in rows:
+        r["measured_relative"] *= 1.0 + 0.3 * (hash(str(r["parts"])) % 2)
+    assert all(s["within_5pct"] < 0.8 for s in lv.in_run_refit(rows).values())
