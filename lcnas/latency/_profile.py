@@ -50,7 +50,6 @@ def device_metadata(device: torch.device, threads: int, argv: list[str] | None) 
             "lcnas_version": env["lcnas_version"], "date_utc": env["date_utc"], "command": env["command"]}
 
 
-@torch.no_grad()
 def _check_counts(**counts: int) -> None:
     """One clear error for a count below 1 (a batch size, repeats, ...), before anything is measured."""
     for name, value in counts.items():
@@ -58,6 +57,7 @@ def _check_counts(**counts: int) -> None:
             raise ConfigError(f"{name} must be >= 1, got {value}")
 
 
+@torch.no_grad()
 def profile_model(
     model_name: str,
     *,

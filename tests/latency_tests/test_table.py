@@ -489,3 +489,13 @@ def test_only_calibrations_fitted_on_per_image_sums_predict_batches_that_way():
 def test_the_generator_refuses_bad_counts_before_measuring(kwargs, says):
     with pytest.raises(ConfigError, match=says):
         profile_model("resnet20", progress=False, **kwargs)
+
+
+def test_the_generator_measures_without_autograd(monkeypatch):
+    import lcnas.latency._profile as prof
+
+    seen = []
+    real = prof.create_model
+    monkeypatch.setattr(prof, "create_model", lambda *a, **k: (seen.append(torch.is_grad_enabled()), real(*a, **k))[1])
+    profile_model("resnet8", repeats=1, warmup=0, hiddens=(16,), calibration_executions=0, progress=False)
+    assert seen and not any(seen)
