@@ -214,7 +214,10 @@ class LatencyTable:
         return write_json(path, self.to_dict())
 
     def merged(self, other: LatencyTable) -> LatencyTable:
-        """This table plus ``other``'s entries (``other`` wins on equal keys); devices must match."""
+        """This table plus ``other``'s entries (``other`` wins on equal keys); devices must match.
+
+        The measurement metadata is merged too: a re-profile of batch 1 keeps what the table says
+        of its other batches (their engine decides how the predictor sums them)."""
         if other.device.get("name") != self.device.get("name") or other.device.get("threads") != self.device.get("threads"):
             raise LatencyTableError(f"cannot merge tables of different devices: {self.device.get('name')}/{self.device.get('threads')} "
                                     f"vs {other.device.get('name')}/{other.device.get('threads')}")
@@ -222,8 +225,8 @@ class LatencyTable:
         index.update({e.key: e for e in other.entries})
         cal = {(c.model, c.batch): c for c in self.calibration}
         cal.update({(c.model, c.batch): c for c in other.calibration})
-        return LatencyTable(device=other.device, measurement=other.measurement, entries=tuple(index.values()), source=self.source,
-                            calibration=tuple(cal.values()))
+        return LatencyTable(device=other.device, measurement=_merged_measurement(self.measurement, other.measurement),
+                            entries=tuple(index.values()), source=self.source, calibration=tuple(cal.values()))
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<memory>") -> LatencyTable:
@@ -357,3 +360,17 @@ def _resolve(path: str | os.PathLike[str]) -> Path:
     except ModuleNotFoundError:
         return p
     return shipped if shipped.exists() else p
+
+
+def _merged_measurement(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new``'s measurement metadata over ``old``'s, the per-batch and per-model fields merged key
+    by key and the batch sizes united."""
+    out = {**old, **new}
+    for key in ("engine", "recalibrated_utc"):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out[key] = {**a, **b}
+    a, b = old.get("batch_sizes"), new.get("batch_sizes")
+    if isinstance(a, list) and isinstance(b, list):
+        out["batch_sizes"] = sorted({int(x) for x in a + b if isinstance(x, int)})
+    return out

@@ -499,3 +499,16 @@ def test_the_generator_measures_without_autograd(monkeypatch):
     monkeypatch.setattr(prof, "create_model", lambda *a, **k: (seen.append(torch.is_grad_enabled()), real(*a, **k))[1])
     profile_model("resnet8", repeats=1, warmup=0, hiddens=(16,), calibration_executions=0, progress=False)
     assert seen and not any(seen)
+
+
+def test_merging_a_batch_1_profile_keeps_what_the_table_says_of_other_batches(tiny_table):
+    # Re-profiling batch 1 into a table of batches 1 and 8 must not drop batch 8's engine: the
+    # predictor reads it to sum each image's batch-1 entries on the one-image-per-thread engine.
+    again = LatencyTable(device=tiny_table.device, entries=tuple(e for e in tiny_table.entries if e.batch == 1),
+                         measurement={**tiny_table.measurement, "batch_sizes": [1], "engine": {"1": tiny_table.measurement["engine"]["1"]},
+                                      "recalibrated_utc": {"resnet20": "later"}})
+    merged = tiny_table.merged(again)
+    assert merged.measurement["engine"] == tiny_table.measurement["engine"]
+    assert merged.measurement["batch_sizes"] == [1, 8]
+    assert merged.measurement["recalibrated_utc"]["resnet20"] == "later"
+    assert merged.batches("resnet20") == [1, 8]
