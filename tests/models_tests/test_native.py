@@ -370,15 +370,16 @@ def test_native_batch_does_not_depend_on_the_thread_count(kernel):
     assert torch.equal(outs[0], outs[1])
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet32"])
-def test_batch_1_team_of_threads_equals_one_thread(kernel, name):
+@pytest.mark.parametrize(("name", "pooling"), [("resnet20", "avg"), ("resnet32", "avg"), ("resnet20", "max"), ("resnet20", "avgmax")])
+def test_batch_1_team_of_threads_equals_one_thread(kernel, name, pooling):
     # On several threads a batch-1 pass runs as one team (every thread the whole pass, each conv's
     # rows split, shared buffers): gates evaluated (skips, kept sets, scales, skipped downsampling
     # blocks) and forced decisions give bit-identical logits, traces and FLOPs on 1 and 2 threads,
     # and the packed network's single-block call matches too. Three threads (over this machine's
     # cores or not) split rows unevenly (32 as 10 / 11 / 11), so the narrow kernel's P-row edge
-    # groups, counted from each band's first row, end short of P inside a band.
-    model = _gated(name)
+    # groups, counted from each band's first row, end short of P inside a band, and each thread
+    # pools a different number of rows for the gates and the head (summed row by row on any count).
+    model = _gated(name, pooling=pooling)
     nb = len(model.blocks())
     gen = torch.Generator().manual_seed(5)
     xs = torch.rand(6, 3, 32, 32, generator=gen)
