@@ -211,7 +211,7 @@ void pool_kind(const float* x, int hw, int c, float* v) {
 // wrote (team_rows' share of the conv that made x) into the shared Work and, after one barrier,
 // combines every row: a few hundred bytes from the other cores. Each thread pooling the whole
 // activation read the others' rows from their cores' caches: on 2 threads (Zen 4) that made a
-// gate cost 3-11 us inside the pass against ~1 us on 1 thread. Two buffers alternate: a thread
+// gate cost 2-8 us inside the pass against ~1 us on 1 thread. Two buffers alternate: a thread
 // writes one again only after the barrier of the other, which every thread reaches after reading
 // the first.
 void pool_rows(const Team& t, const float* x, int h, int w, int c, int kind, float* v) {

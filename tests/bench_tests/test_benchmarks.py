@@ -226,3 +226,18 @@ def test_the_in_run_refit_recovers_a_calibration_the_shipped_one_missed():
     for r in rows:
         r["measured_relative"] *= 1.0 + 0.3 * (hash(str(r["parts"])) % 2)
     assert all(s["within_5pct"] < 0.8 for s in lv.in_run_refit(rows).values())
+
+
+def test_gate_cost_counts_the_gates_and_times_a_pass_with_them_against_one_without():
+    gate_cost = _script("gate_cost")
+    import lcnas
+    from lcnas.models import GateConfig
+
+    model = lcnas.create_model("resnet20", gating="lc", gate_config=GateConfig(stages=(2, 3))).eval()
+    assert gate_cost.gate_count(model) == 2 * 6  # a layer and a channel gate on each of stages 2 and 3's blocks
+    calls = []
+    diff, base = gate_cost.paired_difference_us(lambda: calls.append("g"), lambda: calls.append("b"), 4)
+    assert calls == ["g", "b", "b", "g", "g", "b", "b", "g"]  # alternating which goes first
+    assert base >= 0.0 and isinstance(diff, float)
+    r = gate_cost.measure(model, 1, rounds=1, pairs=2)
+    assert r["gates"] == 12 and len(r["gates_us_per_round"]) == 1 and r["static_pass_us"] > 0
