@@ -225,8 +225,13 @@ class LatencyTable:
         index.update({e.key: e for e in other.entries})
         cal = {(c.model, c.batch): c for c in self.calibration}
         cal.update({(c.model, c.batch): c for c in other.calibration})
-        return LatencyTable(device=other.device, measurement=_merged_measurement(self.measurement, other.measurement),
-                            entries=tuple(index.values()), source=self.source, calibration=tuple(cal.values()))
+        measurement = _merged_measurement(self.measurement, other.measurement)
+        stamps = measurement.get("recalibrated_utc")
+        if isinstance(stamps, dict):  # a model calibrated afresh by ``other``'s profile was not recalibrated since
+            fresh = {c.model for c in other.calibration} - set(other.measurement.get("recalibrated_utc") or {})
+            measurement["recalibrated_utc"] = {m: t for m, t in stamps.items() if m not in fresh}
+        return LatencyTable(device=other.device, measurement=measurement, entries=tuple(index.values()), source=self.source,
+                            calibration=tuple(cal.values()))
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<memory>") -> LatencyTable:

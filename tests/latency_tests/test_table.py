@@ -512,3 +512,7 @@ def test_merging_a_batch_1_profile_keeps_what_the_table_says_of_other_batches(ti
     assert merged.measurement["batch_sizes"] == [1, 8]
     assert merged.measurement["recalibrated_utc"]["resnet20"] == "later"
     assert merged.batches("resnet20") == [1, 8]
+    # a fresh profile's own calibration was not "recalibrated": its model's old stamp goes
+    stamped = LatencyTable(device=tiny_table.device, entries=tiny_table.entries, calibration=tiny_table.calibration,
+                           measurement={**tiny_table.measurement, "recalibrated_utc": {"resnet20": "then", "resnet32": "then"}})
+    assert stamped.merged(tiny_table).measurement["recalibrated_utc"] == {"resnet32": "then"}
