@@ -65,8 +65,8 @@ def measure(model, threads: int, rounds: int, pairs: int) -> dict:
         run(gated)
         run(bypassed)
     per_round = [paired_difference_us(lambda: run(gated), lambda: run(bypassed), pairs) for _ in range(rounds)]
-    gates_us = statistics.median(r[0] for r in per_round)
-    return {"threads": threads, "gates": gate_count(model), "gates_us": gates_us, "per_gate_us": gates_us / max(1, gate_count(model)),
+    gates_us, gates = statistics.median(r[0] for r in per_round), gate_count(model)
+    return {"threads": threads, "gates": gates, "gates_us": gates_us, "per_gate_us": gates_us / max(1, gates),
             "static_pass_us": statistics.median(r[1] for r in per_round), "gates_us_per_round": [r[0] for r in per_round]}
 
 

@@ -63,7 +63,6 @@ from host_states import summarize as summarize_host
 from lcnas import create_model, environment_metadata, load_model
 from lcnas.cost import describe
 from lcnas.latency import (
-    Calibration,
     LatencyModel,
     LatencyTable,
     Parts,
@@ -121,13 +120,14 @@ def random_rows(model, name: str, kind: str, plans: list[ForcedDecisions], x: to
     """Predict and time forced executions ``plans`` (batch ``x.shape[0]``)."""
     batch = x.shape[0]
     static_ms = static_latency_ms(model, table, batch=batch)
+    traced = table_parts(model, table) if batch == 1 else None
     predicted, parts = [], []
     for f in plans:
         with model.forced(f):
             model(x)
-        if batch == 1:
+        if traced is not None:
             predicted.append((float(sample_latency_ms(model, table)[0]), float(relative_latency(model, table)[0])))
-            parts.append(table_parts(model, table))
+            parts.append(traced())
         else:
             p = batch_latency_ms(model, table, batch=batch)
             predicted.append((p, p / static_ms))
@@ -146,11 +146,12 @@ def _parts_fields(parts) -> dict:
 
 def image_rows(model, name: str, kind: str, images: torch.Tensor, table: LatencyTable, rounds: int) -> list[dict]:
     """Predict and time a trained model's own executions on real images (batch 1)."""
+    traced = table_parts(model, table)
     predicted, parts = [], []
     for i in range(images.shape[0]):
         model(images[i : i + 1])
         predicted.append((float(sample_latency_ms(model, table)[0]), float(relative_latency(model, table)[0])))
-        parts.append(table_parts(model, table))
+        parts.append(traced())
     ms, ratio, passes = measure_passes(images.shape[0], lambda i: model(images[i : i + 1]), static_call(model, images[:1]), rounds=rounds)
     return [{"model": name, "kind": kind, "batch": 1, "predicted_ms": p, "predicted_relative": r,
              "measured_ms": m, "measured_relative": q, "measured_relative_passes": a, **_parts_fields(pt)}
@@ -160,18 +161,23 @@ def image_rows(model, name: str, kind: str, images: torch.Tensor, table: Latency
 PASSES = 3  # set from --passes
 
 
-def table_parts(model, table: LatencyTable) -> tuple[str, list[float], list[float]]:
-    """(the table's model name, the last trace's uncalibrated [raw, gates, weight MiB], the same of
-    the static network) at batch 1: what a calibration is fitted on, kept for the in-run refit."""
+def table_parts(model, table: LatencyTable) -> Callable[[], tuple[str, list[float], list[float]]]:
+    """For ``model`` at batch 1, a function of no arguments giving (the table's model name, the last
+    trace's uncalibrated [raw, gates, weight MiB], the same of the static network): what a
+    calibration is fitted on, kept for the in-run refit. The static network's parts are walked once."""
     cost = LatencyModel(table, model=model.lcnas_spec["name"], pooling=model.gate_config.pooling, batch=1)
     arch = describe(model)
-    t = model.last_trace
-    p = cost.parts_ms(arch, t.block_run, t.channels_kept, gates_evaluated=t.gates_evaluated)
-    ones = torch.ones(1, len(arch.blocks))
-    widths = torch.tensor([[float(b.width) for b in arch.blocks]])
-    q = cost.parts_ms(arch, ones, widths, gates_evaluated=False)
-    return cost.model, [float(p.raw_ms[0]), float(p.gates_ms[0]), float(p.weights_mib[0])], \
-        [float(q.raw_ms[0]), float(q.gates_ms[0]), float(q.weights_mib[0])]
+    static = _first(cost.static_parts(arch))
+
+    def last_trace() -> tuple[str, list[float], list[float]]:
+        t = model.last_trace
+        return cost.model, _first(cost.parts_ms(arch, t.block_run, t.channels_kept, gates_evaluated=t.gates_evaluated)), static
+    return last_trace
+
+
+def _first(p: Parts) -> list[float]:
+    """[raw, gates, weight MiB] of the first sample of per-sample :class:`Parts`."""
+    return [float(p.raw_ms[0]), float(p.gates_ms[0]), float(p.weights_mib[0])]
 
 
 def in_run_refit(rows: list[dict], splits: int = 5) -> dict:
@@ -191,8 +197,7 @@ def in_run_refit(rows: list[dict], splits: int = 5) -> dict:
             # the fit is on milliseconds at one common scale: each ratio times the static network's table sum
             f = fit_calibration([r["parts"][0] for r in fit_rows], [r["parts"][1] for r in fit_rows],
                                 [r["measured_relative"] * static[0] for r in fit_rows], [r["parts"][2] for r in fit_rows])
-            c = Calibration(model=name, batch=1, scale=f.scale, offset_ms=f.offset_ms, executions=len(fit_rows), fit_mape=0.0,
-                            gate_scale=f.gate_scale, spill_ms_per_mib=f.spill_ms_per_mib, spill_free_mib=f.spill_free_mib)
+            c = f.as_calibration(name, 1, len(fit_rows))
             base = apply_calibration(c, Parts(*static))
             for r, t in zip(at, train.tolist(), strict=True):
                 if not t:

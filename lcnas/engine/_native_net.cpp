@@ -207,13 +207,13 @@ void pool_kind(const float* x, int hw, int c, float* v) {
 // A gate's (and the head's) pooling of an h x w x c NHWC activation into this thread's v (avg into
 // v[0, c), max into v[c, 2c) for avgmax, else v[0, c)), summed in one order on any number of
 // threads: each image row's pixels, then the rows in order, so that a pass makes the same
-// decisions on 1, 2 or 3 threads. In a team each thread pools the rows it
-// wrote (team_rows' share of the conv that made x) into the shared Work and, after one barrier,
-// combines every row: h vectors of c floats (2 KB on CIFAR ResNets), half of them from the other cores. Each thread pooling the whole
-// activation read the others' rows from their cores' caches: on 2 threads (Zen 4) that made a
-// gate cost 2-8 us inside the pass against ~1 us on 1 thread. Two buffers alternate: a thread
-// writes one again only after the barrier of the other, which every thread reaches after reading
-// the first.
+// decisions on 1, 2 or 3 threads. In a team each thread pools the rows it wrote (team_rows' share
+// of the conv that made x) into the shared Work and, after one barrier, combines every row: h
+// vectors of c floats (2 KB on CIFAR ResNets), half of them from the other cores. Each thread
+// pooling the whole activation read the others' rows from their cores' caches: on 2 threads
+// (Zen 4) that made a gate cost 2-8 us inside the pass against ~1 us on 1 thread. Two buffers
+// alternate: a thread writes one again only after the barrier of the other, which every thread
+// reaches after reading the first.
 void pool_rows(const Team& t, const float* x, int h, int w, int c, int kind, float* v) {
     Work& sh = *t.shared;
     const int width = kind == 2 ? 2 * c : c;

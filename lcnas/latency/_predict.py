@@ -67,12 +67,16 @@ class LatencyModel:
     def static_ms(self, arch: ArchSpec) -> float:
         """Calibrated latency of the static network: every block at full width, no gates. The
         denominator of relative predictions (:func:`relative_latency`)."""
-        ones = torch.ones(1, len(arch.blocks))
-        widths = torch.tensor([[float(b.width) for b in arch.blocks]])
         if self.batch == 1:
-            return float(self.latency_ms(arch, ones, widths, gates_evaluated=False)[0])
+            return float(self.calibrated(self.static_parts(arch))[0])
+        ones, widths = _all_on(arch)
         run, kept = ones.expand(self.batch, -1).bool(), widths.expand(self.batch, -1)
         return float(self.calibrated(_batch_parts(self, arch, run, kept, None, gates_evaluated=False)))
+
+    def static_parts(self, arch: ArchSpec) -> Parts:
+        """:class:`Parts` of the static network at batch 1 (one sample), uncalibrated."""
+        ones, widths = _all_on(arch)
+        return self.parts_ms(arch, ones, widths, gates_evaluated=False)
 
     def _ms(self, unit: str, shape: str = "", kept: int = 0) -> float:
         return self.table.latency_ms(self.model, unit, shape, kept, self.batch)
@@ -174,6 +178,11 @@ class LatencyModel:
         if self._single is None:
             self._single = LatencyModel(self.table, model=self.model, pooling=self.pooling, batch=1)
         return self._single
+
+
+def _all_on(arch: ArchSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """(block_run, kept channels) of one sample running every block at full width."""
+    return torch.ones(1, len(arch.blocks)), torch.tensor([[float(b.width) for b in arch.blocks]])
 
 
 def apply_calibration(c: Calibration, parts: Parts):

@@ -29,7 +29,7 @@ from ..cost import describe
 from ..errors import ConfigError
 from ..models import ForcedDecisions, GateConfig, create_model, native_status
 from ._keys import block_key, gate_key
-from ._table import LatencyEntry, LatencyTable
+from ._table import Calibration, LatencyEntry, LatencyTable
 from ._timing import Timing, measure, measure_difference, measure_interleaved, measure_paired
 
 __all__ = ["CalibrationFit", "profile_model", "device_metadata", "random_decisions", "random_plans", "calibrate", "recalibrate",
@@ -371,7 +371,6 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, repeat
     the quantity validation judges (±10 %), so cheap executions weigh as much as expensive ones.
     """
     from ._predict import _latency_model, batch_parts_ms
-    from ._table import Calibration
 
     gen = torch.Generator().manual_seed(seed + batch)
     name = model.lcnas_spec["name"]
@@ -394,10 +393,7 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, repeat
     measured = _paired_ms(model, x, plans, arch, rounds=repeats, device=device, warm=3 if batch == 1 else 1)
     raw, gates, weights, sets, regather = (list(v) for v in zip(*parts, strict=True))
     fit = fit_calibration(raw, gates, measured, weights, sets, regather)
-    cal = Calibration(model=name, batch=batch, scale=fit.scale, offset_ms=fit.offset_ms, executions=executions, fit_mape=0.0,
-                      gate_scale=fit.gate_scale, spill_ms_per_mib=fit.spill_ms_per_mib, spill_free_mib=fit.spill_free_mib,
-                      set_ms=fit.set_ms, regather_ms_per_mib=fit.regather_ms_per_mib,
-                      per_image_sums=cost.per_image_sums and 1 in table.batches(name))
+    cal = fit.as_calibration(name, batch, executions, per_image_sums=cost.per_image_sums and 1 in table.batches(name))
     from ._predict import Parts, apply_calibration
 
     predicted = [apply_calibration(cal, Parts(*p)) for p in parts]
@@ -431,6 +427,14 @@ class CalibrationFit(NamedTuple):
     spill_free_mib: float = 0.0
     set_ms: float = 0.0
     regather_ms_per_mib: float = 0.0
+
+    def as_calibration(self, model: str, batch: int, executions: int, *, fit_mape: float = 0.0,
+                       per_image_sums: bool = False) -> Calibration:
+        """These coefficients as ``model``'s :class:`lcnas.latency.Calibration` at ``batch``, fitted on ``executions``."""
+        return Calibration(model=model, batch=batch, scale=self.scale, offset_ms=self.offset_ms, executions=executions,
+                           fit_mape=fit_mape, gate_scale=self.gate_scale, spill_ms_per_mib=self.spill_ms_per_mib,
+                           spill_free_mib=self.spill_free_mib, set_ms=self.set_ms, regather_ms_per_mib=self.regather_ms_per_mib,
+                           per_image_sums=per_image_sums)
 
 
 def fit_calibration(raw: list[float], gates: list[float], measured: list[float], weights_mib: list[float] | None = None,
