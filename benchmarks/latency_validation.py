@@ -16,20 +16,27 @@ batches (probabilities shared by a batch, so batches range from nearly empty to 
 
 Timing: executions interleaved over --rounds rounds; in each round an execution's timed call is
 paired with a timed call of the same model forced static (every block at full width, no gates),
-each after untimed calls of the same path (:func:`lcnas.latency.measure_paired`). That is one
-pass; every execution is measured in --passes independent passes, each in its own shuffled
-order. Measured: the median ms, and the median over the passes of each pass's median ratio of
-execution ÷ static (a shared host's drift hits both sides of a pair alike). Predicted: ms from
-the table as shipped (``raw``), ms rescaled by probes taken just before and just after each model
-and kind (``probed``: :func:`lcnas.latency.speed_factor`, about a second of random executions
-each, their geometric mean: the measurement they bracket spans a minute of a host that drifts
-within it), and the ratio to the static network (``relative``: :func:`lcnas.latency.relative_latency`).
+each after untimed calls of the same path (:func:`lcnas.latency.measure_paired`). Every execution
+is measured in --passes passes; a pass sweeps over every model and kind, each in its own shuffled
+order, so an execution's measurements lie minutes apart and a stretch of the host's time in one
+speed state lands on one pass of every kind rather than on all of one kind's. Measured: the median
+ms, and the median over the passes of each pass's median ratio of execution ÷ static (a shared
+host's drift hits both sides of a pair alike). Predicted: ms from the table as shipped (``raw``),
+ms rescaled by probes taken just before and just after each model and kind in each pass
+(``probed``: :func:`lcnas.latency.speed_factor`, about a second of random executions each, the
+median over the passes of their geometric mean), and the ratio to the static network
+(``relative``: :func:`lcnas.latency.relative_latency`).
 
 Repeatability: the first two passes' ratios against each other, per kind: how often two
 measurements of the same execution on this host agree within ±5 % and ±10 %. No prediction can
 be judged more finely than that; the JSON records it beside every goal. Before and after the run,
 --host-seconds of benchmarks/host_states.py record the host's speed states and whether it can
 judge relative latency to ±5 % at all (``results.host_states``).
+
+Comparing tables (--compare): other tables' relative predictions of the very same executions,
+judged on the same measurements (``relative_compared`` beside each kind's figures). A host whose
+states move relative latency between runs cannot compare two tables in two runs; in one run the
+measurements, and the host states behind them, are the same for both.
 
 In-run refit (``results.in_run_refit_bs1``): the table's calibration form fitted on a random half
 of this run's own batch-1 executions of each table model and judged on the other half. Beside the
@@ -51,8 +58,9 @@ import contextlib
 import statistics
 import sys
 from collections.abc import Callable
-from functools import partial
 from dataclasses import replace
+from functools import partial
+from typing import NamedTuple
 
 import torch
 
@@ -67,8 +75,8 @@ from lcnas.latency import (
     LatencyTable,
     Parts,
     apply_calibration,
-    fit_calibration,
     batch_latency_ms,
+    fit_calibration,
     measure_paired,
     random_decisions,
     relative_latency,
@@ -116,15 +124,30 @@ def static_call(model, x: torch.Tensor) -> Callable[[], object]:
     return run
 
 
-def random_rows(model, name: str, kind: str, plans: list[ForcedDecisions], x: torch.Tensor, table: LatencyTable, rounds: int) -> list[dict]:
-    """Predict and time forced executions ``plans`` (batch ``x.shape[0]``)."""
+class Job(NamedTuple):
+    """One model's executions of one kind: predicted up front, timed in every pass (:func:`run_jobs`)."""
+
+    key: str
+    rows: list[dict]  # the predictions, one row per execution
+    call: Callable[[int], object]  # runs execution i
+    reference: Callable[[], object]  # the static network
+    context: Callable[[int], contextlib.AbstractContextManager] | None
+    rounds: int
+    probe: Callable[[], float]  # the model's speed now (measured ÷ predicted)
+
+
+def random_job(model, name: str, kind: str, plans: list[ForcedDecisions], x: torch.Tensor, table: LatencyTable, rounds: int,
+               probe: Callable[[], float], others: dict[str, LatencyTable] | None = None) -> Job:
+    """Predict forced executions ``plans`` (batch ``x.shape[0]``); their timing, a :class:`Job`.
+    ``others``: tables compared on the same measurements (their relative predictions kept too)."""
     batch = x.shape[0]
     static_ms = static_latency_ms(model, table, batch=batch)
     traced = table_parts(model, table) if batch == 1 else None
-    predicted, parts = [], []
+    predicted, parts, compared = [], [], []
     for f in plans:
         with model.forced(f):
             model(x)
+        compared.append(_compared(model, others or {}, batch))
         if traced is not None:
             predicted.append((float(sample_latency_ms(model, table)[0]), float(relative_latency(model, table)[0])))
             parts.append(traced())
@@ -132,33 +155,37 @@ def random_rows(model, name: str, kind: str, plans: list[ForcedDecisions], x: to
             p = batch_latency_ms(model, table, batch=batch)
             predicted.append((p, p / static_ms))
             parts.append(None)
-    ms, ratio, passes = measure_passes(len(plans), lambda i: model(x), static_call(model, x), context=lambda i: model.forced(plans[i]),
-                                       rounds=rounds)
-    return [{"model": name, "kind": kind, "batch": batch, "predicted_ms": p, "predicted_relative": r,
-             "measured_ms": m, "measured_relative": q, "measured_relative_passes": a, "gates_evaluated": f.evaluate_gates,
-             **_parts_fields(pt)}
-            for (p, r), m, q, a, f, pt in zip(predicted, ms, ratio, passes, plans, parts, strict=True)]
+    rows = [{"model": name, "kind": kind, "batch": batch, "predicted_ms": p, "predicted_relative": r, "gates_evaluated": f.evaluate_gates,
+             **_parts_fields(pt), **c} for (p, r), f, pt, c in zip(predicted, plans, parts, compared, strict=True)]
+    key = f"{name} {kind}" + (f" batch {batch}" if batch > 1 else "")
+    return Job(key, rows, lambda i: model(x), static_call(model, x), lambda i: model.forced(plans[i]), rounds, probe)
+
+
+def _compared(model, others: dict[str, LatencyTable], batch: int) -> dict:
+    """The last trace's relative prediction by each of ``others`` (``predicted_relative_compared``)."""
+    if not others:
+        return {}
+    if batch == 1:
+        return {"predicted_relative_compared": {k: float(relative_latency(model, t)[0]) for k, t in others.items()}}
+    return {"predicted_relative_compared": {k: batch_latency_ms(model, t, batch=batch) / static_latency_ms(model, t, batch=batch)
+                                            for k, t in others.items()}}
 
 
 def _parts_fields(parts) -> dict:
     return {} if parts is None else {"table_model": parts[0], "parts": parts[1], "static_parts": parts[2]}
 
 
-def image_rows(model, name: str, kind: str, images: torch.Tensor, table: LatencyTable, rounds: int) -> list[dict]:
-    """Predict and time a trained model's own executions on real images (batch 1)."""
+def image_job(model, name: str, kind: str, images: torch.Tensor, table: LatencyTable, rounds: int, probe: Callable[[], float],
+              key: str, others: dict[str, LatencyTable] | None = None) -> Job:
+    """Predict a trained model's own executions on real images (batch 1); their timing, a :class:`Job`."""
     traced = table_parts(model, table)
-    predicted, parts = [], []
+    rows = []
     for i in range(images.shape[0]):
         model(images[i : i + 1])
-        predicted.append((float(sample_latency_ms(model, table)[0]), float(relative_latency(model, table)[0])))
-        parts.append(traced())
-    ms, ratio, passes = measure_passes(images.shape[0], lambda i: model(images[i : i + 1]), static_call(model, images[:1]), rounds=rounds)
-    return [{"model": name, "kind": kind, "batch": 1, "predicted_ms": p, "predicted_relative": r,
-             "measured_ms": m, "measured_relative": q, "measured_relative_passes": a, **_parts_fields(pt)}
-            for (p, r), m, q, a, pt in zip(predicted, ms, ratio, passes, parts, strict=True)]
-
-
-PASSES = 3  # set from --passes
+        rows.append({"model": name, "kind": kind, "batch": 1, "predicted_ms": float(sample_latency_ms(model, table)[0]),
+                     "predicted_relative": float(relative_latency(model, table)[0]), **_parts_fields(traced()),
+                     **_compared(model, others or {}, 1)})
+    return Job(key, rows, lambda i: model(images[i : i + 1]), static_call(model, images[:1]), None, rounds, probe)
 
 
 def table_parts(model, table: LatencyTable) -> Callable[[], tuple[str, list[float], list[float]]]:
@@ -210,33 +237,45 @@ def _at(fn, order: list[int], j: int):
     return fn(order[j])
 
 
-def bracketed(probe: Callable[[], float], measure: Callable[[], list[dict]], probes: dict, key: str) -> list[dict]:
-    """``measure()``'s rows with ``predicted_probed_ms``: their ``predicted_ms`` times the geometric
-    mean of a probe taken just before and one just after (both recorded in ``probes[key]``)."""
-    before = probe()
-    rows = measure()
-    after = probe()
-    probes[key] = [before, after]
-    speed = (before * after) ** 0.5
-    return [{**r, "predicted_probed_ms": r["predicted_ms"] * speed} for r in rows]
+def run_jobs(jobs: list[Job], passes: int, *, seed: int = 7919, log: Callable[[str], object] | None = None) -> tuple[list[dict], dict]:
+    """Every job's rows with their measurements, and each job's probes.
 
+    ``passes`` sweeps over all the jobs, one after another; in each, every job's executions are
+    timed in their own shuffled order (:func:`lcnas.latency.measure_paired`), between a probe just
+    before and one just after. An execution's three figures are thus taken minutes apart: a stretch
+    of the host's time in one state lands on one pass of every kind rather than on every pass of
+    one kind, where it would read as that kind's error.
 
-def measure_passes(n: int, call, reference, *, context=None, rounds: int) -> tuple[list[float], list[float], list[list[float]]]:
-    """(median ms, median ratio to ``reference``, each pass's ratio) of ``n`` executions measured in
-    :data:`PASSES` independent passes of :func:`lcnas.latency.measure_paired`, each pass in its own
-    shuffled order: an execution's figure then leans on no one stretch of the host's time nor on
-    its neighbours in the order."""
-    gen = torch.Generator().manual_seed(n * 7919 + rounds)
-    ms: list[list[float]] = [[] for _ in range(n)]
-    ratios: list[list[float]] = [[] for _ in range(n)]
-    enter = context or (lambda i: contextlib.nullcontext())
-    for _ in range(PASSES):
-        order = torch.randperm(n, generator=gen).tolist()
-        m, r = measure_paired(n, partial(_at, call, order), reference, context=partial(_at, enter, order), rounds=rounds)
-        for j, i in enumerate(order):
-            ms[i].append(m[j])
-            ratios[i].append(r[j])
-    return [median(v) for v in ms], [median(v) for v in ratios], ratios
+    Per execution: ``measured_ms`` and ``measured_relative``, the medians over the passes of each
+    pass's median ms and median ratio to the static network; ``measured_relative_passes``, each
+    pass's ratio; ``predicted_probed_ms``, ``predicted_ms`` times the median over the passes of the
+    geometric mean of the probes bracketing the pass.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    ms = {j.key: [[] for _ in j.rows] for j in jobs}
+    ratios = {j.key: [[] for _ in j.rows] for j in jobs}
+    probes: dict[str, list[float]] = {j.key: [] for j in jobs}
+    for p in range(passes):
+        for job in jobs:
+            n = len(job.rows)
+            order = torch.randperm(n, generator=gen).tolist()
+            enter = job.context or (lambda i: contextlib.nullcontext())
+            before = job.probe()
+            m, r = measure_paired(n, partial(_at, job.call, order), job.reference, context=partial(_at, enter, order), rounds=job.rounds)
+            probes[job.key] += [before, job.probe()]
+            for k, i in enumerate(order):
+                ms[job.key][i].append(m[k])
+                ratios[job.key][i].append(r[k])
+            if log is not None:
+                log(f"pass {p + 1}/{passes} {job.key}")
+    rows = []
+    for job in jobs:
+        pairs = probes[job.key]
+        speed = median([(a * b) ** 0.5 for a, b in zip(pairs[::2], pairs[1::2], strict=True)])
+        rows += [{**row, "measured_ms": median(m), "measured_relative": median(q), "measured_relative_passes": q,
+                  "predicted_probed_ms": row["predicted_ms"] * speed}
+                 for row, m, q in zip(job.rows, ms[job.key], ratios[job.key], strict=True)]
+    return rows, probes
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -247,6 +286,11 @@ def summarize(rows: list[dict]) -> dict:
         err = [a / b - 1 for a, b in pairs]
         out["repeatability"] = {"within_5pct": sum(abs(e) <= 0.05 for e in err) / len(err),
                                 "within_10pct": sum(abs(e) <= 0.10 for e in err) / len(err), "mape": statistics.fmean(abs(e) for e in err)}
+    for other in dict.fromkeys(k for r in rows for k in r.get("predicted_relative_compared", {})):
+        err = [r["predicted_relative_compared"][other] / r["measured_relative"] - 1 for r in rows]
+        out.setdefault("relative_compared", {})[other] = {"within_5pct": sum(abs(e) <= 0.05 for e in err) / len(err),
+                                                          "within_10pct": sum(abs(e) <= 0.10 for e in err) / len(err),
+                                                          "mape": statistics.fmean(abs(e) for e in err)}
     for label, pred, meas in (("raw", "predicted_ms", "measured_ms"), ("probed", "predicted_probed_ms", "measured_ms"),
                               ("relative", "predicted_relative", "measured_relative")):
         p = [r[pred] for r in rows]
@@ -261,6 +305,8 @@ def summarize(rows: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lut", required=True, help="latency table file or shipped name")
+    ap.add_argument("--compare", default="", help="other tables (comma-separated files or shipped names) whose relative predictions "
+                                                  "are judged on the same measurements (results.*.relative_compared)")
     ap.add_argument("--models", default="resnet20,resnet32,resnet56", help="backbones of the random kinds")
     ap.add_argument("--kinds", default="uniform,per_stage,layers,channels", help="random kinds at batch 1")
     ap.add_argument("--samples", type=int, default=40, help="batch-1 executions per model and random kind")
@@ -277,47 +323,41 @@ def main() -> None:
                     help="seconds of host-state sampling before and after (benchmarks/host_states.py; 0: none)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    global PASSES
-    PASSES = max(1, args.passes)
     torch.set_grad_enabled(False)
     table = LatencyTable.load(args.lut)
+    others = {k: LatencyTable.load(k) for k in filter(None, args.compare.split(","))}
     torch.set_num_threads(args.threads or int(table.device["threads"]))
     host = {"before": summarize_host(sample_host(seconds=args.host_seconds))} if args.host_seconds > 0 else {}
     gen = torch.Generator().manual_seed(123)  # not the generator's calibration seed
-    rows: list[dict] = []
-    probes: dict[str, float] = {}
+    jobs: list[Job] = []
     for name in args.models.split(","):
         model = create_model(name, gating="lc", gate_config=GateConfig(group_size=4, hidden=16, pooling="avg")).eval()
         x1 = torch.rand(1, 3, 32, 32, generator=gen)
         for kind in args.kinds.split(","):
-            plans1 = draw(model, kind, args.samples, gen)
-            rows += bracketed(partial(speed_factor, model, table), partial(random_rows, model, name, kind, plans1, x1, table, args.rounds),
-                              probes, f"{name} {kind}")
-            done = summarize([r for r in rows if r["model"] == name and r["kind"] == kind])
-            print(f"{name} {kind}: {done['relative']}", file=sys.stderr)
+            jobs.append(random_job(model, name, kind, draw(model, kind, args.samples, gen), x1, table, args.rounds,
+                                   partial(speed_factor, model, table), others))
         if args.batches and 64 in table.batches(name):
             x64 = torch.rand(64, 3, 32, 32, generator=gen)
             for kind in ("uniform", "per_stage"):
                 plans = [replace(_batch_of(model, kind, gen), evaluate_gates=bool(i % 2)) for i in range(args.batches)]
-                rows += bracketed(partial(speed_factor, model, table, batch=64, executions=6, repeats=5),
-                                  partial(random_rows, model, name, kind, plans, x64, table, max(3, args.rounds // 3)), probes,
-                                  f"{name} {kind} batch 64")
+                jobs.append(random_job(model, name, kind, plans, x64, table, max(3, args.rounds // 3),
+                                       partial(speed_factor, model, table, batch=64, executions=6, repeats=5), others))
     if args.trained and args.data_root:
         from lcnas.data import load_cifar10
 
         test = load_cifar10(args.data_root, train=False, download=False).images.float().div(255)
         for ckpt in filter(None, args.trained.split(",")):
             base = load_model(ckpt)
-            trained = partial(image_rows, base, ckpt, "trained", test[: args.images], table, args.rounds)
-            rows += bracketed(partial(speed_factor, base, table), trained, probes, ckpt)
+            jobs.append(image_job(base, ckpt, "trained", test[: args.images], table, args.rounds, partial(speed_factor, base, table), ckpt,
+                                  others))
             for k, threshold in enumerate(float(t) for t in filter(None, args.knob.split(","))):
                 model = load_model(ckpt)  # a fresh copy: the packed engine of a model that ran does not deep-copy
                 model.set_thresholds(layer=threshold, channel=threshold)
                 start = args.images + k * args.knob_images
-                knob = partial(image_rows, model, ckpt, "knob", test[start : start + args.knob_images], table, args.rounds)
-                rows += [{**r, "threshold": threshold} for r in bracketed(partial(speed_factor, model, table), knob, probes,
-                                                                          f"{ckpt} threshold {threshold}")]
-            print(f"{ckpt}: {summarize([r for r in rows if r['model'] == ckpt])['relative']}", file=sys.stderr)
+                job = image_job(model, ckpt, "knob", test[start : start + args.knob_images], table, args.rounds,
+                                partial(speed_factor, model, table), f"{ckpt} threshold {threshold}", others)
+                jobs.append(job._replace(rows=[{**r, "threshold": threshold} for r in job.rows]))
+    rows, probes = run_jobs(jobs, max(1, args.passes), log=lambda line: print(line, file=sys.stderr))
     results: dict = {}
     for batch in sorted({r["batch"] for r in rows}):
         at = [r for r in rows if r["batch"] == batch]
@@ -338,6 +378,8 @@ def main() -> None:
             rel, tau = s["relative"], s["relative"]["kendall_tau"]
             print(f"{batch} {kind:10s} n={s['n']:4d}  relative ±5 % {rel['within_5pct']:.0%} ±10 % {rel['within_10pct']:.0%} tau {tau:.3f} | "
                   f"probed ±10 % {s['probed']['within_10pct']:.0%} | raw ±10 % {s['raw']['within_10pct']:.0%}", file=sys.stderr)
+            for other, c in s.get("relative_compared", {}).items():
+                print(f"{'':14s} {other}: relative ±5 % {c['within_5pct']:.0%} ±10 % {c['within_10pct']:.0%}", file=sys.stderr)
             rep = s.get("repeatability")
             if rep:
                 print(f"{'':14s} repeatability: two passes agree ±5 % {rep['within_5pct']:.0%} ±10 % {rep['within_10pct']:.0%}", file=sys.stderr)

@@ -143,6 +143,9 @@ class Profile:
                        help="gate poolings to measure, comma-separated: avg, max, avgmax (default: avg)")
         p.add_argument("--warmup", type=integer(0), default=10, help="untimed calls before each unit is timed (default: 10)")
         p.add_argument("--repeats", type=integer(1), default=30, help="timed calls per unit, their median kept (default: 30)")
+        p.add_argument("--sweeps", type=integer(1), default=3,
+                       help="complete sweeps over the units, each entry the median of its sweeps: a slow stretch of the host "
+                            "lands on one sweep and moves no entry (default: 3)")
         p.add_argument("--out", type=Path, required=True, help="table file (latency_models/<device>.json)")
         p.add_argument("--calibration-executions", type=integer(0), default=96,
                        help="random end-to-end executions at batch 1 the calibration line is fitted on (a third of it at larger batches; 0: none)")
@@ -181,7 +184,7 @@ class Profile:
         table = profile_model(args.model, batches=args.batch, group_size=args.group_size,
                               hiddens=args.hidden, poolings=args.pooling,
                               device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
-                              calibration_executions=args.calibration_executions, argv=["lcnas", *sys.argv[1:]])
+                              calibration_executions=args.calibration_executions, sweeps=args.sweeps, argv=["lcnas", *sys.argv[1:]])
         if existing is not None:
             clash = {e.key for e in existing.entries} & {e.key for e in table.entries}
             if clash and not args.replace:

@@ -36,6 +36,12 @@ __all__ = ["CalibrationFit", "profile_model", "device_metadata", "random_decisio
            "fit_calibration", "fit_relative"]
 
 CALIBRATION_SEED = 20261124  # the generator's own executions; validation draws others
+# Untimed calls of a path before each of its timed calls in the calibration's executions, as
+# validation times an execution (a stream of images through one model).
+WARM_CALLS = 3
+# How far a calibration's gate scale is expected to lie from its compute scale, as a fraction
+# (the prior of :func:`fit_calibration`).
+GATE_SCALE_PRIOR = 0.2
 
 _CL = torch.channels_last
 
@@ -73,15 +79,21 @@ def profile_model(
     progress: bool | None = None,
     argv: list[str] | None = None,
     calibration_executions: int = 96,
+    sweeps: int = 3,
 ) -> LatencyTable:
     """Measure a latency table for ``model_name`` (all gate shapes in ``hiddens`` × ``poolings``),
     then fit its end-to-end calibration on ``calibration_executions`` random executions per batch size.
+
+    Every unit is measured in ``sweeps`` complete sweeps over the units, one after another, and
+    each entry is the median of its sweeps: a shared host has slow stretches of a few seconds
+    (the layer gates of ResNet-20 read three times their cost in one), and a stretch that lands
+    on one sweep moves no entry.
 
     Raises:
         ConfigError: a batch size, ``repeats``, ``group_size`` or ``threads`` below 1, a negative
             ``warmup`` or ``calibration_executions``, or ``device="cuda"`` without a CUDA GPU.
     """
-    _check_counts(**{"every batch size": min(batches, default=0)}, repeats=repeats, group_size=group_size,
+    _check_counts(**{"every batch size": min(batches, default=0)}, repeats=repeats, group_size=group_size, sweeps=sweeps,
                   threads=threads if threads is not None else 1)
     if warmup < 0 or calibration_executions < 0:
         raise ConfigError(f"warmup and calibration_executions must be >= 0, got {warmup} and {calibration_executions}")
@@ -109,7 +121,7 @@ def profile_model(
     shapes: dict[str, Any] = {}  # one representative block per distinct shape
     for b in arch.blocks:
         shapes.setdefault(block_key(b), b)
-    work = len(batches) * (3 + sum(1 + groups[b.index] + 2 * len(hiddens) * len(poolings) + 1 for b in shapes.values()))
+    work = sweeps * len(batches) * (3 + sum(1 + groups[b.index] + 2 * len(hiddens) * len(poolings) + 1 for b in shapes.values()))
     bar = tqdm(total=work, desc=f"profile {model_name}", disable=progress is False if progress is not None else None, file=sys.stderr)
     blocks = model.blocks()
     engines: dict[str, str] = {}  # batch → the hard-execution path the table's units were timed on
@@ -122,141 +134,176 @@ def profile_model(
             made[cfg] = (create_model(model_name, gating="lc", gate_config=cfg).to(dev).eval(),
                          create_model(model_name, gating="channel", gate_config=cfg).to(dev).eval())
         return made[cfg]
-    for batch in batches:
-        x0 = torch.rand(batch, *arch.input_size, device=dev)
-        _settle(lambda: model(x0), seconds=2.0)
-        engines[str(batch)] = _engine(ex, batch)
-        stem = timed(lambda: ex.stem(x0))
-        add("stem", "", 0, batch, stem)
-        last = torch.rand(batch, arch.head_features, *_final_hw(arch), device=dev).contiguous(memory_format=_CL)
-        head = timed(lambda: model.forward_head(last))
-        add("head", "", 0, batch, head)
-        bar.update(2)
-        skip_ms = {}
-        nb = len(arch.blocks)
-        in_network = engines[str(batch)] == "native whole network"
-        none_run = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
+    # The calibration's executions are timed once after every sweep: its passes lie as far apart
+    # as the sweeps, and a slow stretch of the host lands on one of them.
+    cal_model = None
+    if calibration_executions >= 2:  # gates of a shape the table measures
+        cal_model = _calibration_model(model_name, {"gate_hiddens": hiddens, "gate_poolings": poolings, "group_size": group_size,
+                                                     "gate_scaling": scaling}).to(dev).eval()
 
-        def forward_with(m: Any, forced: ForcedDecisions, xin=x0):
-            with m.forced(forced):
-                return m(xin)
+    def cal_executions(b: int) -> int:
+        return calibration_executions if b == 1 else max(2, calibration_executions // 3)
 
-        def forward(forced: ForcedDecisions):
-            return forward_with(model, forced)
-        identity_skip: Any = None  # an identity block's skip driven from Python: what a padded skip is timed against
-        gate_times: dict[tuple[GateConfig, str, str], tuple[str, Timing]] = {}
-        for key, b in shapes.items():
-            block = blocks[b.index]
-            x = torch.rand(batch, b.in_channels, *b.in_hw, device=dev).contiguous(memory_format=_CL)
+    def cal_rounds(b: int) -> int:  # the rounds of one pass: all passes together time what one long pass did
+        return max(3, (repeats // 2 if b == 1 else repeats // 6) // sweeps)
+    cal_passes: dict[int, list[list[float]]] = {b: [] for b in batches}
+    by_sweep: list[list[LatencyEntry]] = []
+    for _sweep in range(sweeps):
+        entries = []  # what add() appends to: this sweep's
+        by_sweep.append(entries)
+        for batch in batches:
+            x0 = torch.rand(batch, *arch.input_size, device=dev)
+            _settle(lambda: model(x0), seconds=2.0)
+            engines[str(batch)] = _engine(ex, batch)
+            stem = timed(lambda: ex.stem(x0))
+            add("stem", "", 0, batch, stem)
+            last = torch.rand(batch, arch.head_features, *_final_hw(arch), device=dev).contiguous(memory_format=_CL)
+            head = timed(lambda: model.forward_head(last))
+            add("head", "", 0, batch, head)
+            bar.update(2)
+            skip_ms = {}
+            nb = len(arch.blocks)
+            in_network = engines[str(batch)] == "native whole network"
+            none_run = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
 
-            def run_block(forced: ForcedDecisions, xin=x, i=b.index, blk=block):
-                with model.forced(forced):
-                    return ex.block(i, blk, xin)
+            def forward_with(m: Any, forced: ForcedDecisions, xin=x0):
+                with m.forced(forced):
+                    return m(xin)
 
-            off = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
-            if in_network:  # a skipped identity block is no work in the native pass; a padded one pads
-                if b.shortcut == "identity":
-                    t = _point(0.0, repeats)
-                    if identity_skip is None:
-                        identity_skip = partial(run_block, off, x, b.index, block)
+            def forward(forced: ForcedDecisions):
+                return forward_with(model, forced)
+            identity_skip: Any = None  # an identity block's skip driven from Python: what a padded skip is timed against
+            gate_times: dict[tuple[GateConfig, str, str], tuple[str, Timing]] = {}
+            for key, b in shapes.items():
+                block = blocks[b.index]
+                x = torch.rand(batch, b.in_channels, *b.in_hw, device=dev).contiguous(memory_format=_CL)
+
+                def run_block(forced: ForcedDecisions, xin=x, i=b.index, blk=block):
+                    with model.forced(forced):
+                        return ex.block(i, blk, xin)
+
+                off = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
+                if in_network:  # a skipped identity block is no work in the native pass; a padded one pads
+                    if b.shortcut == "identity":
+                        t = _point(0.0, repeats)
+                        if identity_skip is None:
+                            identity_skip = partial(run_block, off, x, b.index, block)
+                    else:
+                        t = diff(lambda: run_block(off), identity_skip if identity_skip is not None else _nothing)
                 else:
-                    t = diff(lambda: run_block(off), identity_skip if identity_skip is not None else _nothing)
-            else:
-                t = timed(lambda: run_block(off))
-            add("block_skip", key, 0, batch, t)
-            skip_ms[key] = t.latency_ms_median
+                    t = timed(lambda: run_block(off))
+                add("block_skip", key, 0, batch, t)
+                skip_ms[key] = t.latency_ms_median
+                bar.update(1)
+                for n_groups in range(1, groups[b.index] + 1):
+                    keep = [None] * nb
+                    keep[b.index] = torch.arange(groups[b.index]) < n_groups
+                    on = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool), channel_keep=tuple(keep))
+                    if in_network:
+                        alone = ForcedDecisions(block_run=torch.arange(nb) == b.index, channel_keep=tuple(keep))
+                        residual = diff(lambda f=alone: forward(f), lambda: forward(none_run))
+                        t = replace(residual, latency_ms_median=residual.latency_ms_median + skip_ms[key])
+                    else:
+                        t = timed(lambda: run_block(on))
+                    add("block_run", key, n_groups * group_size, batch, t)
+                    bar.update(1)
+                # Gates are timed through the executor as differences (gated minus ungated execution of the
+                # same block): that counts everything a gate costs at inference (pooling, MLP, decision,
+                # reading its scales, scaling the kept channels), not just the MLP call.
+                keep_all = [None] * nb
+                keep_all[b.index] = torch.ones(groups[b.index], dtype=torch.bool)
+                all_on = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool), channel_keep=tuple(keep_all))
+                gated_off = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool), evaluate_gates=True)
+                gated_on = replace(all_on, evaluate_gates=True)
+                chan_on = ForcedDecisions(channel_keep=tuple(keep_all), evaluate_gates=True)
+                for cfg in configs:
+                    lc, ch = gate_models(cfg)
+                    gspec = describe(lc).blocks[b.index]
+                    by_model = {id(lc): lc.blocks()[b.index], id(ch): ch.blocks()[b.index]}
+
+                    def via(m: Any, forced: ForcedDecisions, i=b.index, xin=x, blks=by_model):
+                        blk = blks[id(m)]
+                        with m.forced(forced):
+                            return m.engine.block(i, blk, xin)
+
+                    layer = diff(lambda: via(lc, gated_off), lambda: run_block(off))
+                    chan_after_layer = diff(lambda: via(lc, gated_on), lambda: run_block(all_on))
+                    chan_after_layer = replace(chan_after_layer,
+                                               latency_ms_median=max(0.0, chan_after_layer.latency_ms_median - layer.latency_ms_median),
+                                               latency_ms_p95=max(0.0, chan_after_layer.latency_ms_p95 - layer.latency_ms_median))
+                    chan_alone = diff(lambda: via(ch, chan_on), lambda: run_block(all_on))
+                    gate_times[cfg, "layer_gate", key] = (gate_key(gspec, gspec.layer_gate, cfg.pooling, pools=True), layer)
+                    gate_times[cfg, "channel_gate", key] = (gate_key(gspec, gspec.channel_gate, cfg.pooling, pools=False), chan_after_layer)
+                    gate_times[cfg, "channel_gate_alone", key] = (gate_key(gspec, gspec.channel_gate, cfg.pooling, pools=True), chan_alone)
+                    bar.update(2)
+                if batch > 1:  # half the batch runs: gather, run at full width, scatter back
+                    half = torch.arange(batch) < batch // 2
+                    run = torch.ones(batch, nb, dtype=torch.bool)
+                    run[:, b.index] = half
+                    part = ForcedDecisions(block_run=run)
+                    full = ForcedDecisions(block_run=torch.ones(batch, nb, dtype=torch.bool))
+                    clone = timed(lambda: x.clone()).latency_ms_median
+                    t_part = timed(lambda: run_block(part, x.clone())).latency_ms_median - clone
+                    t_full = timed(lambda: run_block(full)).latency_ms_median
+                    scatter = max(0.0, t_part - 0.5 * (t_full - skip_ms[key]) - skip_ms[key])
+                    add("block_scatter", key, 0, batch, _point(scatter, repeats))
+                    bar.update(1)
+            for (_cfg, unit, _), (gkey, t) in _gates_in_network(gate_times, gate_models, arch, nb, forward_with, in_network, diff).items():
+                add("channel_gate" if unit == "channel_gate_alone" else unit, gkey, 0, batch, t)
+            # The frame: a whole forward with every block skipped, minus its parts. Inside one native
+            # call, stem and head cost less than driven alone from Python: where their Python-driven
+            # times exceed the empty pass, they are scaled to fill it, so the parts sum to what ran.
+            # The empty pass timed between full ones, as a stream of images runs it: repeated alone it
+            # finds the interpreter's and the stem's state in the caches and runs ~3 µs (a fifth) faster.
+            every_run = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool))
+            passes = (none_run, every_run)
+            whole = measure_interleaved(2, lambda i: forward(passes[i]), warmup=warmup, repeats=repeats, device=dev)[0].latency_ms_median
+            skips = sum(skip_ms[block_key(b)] for b in arch.blocks)
+            frame = whole - stem.latency_ms_median - head.latency_ms_median - skips
+            if frame < 0 and stem.latency_ms_median + head.latency_ms_median > 0:
+                shrink = max(0.0, whole - skips) / (stem.latency_ms_median + head.latency_ms_median)
+                for unit, t in (("stem", stem), ("head", head)):
+                    entries.remove(next(e for e in entries if e.unit == unit and e.batch == batch))
+                    add(unit, "", 0, batch, _point(t.latency_ms_median * shrink, t.count))
+                frame = 0.0
+            add("frame", "", 0, batch, _point(max(0.0, frame), repeats))
             bar.update(1)
-            for n_groups in range(1, groups[b.index] + 1):
-                keep = [None] * nb
-                keep[b.index] = torch.arange(groups[b.index]) < n_groups
-                on = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool), channel_keep=tuple(keep))
-                if in_network:
-                    alone = ForcedDecisions(block_run=torch.arange(nb) == b.index, channel_keep=tuple(keep))
-                    residual = diff(lambda f=alone: forward(f), lambda: forward(none_run))
-                    t = replace(residual, latency_ms_median=residual.latency_ms_median + skip_ms[key])
-                else:
-                    t = timed(lambda: run_block(on))
-                add("block_run", key, n_groups * group_size, batch, t)
-                bar.update(1)
-            # Gates are timed through the executor as differences (gated minus ungated execution of the
-            # same block): that counts everything a gate costs at inference (pooling, MLP, decision,
-            # reading its scales, scaling the kept channels), not just the MLP call.
-            keep_all = [None] * nb
-            keep_all[b.index] = torch.ones(groups[b.index], dtype=torch.bool)
-            all_on = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool), channel_keep=tuple(keep_all))
-            gated_off = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool), evaluate_gates=True)
-            gated_on = replace(all_on, evaluate_gates=True)
-            chan_on = ForcedDecisions(channel_keep=tuple(keep_all), evaluate_gates=True)
-            for cfg in configs:
-                lc, ch = gate_models(cfg)
-                gspec = describe(lc).blocks[b.index]
-                by_model = {id(lc): lc.blocks()[b.index], id(ch): ch.blocks()[b.index]}
-
-                def via(m: Any, forced: ForcedDecisions, i=b.index, xin=x, blks=by_model):
-                    blk = blks[id(m)]
-                    with m.forced(forced):
-                        return m.engine.block(i, blk, xin)
-
-                layer = diff(lambda: via(lc, gated_off), lambda: run_block(off))
-                chan_after_layer = diff(lambda: via(lc, gated_on), lambda: run_block(all_on))
-                chan_after_layer = replace(chan_after_layer,
-                                           latency_ms_median=max(0.0, chan_after_layer.latency_ms_median - layer.latency_ms_median),
-                                           latency_ms_p95=max(0.0, chan_after_layer.latency_ms_p95 - layer.latency_ms_median))
-                chan_alone = diff(lambda: via(ch, chan_on), lambda: run_block(all_on))
-                gate_times[cfg, "layer_gate", key] = (gate_key(gspec, gspec.layer_gate, cfg.pooling, pools=True), layer)
-                gate_times[cfg, "channel_gate", key] = (gate_key(gspec, gspec.channel_gate, cfg.pooling, pools=False), chan_after_layer)
-                gate_times[cfg, "channel_gate_alone", key] = (gate_key(gspec, gspec.channel_gate, cfg.pooling, pools=True), chan_alone)
-                bar.update(2)
-            if batch > 1:  # half the batch runs: gather, run at full width, scatter back
-                half = torch.arange(batch) < batch // 2
-                run = torch.ones(batch, nb, dtype=torch.bool)
-                run[:, b.index] = half
-                part = ForcedDecisions(block_run=run)
-                full = ForcedDecisions(block_run=torch.ones(batch, nb, dtype=torch.bool))
-                clone = timed(lambda: x.clone()).latency_ms_median
-                t_part = timed(lambda: run_block(part, x.clone())).latency_ms_median - clone
-                t_full = timed(lambda: run_block(full)).latency_ms_median
-                scatter = max(0.0, t_part - 0.5 * (t_full - skip_ms[key]) - skip_ms[key])
-                add("block_scatter", key, 0, batch, _point(scatter, repeats))
-                bar.update(1)
-        for (_cfg, unit, _), (gkey, t) in _gates_in_network(gate_times, gate_models, arch, nb, forward_with, in_network, diff).items():
-            add("channel_gate" if unit == "channel_gate_alone" else unit, gkey, 0, batch, t)
-        # The frame: a whole forward with every block skipped, minus its parts. Inside one native
-        # call, stem and head cost less than driven alone from Python: where their Python-driven
-        # times exceed the empty pass, they are scaled to fill it, so the parts sum to what ran.
-        # The empty pass timed between full ones, as a stream of images runs it: repeated alone it
-        # finds the interpreter's and the stem's state in the caches and runs ~3 µs (a fifth) faster.
-        every_run = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool))
-        passes = (none_run, every_run)
-        whole = measure_interleaved(2, lambda i: forward(passes[i]), warmup=warmup, repeats=repeats, device=dev)[0].latency_ms_median
-        skips = sum(skip_ms[block_key(b)] for b in arch.blocks)
-        frame = whole - stem.latency_ms_median - head.latency_ms_median - skips
-        if frame < 0 and stem.latency_ms_median + head.latency_ms_median > 0:
-            shrink = max(0.0, whole - skips) / (stem.latency_ms_median + head.latency_ms_median)
-            for unit, t in (("stem", stem), ("head", head)):
-                entries.remove(next(e for e in entries if e.unit == unit and e.batch == batch))
-                add(unit, "", 0, batch, _point(t.latency_ms_median * shrink, t.count))
-            frame = 0.0
-        add("frame", "", 0, batch, _point(max(0.0, frame), repeats))
-        bar.update(1)
+        if cal_model is not None:
+            for size in batches:
+                cal_passes[size].append(calibration_pass(cal_model, batch=size, executions=cal_executions(size), repeats=cal_rounds(size),
+                                                         device=dev))
+    entries = _median_entries(by_sweep)
     bar.close()
-    measurement = {"batch_sizes": list(batches), "warmup": warmup, "repeats": repeats, "group_size": group_size,
+    measurement = {"batch_sizes": list(batches), "warmup": warmup, "repeats": repeats, "sweeps": sweeps, "group_size": group_size,
                    "gate_hiddens": list(hiddens), "gate_poolings": list(poolings), "gate_scaling": scaling,
                    "timer": "cuda events" if dev.type == "cuda" else "time.perf_counter",
                    # which convolutions batch 1 ran on: a table is only valid for the same engine
                    "batch1_convs": native_status() if dev.type == "cpu" else "pytorch (cuda)",
                    "engine": engines,
-                   "rules": "medians of repeats after warm-up; fixed threads; inputs channels-last float32; "
+                   "rules": "medians of repeats after warm-up, then each entry's median over the sweeps; fixed threads; "
+                            "inputs channels-last float32; "
                             "frame, block_scatter and the gates are differences of measured medians (clamped at 0); "
                             "a gate is its block executed with the gate minus without; on the whole-network engine "
                             "a residual branch is the forward pass with only its block running minus the pass with none"}
     table = LatencyTable(device=device_metadata(dev, torch.get_num_threads(), argv), measurement=measurement, entries=tuple(entries))
-    if calibration_executions >= 2:
-        model = _calibration_model(model_name, measurement).to(dev).eval()  # gates of a shape the table measured
-        cal = tuple(calibrate(model, table, batch=b, executions=calibration_executions if b == 1 else max(2, calibration_executions // 3),
-                              repeats=max(3, repeats // 2 if b == 1 else repeats // 6), device=dev) for b in batches)
+    if cal_model is not None:
+        cal = tuple(calibrate(cal_model, table, batch=b, executions=cal_executions(b), repeats=cal_rounds(b), device=dev,
+                              passes=cal_passes[b]) for b in batches)
         table = replace(table, calibration=cal, measurement={**measurement, "calibration_executions": calibration_executions})
     return table
+
+
+def _median_entries(by_sweep: list[list[LatencyEntry]]) -> list[LatencyEntry]:
+    """Each entry's median over the sweeps that measured it (median, p95 and spread each; the
+    counts added), in the first sweep's order."""
+    groups: dict[tuple, list[LatencyEntry]] = {}
+    for sweep in by_sweep:
+        for e in sweep:
+            groups.setdefault((e.model, e.unit, e.shape, e.kept_channels, e.batch), []).append(e)
+    return [replace(g[0], latency_ms_median=statistics.median(e.latency_ms_median for e in g),
+                    latency_ms_p95=statistics.median(e.latency_ms_p95 for e in g),
+                    latency_ms_std=statistics.median(e.latency_ms_std for e in g), count=sum(e.count for e in g))
+            for g in groups.values()]
 
 
 def _gates_in_network(gate_times: dict, gate_models, arch, nb: int, forward_with, in_network: bool, diff) -> dict:
@@ -361,23 +408,25 @@ def _stages(model) -> list[int]:
 
 @torch.no_grad()
 def calibrate(model, table: LatencyTable, *, batch: int, executions: int, repeats: int, device: torch.device,
-              seed: int = CALIBRATION_SEED):
+              seed: int = CALIBRATION_SEED, passes: list[list[float]] | None = None):
     """The calibration (:func:`fit_calibration`) from the table's sums to measured end-to-end
     latency over random executions (:func:`random_plans`).
 
     Executions are timed over ``repeats`` rounds, each call after untimed calls of its own path and
     as a ratio to the static network timed in the same round (:func:`measure_paired`), so a drift
-    of the machine during calibration bends no execution's figure. The fit minimises the squared *relative* error,
-    the quantity validation judges (±10 %), so cheap executions weigh as much as expensive ones.
+    of the machine during calibration bends no execution's figure. ``passes``: timings already
+    taken by :func:`calibration_pass` (same executions, seed and batch) at moments apart, used
+    instead, each execution's median ratio over them (:func:`_combined`). The fit minimises the squared
+    *relative* error, the quantity validation judges (±10 %), so cheap executions weigh as much as
+    expensive ones.
     """
     from ._predict import _latency_model, batch_parts_ms
 
-    gen = torch.Generator().manual_seed(seed + batch)
     name = model.lcnas_spec["name"]
     arch = describe(model)
     cost = _latency_model(model, table, batch)
-    x = torch.rand(batch, *arch.input_size, generator=gen).to(device)
-    plans = random_plans(model, executions, batch, gen)
+    x, plans = _calibration_plans(model, batch, executions, seed)
+    x = x.to(device)
     parts: list[tuple[float, float, float, float, float]] = []
     for forced in plans:
         with model.forced(forced):
@@ -389,8 +438,10 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, repeat
         else:
             q = batch_parts_ms(cost, arch, trace)
             parts.append((float(q.raw_ms), float(q.gates_ms), float(q.weights_mib), float(q.sets), float(q.regather_mib)))
-    # Larger batches take a few untimed calls' worth of time on their own: one warms the path.
-    measured = _paired_ms(model, x, plans, arch, rounds=repeats, device=device, warm=3 if batch == 1 else 1)
+    if passes:
+        measured = _combined(passes)
+    else:
+        measured = calibration_pass(model, batch=batch, executions=executions, repeats=repeats, device=device, seed=seed)
     raw, gates, weights, sets, regather = (list(v) for v in zip(*parts, strict=True))
     fit = fit_calibration(raw, gates, measured, weights, sets, regather)
     cal = fit.as_calibration(name, batch, executions, per_image_sums=cost.per_image_sums and 1 in table.batches(name))
@@ -399,6 +450,33 @@ def calibrate(model, table: LatencyTable, *, batch: int, executions: int, repeat
     predicted = [apply_calibration(cal, Parts(*p)) for p in parts]
     mape = statistics.fmean(abs(f / m - 1) for f, m in zip(predicted, measured, strict=True))
     return replace(cal, fit_mape=mape)
+
+
+def _calibration_plans(model, batch: int, executions: int, seed: int) -> tuple[torch.Tensor, list[ForcedDecisions]]:
+    """The calibration's input and executions: the same for the same model, batch, count and seed."""
+    gen = torch.Generator().manual_seed(seed + batch)
+    x = torch.rand(batch, *describe(model).input_size, generator=gen)
+    return x, random_plans(model, executions, batch, gen)
+
+
+@torch.no_grad()
+def calibration_pass(model, *, batch: int, executions: int, repeats: int, device: torch.device | str,
+                     seed: int = CALIBRATION_SEED) -> list[float]:
+    """One timing of the calibration's executions (:func:`calibrate`), ms on a common scale: each
+    execution's median ratio to the static network over ``repeats`` rounds times the static
+    network's median (:func:`_paired_ms`). The first execution is the static network itself."""
+    dev = torch.device(device)
+    x, plans = _calibration_plans(model, batch, executions, seed)
+    # Larger batches take a few untimed calls' worth of time on their own: one warms the path.
+    return _paired_ms(model, x.to(dev), plans, describe(model), rounds=repeats, device=dev, warm=WARM_CALLS if batch == 1 else 1)
+
+
+def _combined(passes: list[list[float]]) -> list[float]:
+    """Timings of the same executions from several :func:`calibration_pass` runs as one: each
+    execution's median over the passes of its ratio to that pass's first (static) execution, times
+    the median static time. A pass taken in a slow stretch of the host moves no execution."""
+    static = statistics.median(p[0] for p in passes)
+    return [statistics.median(p[i] / p[0] for p in passes) * static for i in range(len(passes[0]))]
 
 
 def _paired_ms(model, x: torch.Tensor, plans: list[ForcedDecisions], arch, *, rounds: int, device: torch.device, warm: int = 3) -> list[float]:
@@ -447,9 +525,12 @@ def fit_calibration(raw: list[float], gates: list[float], measured: list[float],
     fitted where it varies and kept only where the fit gives it a positive cost.
 
     Gates get a scale of their own because they behave unlike compute inside a whole forward (a
-    few small calls each: faster than timed alone). The spill (ms per MiB of weights an execution
-    reads beyond ``free`` MiB) is fitted for every threshold on a grid over the executions' weight
-    MiB, the best kept; it stays 0 without ``weights_mib``, with fewer than 8 executions, or where
+    few small calls each: faster than timed alone), drawn toward the compute scale by a prior
+    (gates are a few percent of an execution: noise alone would otherwise move their scale by tens
+    of percent) whose spread is :data:`GATE_SCALE_PRIOR` and whose weight is the plain fit's
+    residual noise over that spread, so exact data still fit exactly. The spill (ms per MiB of
+    weights an execution reads beyond ``free`` MiB) is fitted for every threshold on a grid over
+    the executions' weight MiB, the best kept; it stays 0 without ``weights_mib``, with fewer than 8 executions, or where
     it does not come out positive. Falls back to one line (:func:`fit_relative`, gate_scale =
     scale) when the gates do not vary independently of the rest or a scale comes out non-positive."""
     r = torch.tensor(raw, dtype=torch.float64)
@@ -460,10 +541,23 @@ def fit_calibration(raw: list[float], gates: list[float], measured: list[float],
     gates_vary = len(raw) >= 4 and float(g.std()) > 1e-9 * max(float(r.abs().mean()), 1e-12)
     columns = [(r - g) / m, g / m, 1 / m] if gates_vary else [r / m, 1 / m]
 
+    # The gates are a few percent of an execution: a percent of timing noise moves their own
+    # scale by tens of percent. Their entries were already scaled to what the gates cost inside the
+    # pass, so a priori their scale is the compute scale within GATE_SCALE_PRIOR: a prior row with
+    # the fit's own noise (its residual without the prior) over that spread. Exact data still fit
+    # exactly; noisy data move the gate scale only as far as they say more than the noise.
+
     def solve(cols: list[torch.Tensor], extra: torch.Tensor | None) -> tuple[float, list[float]] | None:
         a = torch.stack(cols + ([extra / m] if extra is not None else []), 1)
-        sol = torch.linalg.lstsq(a, torch.ones_like(m).unsqueeze(1)).solution.squeeze(1)
-        resid = float(((a @ sol) - 1).pow(2).sum())
+        y = torch.ones_like(m)
+        sol = torch.linalg.lstsq(a, y.unsqueeze(1)).solution.squeeze(1)
+        if gates_vary:  # prior · (gate_scale − scale) = 0
+            prior = float(((a @ sol) - y).pow(2).mean().sqrt()) / GATE_SCALE_PRIOR
+            row = torch.zeros(1, a.shape[1], dtype=a.dtype)
+            row[0, 0], row[0, 1] = -prior, prior
+            a, y = torch.cat([a, row]), torch.cat([y, y.new_zeros(1)])
+            sol = torch.linalg.lstsq(a, y.unsqueeze(1)).solution.squeeze(1)
+        resid = float(((a @ sol) - y).pow(2).sum())
         coef = [float(v) for v in sol]
         scales_ok = coef[0] > 0 and (coef[1] > 0 if gates_vary else True)
         positive_extras = coef[len(columns):]  # the set cost and the spill, where fitted

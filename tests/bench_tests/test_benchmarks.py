@@ -150,30 +150,40 @@ def validation():
     return _script("latency_validation")
 
 
-def test_validation_measures_every_execution_in_independent_shuffled_passes(validation, monkeypatch):
-    calls: list[int] = []
+def test_validation_sweeps_every_job_once_per_pass_and_keeps_each_execution_in_its_slot(validation, monkeypatch):
+    sequence: list[str] = []
 
     def fake_paired(n, call, reference, *, context=None, rounds=11, **_):
         order = []
         for j in range(n):
             with context(j):
                 order.append(call(j))
-        calls.append(len(order))
-        return [float(i) for i in order], [float(i) / 10 for i in order]
+        sequence.append(f"time {n}")
+        # ms = the execution's index + the pass number, ratio a tenth of the index
+        return [float(i[1]) + len([s for s in sequence if s == f"time {n}"]) for i in order], [float(i[1]) / 10 for i in order]
 
     monkeypatch.setattr(validation, "measure_paired", fake_paired)
-    monkeypatch.setattr(validation, "PASSES", 3)
-    seen: list[int] = []
+    speeds = {"a": iter([0.8, 1.25] * 3), "b": iter([1.0] * 6)}
+    entered: list[int] = []
     import contextlib
 
-    ms, ratio, passes = validation.measure_passes(5, lambda i: i, lambda: None, context=lambda i: (seen.append(i), contextlib.nullcontext())[1],
-                                                  rounds=2)
-    assert calls == [5, 5, 5]
-    assert sorted(seen) == sorted(list(range(5)) * 3)
-    # each execution's figures come back in its own slot whatever the pass's order
-    assert ms == [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert ratio == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
-    assert all(len(p) == 3 for p in passes)
+    def job(key: str, n: int, probe_log: str):
+        def probe():
+            sequence.append(probe_log)
+            return next(speeds[key])
+        return validation.Job(key, [{"predicted_ms": 2.0 + i} for i in range(n)], lambda i, k=key: (k, i), lambda: None,
+                              lambda i: (entered.append(i), contextlib.nullcontext())[1], 2, probe)
+
+    rows, probes = validation.run_jobs([job("a", 4, "probe a"), job("b", 3, "probe b")], 3)
+    # pass after pass over both jobs, each bracketed by its probes
+    assert sequence == ["probe a", "time 4", "probe a", "probe b", "time 3", "probe b"] * 3
+    assert sorted(entered) == sorted(list(range(4)) * 3 + list(range(3)) * 3)
+    a = rows[:4]
+    assert [r["measured_relative"] for r in a] == pytest.approx([0.0, 0.1, 0.2, 0.3])  # each in its own slot, whatever the order
+    assert [r["measured_ms"] for r in a] == pytest.approx([2.0, 3.0, 4.0, 5.0])  # the median over passes 1, 2, 3
+    assert all(len(r["measured_relative_passes"]) == 3 for r in rows)
+    assert probes["a"] == [0.8, 1.25] * 3
+    assert [r["predicted_probed_ms"] for r in a] == pytest.approx([2.0, 3.0, 4.0, 5.0])  # geometric mean of 0.8 and 1.25: 1
 
 
 def test_validation_reports_how_often_two_passes_agree(validation):
@@ -184,12 +194,15 @@ def test_validation_reports_how_often_two_passes_agree(validation):
     assert rep["within_10pct"] == pytest.approx(0.75)  # 0.5/0.54 = -7.4 %; 0.5/0.6 = -17 %
 
 
-def test_validation_probes_bracket_each_measurement(validation):
-    seen = iter([0.8, 1.25])
-    probes: dict = {}
-    rows = validation.bracketed(lambda: next(seen), lambda: [{"predicted_ms": 2.0}, {"predicted_ms": 3.0}], probes, "m")
-    assert probes == {"m": [0.8, 1.25]}
-    assert [r["predicted_probed_ms"] for r in rows] == pytest.approx([2.0, 3.0])  # the geometric mean of 0.8 and 1.25 is 1
+def test_validation_judges_compared_tables_on_the_same_measurements(validation):
+    rows = [{"predicted_ms": 1.0, "predicted_probed_ms": 1.0, "predicted_relative": 0.5, "measured_ms": 1.0, "measured_relative": m,
+             "predicted_relative_compared": {"other.json": o}} for m, o in ((0.5, 0.5), (0.52, 0.6), (0.5, 0.56), (0.55, 0.5))]
+    s = validation.summarize(rows)
+    assert s["relative"]["within_10pct"] == pytest.approx(1.0)
+    other = s["relative_compared"]["other.json"]
+    assert other["within_5pct"] == pytest.approx(0.25)  # 0.5/0.5 only
+    assert other["within_10pct"] == pytest.approx(0.5)  # and 0.5/0.55 (-9 %); 0.6/0.52 and 0.56/0.5 are 15 % and 12 % off
+    assert "relative_compared" not in validation.summarize([{k: v for k, v in r.items() if k != "predicted_relative_compared"} for r in rows])
 
 
 def test_host_states_finds_the_two_states_and_the_shift_they_put_on_a_ratio():

@@ -485,6 +485,7 @@ def test_only_calibrations_fitted_on_per_image_sums_predict_batches_that_way():
     ({"group_size": 0}, "group_size must be >= 1"),
     ({"threads": 0}, "threads must be >= 1"),
     ({"warmup": -1}, "must be >= 0"),
+    ({"sweeps": 0}, "sweeps must be >= 1"),
 ])
 def test_the_generator_refuses_bad_counts_before_measuring(kwargs, says):
     with pytest.raises(ConfigError, match=says):
@@ -516,3 +517,23 @@ def test_merging_a_batch_1_profile_keeps_what_the_table_says_of_other_batches(ti
     stamped = LatencyTable(device=tiny_table.device, entries=tiny_table.entries, calibration=tiny_table.calibration,
                            measurement={**tiny_table.measurement, "recalibrated_utc": {"resnet20": "then", "resnet32": "then"}})
     assert stamped.merged(tiny_table).measurement["recalibrated_utc"] == {"resnet32": "then"}
+
+
+def test_each_entry_is_the_median_of_its_sweeps_and_calibration_passes_combine_by_ratio():
+    from lcnas.latency import LatencyEntry
+    from lcnas.latency._profile import _combined, _median_entries
+
+    def entry(unit: str, ms: float) -> LatencyEntry:
+        return LatencyEntry("resnet20", unit, "", 0, 1, ms, ms * 1.1, 0.1 * ms, 30)
+
+    # the second sweep landed on a slow stretch of the host for the stem
+    sweeps = [[entry("stem", 0.010), entry("head", 0.020)], [entry("stem", 0.030), entry("head", 0.021)],
+              [entry("stem", 0.011), entry("head", 0.019)]]
+    merged = _median_entries(sweeps)
+    assert [e.unit for e in merged] == ["stem", "head"]
+    assert [e.latency_ms_median for e in merged] == pytest.approx([0.011, 0.020])
+    assert merged[0].count == 90
+    # a calibration pass taken while the whole host ran 1.5x slower moves no execution's figure:
+    # each execution is its median ratio to the pass's first (static) execution, times the median static
+    passes = [[1.0, 0.5, 0.2], [1.5, 0.75, 0.3], [1.0, 0.5, 0.2]]
+    assert _combined(passes) == pytest.approx([1.0, 0.5, 0.2])

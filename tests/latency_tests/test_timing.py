@@ -112,6 +112,33 @@ def test_fit_calibration_gives_gates_their_own_scale():
     assert fit.gate_scale == fit.scale
 
 
+def test_fit_calibration_draws_a_noisy_gate_scale_toward_the_compute_scale():
+    from lcnas.latency import fit_calibration
+
+    # truth: gates cost what compute does (× 1.0); gates are ~2 % of each execution and every
+    # measurement carries 4 % noise, as on a shared host: without the prior the gate scale swings
+    gen = torch.Generator().manual_seed(3)
+    errors_with, errors_without = [], []
+    import lcnas.latency._profile as prof
+
+    for trial in range(12):
+        rest = (torch.rand(96, generator=gen) * 0.9 + 0.1).tolist()
+        gates = [0.01 * (i % 2) for i in range(96)]
+        noise = (1 + 0.04 * torch.randn(96, generator=gen)).tolist()
+        measured = [(r + g + 0.01) * n for r, g, n in zip(rest, gates, noise, strict=True)]
+        raw = [r + g for r, g in zip(rest, gates, strict=True)]
+        fit = fit_calibration(raw, gates, measured)
+        errors_with.append(abs(fit.gate_scale / fit.scale - 1))
+        prior, prof.GATE_SCALE_PRIOR = prof.GATE_SCALE_PRIOR, 1e9  # no prior
+        try:
+            loose = fit_calibration(raw, gates, measured)
+        finally:
+            prof.GATE_SCALE_PRIOR = prior
+        errors_without.append(abs(loose.gate_scale / loose.scale - 1))
+    assert sorted(errors_without)[6] > 0.3  # the gate scale alone is mostly noise
+    assert sorted(errors_with)[6] < 0.5 * sorted(errors_without)[6]
+
+
 def test_fit_calibration_finds_the_weight_spill():
     from lcnas.latency import fit_calibration
 
