@@ -143,11 +143,12 @@ def random_job(model, name: str, kind: str, plans: list[ForcedDecisions], x: tor
     batch = x.shape[0]
     static_ms = static_latency_ms(model, table, batch=batch)
     traced = table_parts(model, table) if batch == 1 else None
+    others_static = {k: static_latency_ms(model, t, batch=batch) for k, t in (others or {}).items()} if batch > 1 else {}
     predicted, parts, compared = [], [], []
     for f in plans:
         with model.forced(f):
             model(x)
-        compared.append(_compared(model, others or {}, batch))
+        compared.append(_compared(model, others or {}, batch, others_static))
         if traced is not None:
             predicted.append((float(sample_latency_ms(model, table)[0]), float(relative_latency(model, table)[0])))
             parts.append(traced())
@@ -161,14 +162,15 @@ def random_job(model, name: str, kind: str, plans: list[ForcedDecisions], x: tor
     return Job(key, rows, lambda i: model(x), static_call(model, x), lambda i: model.forced(plans[i]), rounds, probe)
 
 
-def _compared(model, others: dict[str, LatencyTable], batch: int) -> dict:
-    """The last trace's relative prediction by each of ``others`` (``predicted_relative_compared``)."""
+def _compared(model, others: dict[str, LatencyTable], batch: int, others_static: dict[str, float] | None = None) -> dict:
+    """The last trace's relative prediction by each of ``others`` (``predicted_relative_compared``);
+    at a larger batch over each table's static network in ``others_static``."""
     if not others:
         return {}
     if batch == 1:
         return {"predicted_relative_compared": {k: float(relative_latency(model, t)[0]) for k, t in others.items()}}
-    return {"predicted_relative_compared": {k: batch_latency_ms(model, t, batch=batch) / static_latency_ms(model, t, batch=batch)
-                                            for k, t in others.items()}}
+    assert others_static is not None
+    return {"predicted_relative_compared": {k: batch_latency_ms(model, t, batch=batch) / others_static[k] for k, t in others.items()}}
 
 
 def _parts_fields(parts) -> dict:

@@ -134,12 +134,13 @@ def profile_model(
             made[cfg] = (create_model(model_name, gating="lc", gate_config=cfg).to(dev).eval(),
                          create_model(model_name, gating="channel", gate_config=cfg).to(dev).eval())
         return made[cfg]
+    # the gate shapes the table measures: recorded in it, and what the calibration model is built with
+    gate_shapes = {"gate_hiddens": list(hiddens), "gate_poolings": list(poolings), "gate_scaling": scaling}
     # The calibration's executions are timed once after every sweep: its passes lie as far apart
     # as the sweeps, and a slow stretch of the host lands on one of them.
     cal_model = None
     if calibration_executions >= 2:  # gates of a shape the table measures
-        cal_model = _calibration_model(model_name, {"gate_hiddens": hiddens, "gate_poolings": poolings, "group_size": group_size,
-                                                     "gate_scaling": scaling}).to(dev).eval()
+        cal_model = _calibration_model(model_name, {**gate_shapes, "group_size": group_size}).to(dev).eval()
 
     def cal_executions(b: int) -> int:
         return calibration_executions if b == 1 else max(2, calibration_executions // 3)
@@ -147,127 +148,131 @@ def profile_model(
     def cal_rounds(b: int) -> int:  # the rounds of one pass: all passes together time what one long pass did
         return max(3, (repeats // 2 if b == 1 else repeats // 6) // sweeps)
     cal_passes: dict[int, list[list[float]]] = {b: [] for b in batches}
+
+    def measure_batch(batch: int) -> None:
+        """Every unit at ``batch`` once, appended to this sweep's ``entries``."""
+        x0 = torch.rand(batch, *arch.input_size, device=dev)
+        _settle(lambda: model(x0), seconds=2.0)
+        engines[str(batch)] = _engine(ex, batch)
+        stem = timed(lambda: ex.stem(x0))
+        add("stem", "", 0, batch, stem)
+        last = torch.rand(batch, arch.head_features, *_final_hw(arch), device=dev).contiguous(memory_format=_CL)
+        head = timed(lambda: model.forward_head(last))
+        add("head", "", 0, batch, head)
+        bar.update(2)
+        skip_ms = {}
+        nb = len(arch.blocks)
+        in_network = engines[str(batch)] == "native whole network"
+        none_run = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
+
+        def forward_with(m: Any, forced: ForcedDecisions, xin=x0):
+            with m.forced(forced):
+                return m(xin)
+
+        def forward(forced: ForcedDecisions):
+            return forward_with(model, forced)
+        identity_skip: Any = None  # an identity block's skip driven from Python: what a padded skip is timed against
+        gate_times: dict[tuple[GateConfig, str, str], tuple[str, Timing]] = {}
+        for key, b in shapes.items():
+            block = blocks[b.index]
+            x = torch.rand(batch, b.in_channels, *b.in_hw, device=dev).contiguous(memory_format=_CL)
+
+            def run_block(forced: ForcedDecisions, xin=x, i=b.index, blk=block):
+                with model.forced(forced):
+                    return ex.block(i, blk, xin)
+
+            off = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
+            if in_network:  # a skipped identity block is no work in the native pass; a padded one pads
+                if b.shortcut == "identity":
+                    t = _point(0.0, repeats)
+                    if identity_skip is None:
+                        identity_skip = partial(run_block, off, x, b.index, block)
+                else:
+                    t = diff(lambda: run_block(off), identity_skip if identity_skip is not None else _nothing)
+            else:
+                t = timed(lambda: run_block(off))
+            add("block_skip", key, 0, batch, t)
+            skip_ms[key] = t.latency_ms_median
+            bar.update(1)
+            for n_groups in range(1, groups[b.index] + 1):
+                keep = [None] * nb
+                keep[b.index] = torch.arange(groups[b.index]) < n_groups
+                on = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool), channel_keep=tuple(keep))
+                if in_network:
+                    alone = ForcedDecisions(block_run=torch.arange(nb) == b.index, channel_keep=tuple(keep))
+                    residual = diff(lambda f=alone: forward(f), lambda: forward(none_run))
+                    t = replace(residual, latency_ms_median=residual.latency_ms_median + skip_ms[key])
+                else:
+                    t = timed(lambda: run_block(on))
+                add("block_run", key, n_groups * group_size, batch, t)
+                bar.update(1)
+            # Gates are timed through the executor as differences (gated minus ungated execution of the
+            # same block): that counts everything a gate costs at inference (pooling, MLP, decision,
+            # reading its scales, scaling the kept channels), not just the MLP call.
+            keep_all = [None] * nb
+            keep_all[b.index] = torch.ones(groups[b.index], dtype=torch.bool)
+            all_on = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool), channel_keep=tuple(keep_all))
+            gated_off = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool), evaluate_gates=True)
+            gated_on = replace(all_on, evaluate_gates=True)
+            chan_on = ForcedDecisions(channel_keep=tuple(keep_all), evaluate_gates=True)
+            for cfg in configs:
+                lc, ch = gate_models(cfg)
+                gspec = describe(lc).blocks[b.index]
+                by_model = {id(lc): lc.blocks()[b.index], id(ch): ch.blocks()[b.index]}
+
+                def via(m: Any, forced: ForcedDecisions, i=b.index, xin=x, blks=by_model):
+                    blk = blks[id(m)]
+                    with m.forced(forced):
+                        return m.engine.block(i, blk, xin)
+
+                layer = diff(lambda: via(lc, gated_off), lambda: run_block(off))
+                chan_after_layer = diff(lambda: via(lc, gated_on), lambda: run_block(all_on))
+                chan_after_layer = replace(chan_after_layer,
+                                           latency_ms_median=max(0.0, chan_after_layer.latency_ms_median - layer.latency_ms_median),
+                                           latency_ms_p95=max(0.0, chan_after_layer.latency_ms_p95 - layer.latency_ms_median))
+                chan_alone = diff(lambda: via(ch, chan_on), lambda: run_block(all_on))
+                gate_times[cfg, "layer_gate", key] = (gate_key(gspec, gspec.layer_gate, cfg.pooling, pools=True), layer)
+                gate_times[cfg, "channel_gate", key] = (gate_key(gspec, gspec.channel_gate, cfg.pooling, pools=False), chan_after_layer)
+                gate_times[cfg, "channel_gate_alone", key] = (gate_key(gspec, gspec.channel_gate, cfg.pooling, pools=True), chan_alone)
+                bar.update(2)
+            if batch > 1:  # half the batch runs: gather, run at full width, scatter back
+                half = torch.arange(batch) < batch // 2
+                run = torch.ones(batch, nb, dtype=torch.bool)
+                run[:, b.index] = half
+                part = ForcedDecisions(block_run=run)
+                full = ForcedDecisions(block_run=torch.ones(batch, nb, dtype=torch.bool))
+                clone = timed(lambda: x.clone()).latency_ms_median
+                t_part = timed(lambda: run_block(part, x.clone())).latency_ms_median - clone
+                t_full = timed(lambda: run_block(full)).latency_ms_median
+                scatter = max(0.0, t_part - 0.5 * (t_full - skip_ms[key]) - skip_ms[key])
+                add("block_scatter", key, 0, batch, _point(scatter, repeats))
+                bar.update(1)
+        for (_cfg, unit, _), (gkey, t) in _gates_in_network(gate_times, gate_models, arch, nb, forward_with, in_network, diff).items():
+            add("channel_gate" if unit == "channel_gate_alone" else unit, gkey, 0, batch, t)
+        # The frame: a whole forward with every block skipped, minus its parts. Inside one native
+        # call, stem and head cost less than driven alone from Python: where their Python-driven
+        # times exceed the empty pass, they are scaled to fill it, so the parts sum to what ran.
+        # The empty pass timed between full ones, as a stream of images runs it: repeated alone it
+        # finds the interpreter's and the stem's state in the caches and runs ~3 µs (a fifth) faster.
+        every_run = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool))
+        passes = (none_run, every_run)
+        whole = measure_interleaved(2, lambda i: forward(passes[i]), warmup=warmup, repeats=repeats, device=dev)[0].latency_ms_median
+        skips = sum(skip_ms[block_key(b)] for b in arch.blocks)
+        frame = whole - stem.latency_ms_median - head.latency_ms_median - skips
+        if frame < 0 and stem.latency_ms_median + head.latency_ms_median > 0:
+            shrink = max(0.0, whole - skips) / (stem.latency_ms_median + head.latency_ms_median)
+            for unit, t in (("stem", stem), ("head", head)):
+                entries.remove(next(e for e in entries if e.unit == unit and e.batch == batch))
+                add(unit, "", 0, batch, _point(t.latency_ms_median * shrink, t.count))
+            frame = 0.0
+        add("frame", "", 0, batch, _point(max(0.0, frame), repeats))
+        bar.update(1)
     by_sweep: list[list[LatencyEntry]] = []
     for _sweep in range(sweeps):
         entries = []  # what add() appends to: this sweep's
         by_sweep.append(entries)
         for batch in batches:
-            x0 = torch.rand(batch, *arch.input_size, device=dev)
-            _settle(lambda: model(x0), seconds=2.0)
-            engines[str(batch)] = _engine(ex, batch)
-            stem = timed(lambda: ex.stem(x0))
-            add("stem", "", 0, batch, stem)
-            last = torch.rand(batch, arch.head_features, *_final_hw(arch), device=dev).contiguous(memory_format=_CL)
-            head = timed(lambda: model.forward_head(last))
-            add("head", "", 0, batch, head)
-            bar.update(2)
-            skip_ms = {}
-            nb = len(arch.blocks)
-            in_network = engines[str(batch)] == "native whole network"
-            none_run = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
-
-            def forward_with(m: Any, forced: ForcedDecisions, xin=x0):
-                with m.forced(forced):
-                    return m(xin)
-
-            def forward(forced: ForcedDecisions):
-                return forward_with(model, forced)
-            identity_skip: Any = None  # an identity block's skip driven from Python: what a padded skip is timed against
-            gate_times: dict[tuple[GateConfig, str, str], tuple[str, Timing]] = {}
-            for key, b in shapes.items():
-                block = blocks[b.index]
-                x = torch.rand(batch, b.in_channels, *b.in_hw, device=dev).contiguous(memory_format=_CL)
-
-                def run_block(forced: ForcedDecisions, xin=x, i=b.index, blk=block):
-                    with model.forced(forced):
-                        return ex.block(i, blk, xin)
-
-                off = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool))
-                if in_network:  # a skipped identity block is no work in the native pass; a padded one pads
-                    if b.shortcut == "identity":
-                        t = _point(0.0, repeats)
-                        if identity_skip is None:
-                            identity_skip = partial(run_block, off, x, b.index, block)
-                    else:
-                        t = diff(lambda: run_block(off), identity_skip if identity_skip is not None else _nothing)
-                else:
-                    t = timed(lambda: run_block(off))
-                add("block_skip", key, 0, batch, t)
-                skip_ms[key] = t.latency_ms_median
-                bar.update(1)
-                for n_groups in range(1, groups[b.index] + 1):
-                    keep = [None] * nb
-                    keep[b.index] = torch.arange(groups[b.index]) < n_groups
-                    on = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool), channel_keep=tuple(keep))
-                    if in_network:
-                        alone = ForcedDecisions(block_run=torch.arange(nb) == b.index, channel_keep=tuple(keep))
-                        residual = diff(lambda f=alone: forward(f), lambda: forward(none_run))
-                        t = replace(residual, latency_ms_median=residual.latency_ms_median + skip_ms[key])
-                    else:
-                        t = timed(lambda: run_block(on))
-                    add("block_run", key, n_groups * group_size, batch, t)
-                    bar.update(1)
-                # Gates are timed through the executor as differences (gated minus ungated execution of the
-                # same block): that counts everything a gate costs at inference (pooling, MLP, decision,
-                # reading its scales, scaling the kept channels), not just the MLP call.
-                keep_all = [None] * nb
-                keep_all[b.index] = torch.ones(groups[b.index], dtype=torch.bool)
-                all_on = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool), channel_keep=tuple(keep_all))
-                gated_off = ForcedDecisions(block_run=torch.zeros(nb, dtype=torch.bool), evaluate_gates=True)
-                gated_on = replace(all_on, evaluate_gates=True)
-                chan_on = ForcedDecisions(channel_keep=tuple(keep_all), evaluate_gates=True)
-                for cfg in configs:
-                    lc, ch = gate_models(cfg)
-                    gspec = describe(lc).blocks[b.index]
-                    by_model = {id(lc): lc.blocks()[b.index], id(ch): ch.blocks()[b.index]}
-
-                    def via(m: Any, forced: ForcedDecisions, i=b.index, xin=x, blks=by_model):
-                        blk = blks[id(m)]
-                        with m.forced(forced):
-                            return m.engine.block(i, blk, xin)
-
-                    layer = diff(lambda: via(lc, gated_off), lambda: run_block(off))
-                    chan_after_layer = diff(lambda: via(lc, gated_on), lambda: run_block(all_on))
-                    chan_after_layer = replace(chan_after_layer,
-                                               latency_ms_median=max(0.0, chan_after_layer.latency_ms_median - layer.latency_ms_median),
-                                               latency_ms_p95=max(0.0, chan_after_layer.latency_ms_p95 - layer.latency_ms_median))
-                    chan_alone = diff(lambda: via(ch, chan_on), lambda: run_block(all_on))
-                    gate_times[cfg, "layer_gate", key] = (gate_key(gspec, gspec.layer_gate, cfg.pooling, pools=True), layer)
-                    gate_times[cfg, "channel_gate", key] = (gate_key(gspec, gspec.channel_gate, cfg.pooling, pools=False), chan_after_layer)
-                    gate_times[cfg, "channel_gate_alone", key] = (gate_key(gspec, gspec.channel_gate, cfg.pooling, pools=True), chan_alone)
-                    bar.update(2)
-                if batch > 1:  # half the batch runs: gather, run at full width, scatter back
-                    half = torch.arange(batch) < batch // 2
-                    run = torch.ones(batch, nb, dtype=torch.bool)
-                    run[:, b.index] = half
-                    part = ForcedDecisions(block_run=run)
-                    full = ForcedDecisions(block_run=torch.ones(batch, nb, dtype=torch.bool))
-                    clone = timed(lambda: x.clone()).latency_ms_median
-                    t_part = timed(lambda: run_block(part, x.clone())).latency_ms_median - clone
-                    t_full = timed(lambda: run_block(full)).latency_ms_median
-                    scatter = max(0.0, t_part - 0.5 * (t_full - skip_ms[key]) - skip_ms[key])
-                    add("block_scatter", key, 0, batch, _point(scatter, repeats))
-                    bar.update(1)
-            for (_cfg, unit, _), (gkey, t) in _gates_in_network(gate_times, gate_models, arch, nb, forward_with, in_network, diff).items():
-                add("channel_gate" if unit == "channel_gate_alone" else unit, gkey, 0, batch, t)
-            # The frame: a whole forward with every block skipped, minus its parts. Inside one native
-            # call, stem and head cost less than driven alone from Python: where their Python-driven
-            # times exceed the empty pass, they are scaled to fill it, so the parts sum to what ran.
-            # The empty pass timed between full ones, as a stream of images runs it: repeated alone it
-            # finds the interpreter's and the stem's state in the caches and runs ~3 µs (a fifth) faster.
-            every_run = ForcedDecisions(block_run=torch.ones(nb, dtype=torch.bool))
-            passes = (none_run, every_run)
-            whole = measure_interleaved(2, lambda i: forward(passes[i]), warmup=warmup, repeats=repeats, device=dev)[0].latency_ms_median
-            skips = sum(skip_ms[block_key(b)] for b in arch.blocks)
-            frame = whole - stem.latency_ms_median - head.latency_ms_median - skips
-            if frame < 0 and stem.latency_ms_median + head.latency_ms_median > 0:
-                shrink = max(0.0, whole - skips) / (stem.latency_ms_median + head.latency_ms_median)
-                for unit, t in (("stem", stem), ("head", head)):
-                    entries.remove(next(e for e in entries if e.unit == unit and e.batch == batch))
-                    add(unit, "", 0, batch, _point(t.latency_ms_median * shrink, t.count))
-                frame = 0.0
-            add("frame", "", 0, batch, _point(max(0.0, frame), repeats))
-            bar.update(1)
+            measure_batch(batch)
         if cal_model is not None:
             for size in batches:
                 cal_passes[size].append(calibration_pass(cal_model, batch=size, executions=cal_executions(size), repeats=cal_rounds(size),
@@ -275,7 +280,7 @@ def profile_model(
     entries = _median_entries(by_sweep)
     bar.close()
     measurement = {"batch_sizes": list(batches), "warmup": warmup, "repeats": repeats, "sweeps": sweeps, "group_size": group_size,
-                   "gate_hiddens": list(hiddens), "gate_poolings": list(poolings), "gate_scaling": scaling,
+                   **gate_shapes,
                    "timer": "cuda events" if dev.type == "cuda" else "time.perf_counter",
                    # which convolutions batch 1 ran on: a table is only valid for the same engine
                    "batch1_convs": native_status() if dev.type == "cpu" else "pytorch (cuda)",
@@ -299,7 +304,7 @@ def _median_entries(by_sweep: list[list[LatencyEntry]]) -> list[LatencyEntry]:
     groups: dict[tuple, list[LatencyEntry]] = {}
     for sweep in by_sweep:
         for e in sweep:
-            groups.setdefault((e.model, e.unit, e.shape, e.kept_channels, e.batch), []).append(e)
+            groups.setdefault(e.key, []).append(e)
     return [replace(g[0], latency_ms_median=statistics.median(e.latency_ms_median for e in g),
                     latency_ms_p95=statistics.median(e.latency_ms_p95 for e in g),
                     latency_ms_std=statistics.median(e.latency_ms_std for e in g), count=sum(e.count for e in g))
